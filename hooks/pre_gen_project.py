@@ -1,0 +1,105 @@
+"""Validate every cookiecutter answer as data, before anything is written.
+
+A bad answer stops generation with one line that names the answer and what is
+wrong; cookiecutter then removes the half-created project directory.  The
+checks are plain functions so the template's tests can call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+
+CHOICES = {
+    "python_version": ("3.11", "3.12", "3.13"),
+    "license": ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary"),
+    "ci": ("github", "gitlab", "none"),
+}
+SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+# Names a generated package must not shadow: the project's own dependencies
+# and the directories every project has.
+RESERVED_PACKAGES = frozenset(
+    {
+        "dvc", "fairlearn", "fastapi", "matplotlib", "nbval", "numpy", "pandas",
+        "pandera", "papermill", "pyarrow", "pytest", "scipy", "sklearn", "skops",
+        "uvicorn", "yaml", "data", "models", "notebooks", "reports", "src", "tests",
+    }
+)
+MAX_TEXT = 200
+# Free text lands in JSON, TOML, YAML and notebooks: keep out what would need escaping there.
+FORBIDDEN_CHARACTERS = ('"', "\\", "{", "}", "`")
+
+
+def check_text(name: str, value: str) -> str | None:
+    if not value.strip():
+        return f"{name} is empty"
+    if len(value) > MAX_TEXT:
+        return f"{name} is {len(value)} characters long; at most {MAX_TEXT} are allowed"
+    if any(ord(ch) < 32 for ch in value):
+        return f"{name} {value!r} contains a newline or control character"
+    if any(ch in value for ch in FORBIDDEN_CHARACTERS):
+        return f"{name} {value!r} contains a quote, backslash or brace, which the generated files cannot hold"
+    return None
+
+
+def check_slug(value: str) -> str | None:
+    if not SLUG_RE.match(value) or len(value) > 64:
+        return (
+            f"project_slug {value!r} is not a valid directory name: use 1-64 lowercase "
+            "letters, digits, '-' or '_', starting with a letter"
+        )
+    return None
+
+
+def check_package(value: str) -> str | None:
+    if not PACKAGE_RE.match(value) or len(value) > 64:
+        return (
+            f"package_name {value!r} is not a valid Python package name: use lowercase "
+            "letters, digits and '_', starting with a letter"
+        )
+    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
+        return f"package_name {value!r} is a Python keyword"
+    if value in sys.stdlib_module_names or value in RESERVED_PACKAGES:
+        return f"package_name {value!r} would shadow the module of the same name; choose another"
+    return None
+
+
+def check_email(value: str) -> str | None:
+    if not EMAIL_RE.match(value):
+        return f"author_email {value!r} is not an e-mail address (expected name@domain.tld)"
+    return None
+
+
+def check_choice(name: str, value: str) -> str | None:
+    allowed = CHOICES[name]
+    if value not in allowed:
+        return f"{name} {value!r} is not one of: {', '.join(allowed)}"
+    return None
+
+
+def validate(answers: dict) -> list[str]:
+    """Return one message per bad answer (empty when all answers are good)."""
+    errors: list[str | None] = []
+    for name in ("project_name", "description", "author_name"):
+        errors.append(check_text(name, str(answers.get(name, ""))))
+    errors.append(check_slug(str(answers.get("project_slug", ""))))
+    errors.append(check_package(str(answers.get("package_name", ""))))
+    errors.append(check_email(str(answers.get("author_email", ""))))
+    for name in CHOICES:
+        errors.append(check_choice(name, str(answers.get(name, ""))))
+    return [e for e in errors if e]
+
+
+def main(answers: dict) -> int:
+    errors = validate(answers)
+    for error in errors:
+        print(f"ERROR: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json.loads({{ cookiecutter | jsonify | tojson }})))

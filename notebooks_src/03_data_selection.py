@@ -1,0 +1,137 @@
+# %% [markdown]
+# # 03 · Data selection
+#
+# **What this step decides:** which columns are available and useful enough to become
+# features, and which must be kept out: identifiers (unique per row, so they memorise
+# rather than generalise), leakage (a column that alone predicts the target almost
+# perfectly usually encodes the outcome itself), constants, free text and dates.
+#
+# **Inputs:** the raw data named by `data.path`; the `data` and `data_selection` sections
+# of `params.yaml`.
+# **Outputs:** `data/interim/selected.parquet` (selected columns, target as 0/1),
+# `reports/03_data_selection/dataset_spec.json` (the role and schema of every column, used
+# by every later step), `data_dictionary.csv` and `datasheet.md`.
+
+# %% tags=["parameters"]
+path = "data/raw/adult.csv.gz"
+target = "income"
+positive_label = ">50K"
+sensitive_features = ["sex", "race"]
+id_columns = []
+drop_columns = ["fnlwgt"]
+categorical_columns = []
+keep_columns = []
+production_dir = "data/production"
+dataset_source = "UCI Adult (Census Income), extracted by Barry Becker from the 1994 US Census database; donated by Ronny Kohavi and Barry Becker (https://doi.org/10.24432/C5XW20)"
+dataset_license = "CC BY 4.0"
+leakage_auc = 0.98
+identifier_unique_ratio = 0.95
+max_categories = 200
+seed = 42
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from {{ cookiecutter.package_name }} import data, datasheet, profiling
+from {{ cookiecutter.package_name }}.notebook import show, start_step
+
+step = start_step("data_selection")
+contract = {
+    "path": path, "target": target, "positive_label": positive_label,
+    "sensitive_features": sensitive_features, "id_columns": id_columns, "drop_columns": drop_columns,
+    "categorical_columns": categorical_columns, "keep_columns": keep_columns,
+}
+
+# %% [markdown]
+# ## Availability: load and check the data contract
+
+# %%
+raw = data.read_table(step.path(path))
+y_all = data.check_contract(raw, contract)
+labelled = y_all.notna()
+frame, y = raw.loc[labelled].reset_index(drop=True), y_all[labelled].astype(int).reset_index(drop=True)
+show(
+    f"`{path}`: **{len(raw):,} rows × {raw.shape[1]} columns**; {int((~labelled).sum()):,} rows have no label. "
+    f"Positive class `{positive_label}`: **{y.mean():.1%}** of labelled rows. "
+    f"{int(frame.duplicated().sum()):,} rows are exact duplicates."
+)
+
+# %% [markdown]
+# ## Profile of every column
+# Single-feature AUC is measured out of fold (categories are replaced by their positive rate
+# in the other fold), so 0.5 means useless and 1.0 means the column alone separates the classes.
+
+# %%
+features = frame.drop(columns=[target])
+prof = profiling.profile(features, y, categorical=data.as_list(categorical_columns), seed=seed)
+prof = profiling.flag_columns(prof, leakage_auc, identifier_unique_ratio, max_categories, len(frame))
+prof.round(3)
+
+# %%
+ranked = prof.dropna(subset=["auc"]).sort_values("auc")
+fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2))
+colors = ["#c44e52" if ex else "#4c72b0" for ex in ranked["exclude"]]
+ax.barh(ranked["column"], ranked["auc"], color=colors)
+ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+ax.axvline(leakage_auc, color="#c44e52", linestyle=":", linewidth=1)
+ax.set_xlim(0.45, 1.0)
+ax.set_title("Usefulness of each column on its own (red: excluded)")
+ax.set_xlabel("single-feature ROC AUC, out of fold")
+step.save_figure(fig, "column_usefulness.png")
+plt.show()
+
+# %% [markdown]
+# ## Selection
+
+# %%
+spec = profiling.dataset_spec(frame, prof, contract, max_categories, raw[target])
+flagged = prof[prof["flags"] != ""]
+best = ranked.iloc[::-1].head(3)
+show(
+    f"**{len(spec['numeric_features'])} numeric** and **{len(spec['categorical_features'])} categorical** features selected; "
+    f"**{len(spec['excluded_columns'])}** columns excluded"
+    + ("".join(f"\n- `{c}`: {why}" for c, why in spec["excluded_columns"].items()) or ".")
+    + "\n\nMost useful on their own: " + ", ".join(f"`{r.column}` (AUC {r.auc:.3f})" for r in best.itertuples())
+    + "." + (f"\n\nFlagged but kept: " + ", ".join(f"`{r.column}` ({r.flags})" for r in flagged[~flagged['exclude']].itertuples())
+             if (~flagged["exclude"]).any() else "")
+)
+if spec["sensitive_bins"]:
+    show("Numeric sensitive features are grouped by quantile bins: " + "; ".join(
+        f"`{f}`: {', '.join(f'{e:g}' for e in edges)}" for f, edges in spec["sensitive_bins"].items()))
+
+# %%
+selected_columns = profiling.input_columns(spec)
+selected = frame[selected_columns].assign(**{target: y.to_numpy()})
+step.path("data/interim").mkdir(parents=True, exist_ok=True)
+selected.to_parquet(step.path("data/interim/selected.parquet"), index=False)
+step.write_json("dataset_spec.json", spec)
+dictionary = prof.assign(
+    role=lambda d: d["column"].map(
+        lambda c: "sensitive" if c in sensitive_features else ("excluded" if c in spec["excluded_columns"] else "feature")
+    )
+)[["column", "role", "kind", "dtype", "missing_rate", "n_unique", "min", "max", "top_values", "auc", "flags"]]
+dictionary = pd.concat([dictionary, pd.DataFrame([{
+    "column": target, "role": "target", "kind": "categorical", "dtype": str(raw[target].dtype),
+    "missing_rate": float((~labelled).mean()), "n_unique": 2, "top_values": f"positive: {positive_label}",
+}])], ignore_index=True)
+dictionary.round(4).to_csv(step.out / "data_dictionary.csv", index=False)
+facts = {
+    "path": path, "source": dataset_source, "license": dataset_license, "rows": len(raw), "columns": raw.shape[1],
+    "prevalence": float(y.mean()), "unlabelled_rows": int((~labelled).sum()),
+    "duplicate_rows": int(frame.duplicated().sum()), "production_dir": production_dir,
+    **{k: v for k, v in step.read_report("business_case", "charter.json").items() if k in ("problem", "decision")},
+}
+step.write_text("datasheet.md", datasheet.datasheet_markdown(facts, prof, spec))
+
+# %% [markdown]
+# ## Summary
+
+# %%
+show(
+    f"Selected **{len(selected):,} labelled rows** and **{len(profiling.feature_columns(spec))} features** "
+    f"(plus sensitive {', '.join(f'`{f}`' for f in sensitive_features)}, kept for fairness analysis, not as features) "
+    f"into `data/interim/selected.parquet`. The datasheet (`datasheet.md`) and data dictionary "
+    f"(`data_dictionary.csv`) document what was kept and why; `dataset_spec.json` carries the inferred schema "
+    f"that step 05 validates against."
+)

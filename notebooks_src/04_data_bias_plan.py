@@ -1,0 +1,181 @@
+# %% [markdown]
+# # 04 · Data bias remediation plan
+#
+# **What this step decides:** how to treat bias that is already in the data before a model
+# learns it. For every sensitive feature we measure how each group is represented, how
+# often its rows carry the positive label, and how well the *other* features reveal group
+# membership (proxies: dropping the sensitive column does not remove what they encode).
+# Then we try the candidate remediations on a quick model and choose one from the evidence.
+#
+# **Inputs:** `data/interim/selected.parquet`, `reports/03_data_selection/dataset_spec.json`,
+# the `data_bias_plan` section of `params.yaml`.
+# **Outputs:** `reports/04_data_bias_plan/bias_plan.json` (the chosen remediation and the
+# sample weights per group and label that step 06 applies), `representation.csv`, figures,
+# and `reports/plots/base_rates.csv` for `dvc plots`. No row is dropped here.
+
+# %% tags=["parameters"]
+min_group_size = 30
+remediation = "auto"
+proxy_auc_alert = 0.8
+seed = 42
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+
+from {{ cookiecutter.package_name }} import bias, data, features
+from {{ cookiecutter.package_name }}.notebook import pct, show, start_step
+
+step = start_step("data_bias_plan")
+spec = step.read_report("data_selection", "dataset_spec.json")
+selected = pd.read_parquet(step.path("data/interim/selected.parquet"))
+y = selected[spec["target"]]
+groups = data.sensitive_groups(selected, spec)
+intersection = data.intersection_labels(groups)
+CHOICES = ("auto", "none", "reweighing", "resampling")
+if remediation not in CHOICES:
+    raise ValueError(f"data_bias_plan.remediation: {remediation!r} is not one of {', '.join(CHOICES)}")
+
+# %% [markdown]
+# ## Representation and base rates by group
+
+# %%
+tables = {f: bias.representation(groups[f], y, min_group_size) for f in spec["sensitive_features"]}
+for feature, table in tables.items():
+    gap, hi, lo = bias.base_rate_gap(table)
+    small = table.index[~table["assessable"]].tolist()
+    show(
+        f"**`{feature}`**: {len(table)} groups. Positive rate ranges from **{pct(table.loc[lo, 'positive_rate'])}** "
+        f"(`{lo}`) to **{pct(table.loc[hi, 'positive_rate'])}** (`{hi}`), a gap of **{pct(gap)}** "
+        f"(overall {pct(y.mean())}). Largest group `{table.index[0]}` holds {pct(table['share'].iloc[0])} of rows."
+        + (f" Too small to assess (< {min_group_size} rows): {', '.join(f'`{g}`' for g in small)}." if small else "")
+    )
+    display(table.round(3))
+
+# %%
+fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 3.5), squeeze=False)
+for ax, (feature, table) in zip(axes[0], tables.items()):
+    shown = table.sort_values("positive_rate")
+    ax.barh(shown.index.astype(str), shown["positive_rate"], color=np.where(shown["assessable"], "#4c72b0", "#bbbbbb"))
+    ax.axvline(y.mean(), color="#c44e52", linestyle="--", linewidth=1, label="overall")
+    ax.set_title(f"Positive base rate by {feature}")
+    ax.set_xlabel(f"share of rows with {spec['target']} = {spec['positive_label']}")
+    ax.legend(loc="lower right")
+step.save_figure(fig, "base_rates.png")
+plt.show()
+
+# %% [markdown]
+# ## Intersectional groups
+# Combinations of sensitive features can hide gaps that each feature alone does not show.
+
+# %%
+inter = bias.representation(intersection, y, min_group_size)
+assessable = inter[inter["assessable"]]
+gap, hi, lo = bias.base_rate_gap(inter)
+show(
+    f"{len(inter)} intersectional groups, **{len(assessable)}** with at least {min_group_size} rows "
+    f"(covering {pct(assessable['share'].sum())} of rows). Base rates range from {pct(inter.loc[lo, 'positive_rate'])} "
+    f"(`{lo}`) to {pct(inter.loc[hi, 'positive_rate'])} (`{hi}`)."
+)
+inter.head(15).round(3)
+
+# %% [markdown]
+# ## Proxy scan
+# How well each feature alone predicts membership in each group (one-vs-rest AUC, out of fold,
+# weighted by group size), and all features together.
+
+# %%
+feature_cols = spec["numeric_features"] + spec["categorical_features"]
+kinds = {c: spec["columns"][c]["kind"] for c in feature_cols}
+preprocessor = features.build_preprocessor(spec)
+encoded = preprocessor.fit_transform(selected[feature_cols])
+proxies = pd.DataFrame({f: bias.proxy_scan(selected[feature_cols], groups[f], kinds, min_group_size, seed) for f in spec["sensitive_features"]})
+joint = {f: bias.joint_proxy_auc(encoded, groups[f], min_group_size, seed) for f in spec["sensitive_features"]}
+proxies.round(3)
+
+# %%
+strong = {f: proxies[f][proxies[f] >= proxy_auc_alert].index.tolist() for f in proxies}
+show("\n".join(
+    f"- **`{f}`**: all features together predict it with AUC **{joint[f]:.3f}**; strongest single proxy "
+    f"`{proxies[f].idxmax()}` (AUC {proxies[f].max():.3f})"
+    + (f"; above the {proxy_auc_alert} alert: {', '.join(f'`{c}`' for c in strong[f])}." if strong[f] else ".")
+    for f in proxies
+) + "\n\nDropping the sensitive columns alone would not make the model blind to them.")
+
+# %% [markdown]
+# ## Candidate remediations, measured
+# Each candidate trains the same quick model (logistic regression on the step-05 style
+# features) on 70% of the rows and is measured on the other 30%: accuracy, and the largest
+# selection-rate gap (demographic parity difference) over the sensitive features.
+
+# %%
+weights_table = bias.reweighing_table(intersection, y)
+train_idx, hold_idx = train_test_split(np.arange(len(selected)), test_size=0.3, stratify=y, random_state=seed)
+x_train, x_hold = selected.iloc[train_idx][feature_cols], selected.iloc[hold_idx][feature_cols]
+y_train, y_hold = y.iloc[train_idx], y.iloc[hold_idx]
+train_weights = bias.row_weights(intersection.iloc[train_idx], y_train, weights_table)
+
+
+def measure(fit_x, fit_y, sample_weight=None):
+    model = make_pipeline(features.build_preprocessor(spec), LogisticRegression(max_iter=1000))
+    model.fit(fit_x, fit_y, logisticregression__sample_weight=sample_weight)
+    pred = model.predict(x_hold)
+    gaps = [bias.selection_rate_gap(pred, groups[f].iloc[hold_idx], min_group_size) for f in spec["sensitive_features"]]
+    return {"accuracy": float((pred == y_hold.to_numpy()).mean()), "max_parity_gap": float(np.nanmax(gaps))}
+
+
+resampled = bias.resample_indices(train_weights, seed)
+effects = pd.DataFrame({
+    "none": measure(x_train, y_train),
+    "reweighing": measure(x_train, y_train, train_weights),
+    "resampling": measure(x_train.iloc[resampled], y_train.iloc[resampled]),
+}).T
+effects.round(4)
+
+# %%
+fig, ax = plt.subplots()
+ax.scatter(effects["max_parity_gap"], effects["accuracy"], s=60)
+for name, row in effects.iterrows():
+    ax.annotate(name, (row["max_parity_gap"], row["accuracy"]), textcoords="offset points", xytext=(6, 4))
+ax.set_title("Remediation candidates: accuracy against fairness gap")
+ax.set_xlabel("largest demographic parity difference (lower is fairer)")
+ax.set_ylabel("hold-out accuracy")
+step.save_figure(fig, "remediation_tradeoff.png")
+plt.show()
+
+# %% [markdown]
+# ## The plan
+
+# %%
+chosen = bias.choose_remediation(effects) if remediation == "auto" else remediation
+summary = bias.plan_summary(chosen, effects)
+show(
+    f"Chosen remediation: **{chosen}** ({'chosen from the evidence: smallest gap within 1 point of accuracy' if remediation == 'auto' else 'set in params.yaml'}). "
+    f"On the quick model it moves the largest parity gap from **{summary['parity_gap_before']:.3f}** to "
+    f"**{summary['parity_gap_after']:.3f}** and accuracy from {summary['accuracy_before']:.3f} to {summary['accuracy_after']:.3f}. "
+    "Step 06 applies it as sample weights on the training split; step 08 checks what remains in the final model."
+)
+step.write_json("bias_plan.json", {
+    **summary,
+    "requested": remediation,
+    "group_columns": spec["sensitive_features"],
+    "weights": weights_table[["group", "label", "rows", "weight"]].to_dict(orient="records"),
+    "effects": effects.reset_index(names="remediation").to_dict(orient="records"),
+    "joint_proxy_auc": joint,
+    "strong_proxies": strong,
+})
+pd.concat({f: t for f, t in tables.items()}, names=["feature"]).to_csv(step.out / "representation.csv")
+plot_rows = [{"group": f"{f}={g}", "positive_rate": round(float(r), 4)} for f, t in tables.items() for g, r in t["positive_rate"].items()]
+step.write_plot_data("base_rates.csv", pd.DataFrame(plot_rows))
+
+# %% [markdown]
+# ## Summary
+# The representation tables and base-rate gaps above are the bias present in the data. The
+# proxy scan shows how much of the sensitive information the remaining features still carry.
+# `bias_plan.json` records the chosen remediation with its measured effect and the weights
+# step 06 applies; the final model's fairness is assessed, and if needed mitigated, in step 08.

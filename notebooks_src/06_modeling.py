@@ -1,0 +1,175 @@
+# %% [markdown]
+# # 06 · Modeling
+#
+# **What this step decides:** which model, with which settings and which decision threshold,
+# goes forward, and whether it has earned release. Two baselines (the majority class and a
+# shallow decision tree a person can read) set the floor; two stronger candidates (logistic
+# regression and histogram gradient boosting) are tuned by cross-validation on the training
+# split, with step 04's remediation applied. The model is chosen on the validation split, its
+# threshold set to minimise step 01's business cost, and only then evaluated, once, on the test
+# split against step 02's gates.
+#
+# **Inputs:** `data/processed/`, the charter (costs), the success criteria (gates), the data
+# spec and the bias plan; the `modeling` section of `params.yaml`.
+# **Outputs:** `models/trained_pipeline.skops`, `reports/06_modeling/modeling.json` (metrics,
+# threshold, gate table, releasable or not and why), `reports/metrics/modeling.json` (DVC
+# metrics), ROC and precision-recall curves for `dvc plots`, and figures.
+
+# %% tags=["parameters"]
+cv_folds = 3
+search_iterations = 4
+search_space = {"logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]}, "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [20, 50]}}
+seed = 42
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+from sklearn.calibration import calibration_curve
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve
+
+from {{ cookiecutter.package_name }} import artifacts, fairness, gates, modeling
+from {{ cookiecutter.package_name }}.notebook import show, start_step, thin_curve
+from {{ cookiecutter.package_name }}.profiling import feature_columns
+
+step = start_step("modeling")
+spec = step.read_report("data_selection", "dataset_spec.json")
+charter = step.read_report("business_case", "charter.json")
+criteria = step.read_report("success_criteria", "success_criteria.json")
+plan = step.read_report("data_bias_plan", "bias_plan.json")
+splits = {name: pd.read_parquet(step.path(f"data/processed/{name}.parquet")) for name in ("train", "validation", "test")}
+target, cols = spec["target"], feature_columns(spec)
+cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
+
+# %% [markdown]
+# ## Train, tune and compare on validation
+
+# %%
+result = modeling.train_and_select(
+    splits["train"], splits["validation"], spec, plan, search_space, cost_fp, cost_fn,
+    folds=cv_folds, iterations=search_iterations, seed=seed,
+)
+table = result.candidates.drop(columns=["params"])
+table.round(4)
+
+# %%
+best_baseline = table[table["baseline"]]["validation_expected_cost"].min()
+show(
+    f"Chosen on validation: **{result.name}** with {result.params or 'default settings'}; validation ROC AUC "
+    f"**{table.loc[result.name, 'validation_roc_auc']:.3f}** and expected cost **{table.loc[result.name, 'validation_expected_cost']:.3f}** "
+    f"per decision at threshold {result.threshold:.3f}, against {best_baseline:.3f} for the best baseline "
+    f"(remediation from step 04: `{plan['remediation']}`)."
+)
+
+# %% [markdown]
+# ## One evaluation on the test split
+
+# %%
+test = splits["test"]
+y_test = test[target].to_numpy()
+p_test = modeling.probabilities(result.model, test[cols])
+metrics = modeling.evaluate(y_test, p_test, result.threshold, cost_fp, cost_fn)
+baseline_cost = charter["baseline_expected_cost"]
+metrics["cost_reduction_vs_baseline"] = (baseline_cost - metrics["expected_cost"]) / baseline_cost
+baselines = {name: modeling.evaluate(y_test, modeling.probabilities(result.models[name], test[cols]),
+                                     result.candidates.loc[name, "threshold"], cost_fp, cost_fn)
+             for name in modeling.BASELINES}
+comparison = pd.DataFrame({result.name: metrics, **baselines}).T
+comparison.round(4)
+
+# %%
+fpr, tpr, _ = roc_curve(y_test, p_test)
+precision, recall, _ = precision_recall_curve(y_test, p_test)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+axes[0].plot(fpr, tpr, label=f"{result.name} (AUC {metrics['roc_auc']:.3f})")
+axes[0].plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+axes[0].scatter([charter["baseline_false_positive_rate"]], [charter["baseline_true_positive_rate"]], color="#c44e52", zorder=3, label="current process")
+axes[0].set(title="ROC curve, test split", xlabel="false positive rate", ylabel="true positive rate")
+axes[0].legend(loc="lower right")
+axes[1].plot(recall, precision, label=f"AP {metrics['average_precision']:.3f}")
+axes[1].axhline(y_test.mean(), linestyle="--", color="grey", label="prevalence")
+axes[1].set(title="Precision-recall curve, test split", xlabel="recall", ylabel="precision")
+axes[1].legend(loc="upper right")
+step.save_figure(fig, "roc_pr.png")
+plt.show()
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+ConfusionMatrixDisplay.from_predictions(y_test, (p_test >= result.threshold).astype(int), ax=axes[0], colorbar=False,
+                                        display_labels=["negative", f"{spec['positive_label']}"])
+axes[0].set(title=f"Confusion matrix at threshold {result.threshold:.3f}", xlabel="predicted", ylabel="actual")
+prob_true, prob_pred = calibration_curve(y_test, p_test, n_bins=10, strategy="quantile")
+axes[1].plot(prob_pred, prob_true, marker="o", label=result.name)
+axes[1].plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+axes[1].set(title=f"Calibration (Brier {metrics['brier']:.3f})", xlabel="mean predicted probability", ylabel="observed positive rate")
+axes[1].legend(loc="upper left")
+step.save_figure(fig, "confusion_calibration.png")
+plt.show()
+
+# %% [markdown]
+# ## What drives the model: permutation importance on the test split
+
+# %%
+sample = test.sample(n=min(len(test), 3000), random_state=seed)
+importance = permutation_importance(result.model, sample[cols], sample[target], scoring="roc_auc", n_repeats=3, random_state=seed)
+ranked = pd.Series(importance.importances_mean, index=cols).sort_values()
+fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2))
+ax.barh(ranked.index, ranked.values, xerr=pd.Series(importance.importances_std, index=cols)[ranked.index], color="#4c72b0")
+ax.set(title="Permutation feature importance", xlabel="drop in test ROC AUC when the feature is shuffled")
+step.save_figure(fig, "permutation_importance.png")
+plt.show()
+
+# %% [markdown]
+# ## Per-group metrics on the sensitive slices
+
+# %%
+decisions = (p_test >= result.threshold).astype(int)
+slices = fairness.group_metrics_table(y_test, decisions, test, spec)
+slices.round(3)
+
+# %% [markdown]
+# ## Gates of step 02
+
+# %%
+gate_list = gates.gates_for(criteria["gates"], "modeling")
+gate_table = gates.evaluate(gate_list, {f"test_{k}": v for k, v in metrics.items()} | {"cost_reduction_vs_baseline": metrics["cost_reduction_vs_baseline"]})
+reasons = gates.failures(gate_table)
+releasable = not reasons
+display(gate_table)
+show(
+    f"Test ROC AUC **{metrics['roc_auc']:.3f}**, expected cost **{metrics['expected_cost']:.3f}** per decision against "
+    f"the baseline's {baseline_cost:.3f} (**{metrics['cost_reduction_vs_baseline']:.1%}** cheaper). "
+    + ("**Releasable:** every quality gate passes." if releasable else "**Not releasable:** " + "; ".join(reasons) + ".")
+)
+
+# %%
+artifacts.save(result.model, step.path("models/trained_pipeline.skops"))
+step.write_json("modeling.json", {
+    "model": result.name,
+    "params": result.params,
+    "threshold": result.threshold,
+    "remediation": plan["remediation"],
+    "test_metrics": metrics,
+    "baselines_test_metrics": baselines,
+    "candidates": result.candidates.reset_index().to_dict(orient="records"),
+    "gates": gate_table.to_dict(orient="records"),
+    "releasable": releasable,
+    "reasons": reasons,
+    "feature_importance": ranked.iloc[::-1].to_dict(),
+})
+step.write_metrics({"model": result.name, "threshold": result.threshold, "releasable": releasable,
+                    **{f"test_{k}": v for k, v in metrics.items()}})
+step.write_plot_data("roc.csv", thin_curve({"fpr": fpr, "tpr": tpr}))
+step.write_plot_data("precision_recall.csv", thin_curve({"recall": recall, "precision": precision}))
+
+# %% [markdown]
+# ## Summary
+
+# %%
+show(
+    f"**{result.name}** goes forward with threshold **{result.threshold:.3f}** "
+    f"({'releasable' if releasable else 'NOT releasable'}). It is saved as `models/trained_pipeline.skops`; "
+    "step 07 packages it for deployment only if it is releasable, and step 08 checks its fairness gates."
+)

@@ -1,0 +1,227 @@
+# %% [markdown]
+# # 08 · Fairness assessment of the final solution
+#
+# **What this step decides:** whether the deployed model treats the groups of every sensitive
+# feature fairly enough to release, and if not, which mitigation to apply and at what cost.
+# Per-group selection rate, true and false positive rates and precision are measured on the
+# test split with fairlearn's `MetricFrame`, with bootstrap confidence intervals; demographic
+# parity and equalized odds gaps are checked against step 02's gates. If a gate fails, a
+# post-processing mitigation (`ThresholdOptimizer`) and a reduction (`ExponentiatedGradient`)
+# are fitted on the validation split and compared on the test split, and the release decision
+# is recorded with the numbers behind it.
+#
+# **Inputs:** `models/model.skops`, `data/processed/`, the success criteria and the data spec;
+# the `fairness_assessment` section of `params.yaml`.
+# **Outputs:** `models/release.skops` (the artifact to serve: mitigated if needed),
+# `reports/08_fairness_assessment/` (release decision, per-group tables, figures),
+# `reports/metrics/fairness_assessment.json`, `reports/plots/selection_rate.csv`.
+
+# %% tags=["parameters"]
+bootstrap_samples = 200
+min_group_size = 30
+mitigation = "auto"
+seed = 42
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+from sklearn.metrics import roc_curve
+
+from {{ cookiecutter.package_name }} import artifacts, data, fairness, gates, mitigation as mitigate, modeling, scoring
+from {{ cookiecutter.package_name }}.notebook import show, start_step
+
+step = start_step("fairness_assessment")
+CHOICES = ("auto", "none", "threshold_optimizer", "exponentiated_gradient")
+if mitigation not in CHOICES:
+    raise ValueError(f"fairness_assessment.mitigation: {mitigation!r} is not one of {', '.join(CHOICES)}")
+spec = step.read_report("data_selection", "dataset_spec.json")
+criteria = step.read_report("success_criteria", "success_criteria.json")
+charter = step.read_report("business_case", "charter.json")
+bundle = scoring.load_bundle(step.path("models/model.skops"), allow_unreleased=True)
+meta, target = bundle["metadata"], spec["target"]
+test = pd.read_parquet(step.path("data/processed/test.parquet"))
+validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
+y_test = test[target].to_numpy()
+result = scoring.score(bundle, test, allow_extra=True, allow_unseen=True)
+scores, decisions = result["score"].to_numpy(), result["decision"].to_numpy()
+groups = data.sensitive_groups(test, spec)
+groups["intersection"] = data.intersection_labels(groups[spec["sensitive_features"]])
+fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
+
+# %% [markdown]
+# ## Per-group metrics with bootstrap confidence intervals
+
+# %%
+tables = {}
+for column in groups.columns:
+    frame = fairness.metric_frame(y_test, decisions, groups[column]).by_group
+    intervals = fairness.bootstrap_intervals(y_test, decisions, groups[column], bootstrap_samples, seed)
+    wide = intervals.pivot(index="group", columns="metric", values=["low", "high"])
+    wide.columns = [f"{m}_{bound}" for bound, m in wide.columns]
+    tables[column] = frame.join(wide).sort_values("count", ascending=False)
+tables[spec["sensitive_features"][0]].round(3)
+
+# %%
+features_to_plot = spec["sensitive_features"]
+fig, axes = plt.subplots(len(features_to_plot), 1, figsize=(9, 3.3 * len(features_to_plot)), squeeze=False)
+for ax, feature in zip(axes[:, 0], features_to_plot):
+    table = tables[feature][tables[feature]["count"] >= min_group_size]
+    positions = np.arange(len(table))
+    for offset, metric in zip((-0.27, 0, 0.27), ("selection_rate", "true_positive_rate", "false_positive_rate")):
+        values = table[metric].to_numpy(dtype=float)
+        errors = np.abs(np.vstack([values - table[f"{metric}_low"], table[f"{metric}_high"] - values]).astype(float))
+        ax.bar(positions + offset, values, width=0.27, yerr=errors, capsize=3, label=metric.replace("_", " "))
+    ax.set_xticks(positions, table.index.astype(str), rotation=20, ha="right")
+    ax.set_title(f"Decisions by {feature} (test split, 95% bootstrap intervals)")
+    ax.set_xlabel(feature)
+    ax.set_ylabel("rate")
+    ax.legend(fontsize=8, loc="upper right")
+fig.tight_layout()
+step.save_figure(fig, "group_metrics.png")
+plt.show()
+
+# %%
+fig, axes = plt.subplots(1, len(features_to_plot), figsize=(5.5 * len(features_to_plot), 4.2), squeeze=False)
+for ax, feature in zip(axes[0], features_to_plot):
+    for group, idx in groups.groupby(feature).groups.items():
+        rows = groups.index.get_indexer(idx)
+        if len(rows) >= min_group_size and len(np.unique(y_test[rows])) == 2:
+            fpr, tpr, _ = roc_curve(y_test[rows], scores[rows])
+            ax.plot(fpr, tpr, label=f"{group} (n={len(rows)})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(title=f"ROC by {feature}", xlabel="false positive rate", ylabel="true positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+step.save_figure(fig, "roc_by_group.png")
+plt.show()
+
+# %% [markdown]
+# ## Gaps against the gates
+
+# %%
+def assess(decided: np.ndarray) -> dict[str, float]:
+    return fairness.gap_metrics(y_test, decided, test, spec, min_group_size)
+
+
+before = assess(decisions)
+gate_before = gates.evaluate(fair_gates, before)
+display(gate_before)
+small = {f: tables[f].index[tables[f]["count"] < min_group_size].tolist() for f in spec["sensitive_features"]}
+show(
+    "\n".join(
+        f"- **`{f}`**: demographic parity difference **{before[f'demographic_parity_difference[{f}]']:.3f}** "
+        f"(ratio {before[f'demographic_parity_ratio[{f}]']:.2f}), equalized odds difference "
+        f"**{before[f'equalized_odds_difference[{f}]']:.3f}**"
+        + (f"; groups too small for the gates (< {min_group_size} rows, reported above): {', '.join(map(str, small[f]))}" if small[f] else "")
+        for f in spec["sensitive_features"]
+    )
+)
+
+# %% [markdown]
+# ## Mitigation, if a gate fails
+
+# %%
+failed = gates.failures(gate_before)
+cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
+x_val, y_val = validation[meta["feature_columns"]], validation[target].to_numpy()
+val_groups = data.sensitive_groups(validation, spec)
+failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
+constraint = "equalized_odds" if any(r.startswith("equalized_odds") for r in failed) else "demographic_parity"
+options = {"none": {"model": None, "decisions": decisions}}
+curves = None
+if failed and mitigation != "none":
+    to_model, curves = mitigate.fit_threshold_optimizer(bundle["model"], x_val, y_val, val_groups[failing_features], constraint, seed)
+    options["threshold_optimizer"] = {"model": to_model}
+    eg_model = mitigate.fit_exponentiated_gradient(bundle["model"], x_val, y_val, val_groups[failing_features], constraint, seed)
+    options["exponentiated_gradient"] = {"model": eg_model}
+    for name, option in options.items():
+        if option["model"] is not None:
+            option["decisions"] = option["model"].decide(test[meta["feature_columns"]], groups)
+rows = []
+for name, option in options.items():
+    gaps = assess(option["decisions"])
+    cost = modeling.evaluate(y_test, option["decisions"].astype(float), 0.5, cost_fp, cost_fn)
+    passes = gates.evaluate(fair_gates, gaps)["passed"].all()
+    rows.append({"mitigation": name, "accuracy": cost["accuracy"], "expected_cost": cost["expected_cost"],
+                 "selection_rate": cost["selection_rate"], "passes_fairness_gates": bool(passes),
+                 "max_dp_difference": max(v for k, v in gaps.items() if k.startswith("demographic_parity_difference")),
+                 "max_eo_difference": max(v for k, v in gaps.items() if k.startswith("equalized_odds_difference"))})
+tradeoff = pd.DataFrame(rows).set_index("mitigation")
+tradeoff.round(4)
+
+# %%
+fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6.5, 4.2), squeeze=False)
+ax = axes[0, 0]
+for name, row in tradeoff.iterrows():
+    ax.scatter(row["max_dp_difference"], row["accuracy"], s=70, label=name, zorder=3)
+ax.axvline(criteria["criteria"]["max_demographic_parity_difference"], color="#c44e52", linestyle=":", label="parity gate")
+ax.set(title="Accuracy against fairness gap (test split)", xlabel="largest demographic parity difference", ylabel="accuracy")
+ax.legend(fontsize=8, loc="lower right")
+if curves:
+    for group, curve in curves["groups"].items():
+        axes[0, 1].plot(curve["x"], curve["y"], label=str(group))
+    axes[0, 1].set(title="ThresholdOptimizer's trade-off curve per group (validation)",
+                   xlabel=curves["x_metric"].replace("_", " "), ylabel=curves["y_metric"].replace("_", " "))
+    axes[0, 1].legend(fontsize=7, loc="lower right")
+fig.tight_layout()
+step.save_figure(fig, "mitigation_tradeoff.png")
+plt.show()
+
+# %% [markdown]
+# ## Release decision
+
+# %%
+if mitigation == "auto":
+    passing = tradeoff[tradeoff["passes_fairness_gates"]]
+    chosen = passing["expected_cost"].idxmin() if len(passing) else tradeoff["max_dp_difference"].idxmin()
+else:
+    chosen = mitigation if mitigation in options else "none"
+after = assess(options[chosen]["decisions"])
+gate_after = gates.evaluate(fair_gates, after)
+cost_after = float(tradeoff.loc[chosen, "expected_cost"])
+quality = gates.evaluate(gates.gates_for(criteria["gates"], "modeling"), {
+    f"test_{criteria['criteria']['primary_metric']}": meta["metrics"][criteria["criteria"]["primary_metric"]],
+    "cost_reduction_vs_baseline": (charter["baseline_expected_cost"] - cost_after) / charter["baseline_expected_cost"],
+})
+all_gates = pd.concat([gate_after, quality], ignore_index=True)
+reasons = gates.failures(all_gates) + ([] if meta["releasable"] else [f"step 06: {r}" for r in meta["reasons"]])
+released = not reasons
+display(all_gates)
+if chosen == "none":
+    release_bundle = bundle
+else:
+    release_bundle = scoring.make_bundle(options[chosen]["model"], bundle["threshold"], {**meta, "needs_sensitive_features": True, "mitigation": chosen})
+release_bundle["metadata"] = {**release_bundle["metadata"], "releasable": released, "reasons": reasons, "fairness": after}
+artifacts.save(release_bundle, step.path("models/release.skops"))
+show(
+    (f"Fairness gates failed before mitigation ({'; '.join(failed)}). " if failed else "Every fairness gate passes without mitigation. ")
+    + (f"Chosen mitigation: **{chosen}** ({constraint.replace('_', ' ')} constraint on {', '.join(f'`{f}`' for f in failing_features)}): "
+       f"largest parity gap {tradeoff.loc['none', 'max_dp_difference']:.3f} → **{tradeoff.loc[chosen, 'max_dp_difference']:.3f}**, "
+       f"accuracy {tradeoff.loc['none', 'accuracy']:.3f} → **{tradeoff.loc[chosen, 'accuracy']:.3f}**, expected cost "
+       f"{tradeoff.loc['none', 'expected_cost']:.3f} → **{cost_after:.3f}**. " if chosen != "none" else "")
+    + ("**Released**: `models/release.skops` passes every gate." if released else "**Not released**: " + "; ".join(reasons) + ".")
+)
+
+# %%
+selection = pd.concat({f: fairness.metric_frame(y_test, options[chosen]["decisions"], groups[f]).by_group["selection_rate"]
+                       for f in spec["sensitive_features"]})
+step.write_plot_data("selection_rate.csv", pd.DataFrame({
+    "group": [f"{f}={g}" for f, g in selection.index], "selection_rate": selection.round(4).to_numpy()}))
+for column, table in tables.items():
+    table.round(4).to_csv(step.out / f"group_metrics_{column}.csv")
+step.write_json("release_decision.json", {
+    "released": released, "reasons": reasons, "mitigation": chosen, "constraint": constraint if chosen != "none" else None,
+    "gaps_before": before, "gaps_after": after, "tradeoff": tradeoff.reset_index().to_dict(orient="records"),
+    "gates": all_gates.to_dict(orient="records"),
+})
+step.write_metrics({"released": released, "mitigation": chosen,
+                    **{f"before_{k}": v for k, v in before.items() if "difference" in k},
+                    **{f"after_{k}": v for k, v in after.items() if "difference" in k}})
+
+# %% [markdown]
+# ## Summary
+# The tables and figures above show how the model's decisions differ by group, with their
+# uncertainty. The release decision, with every gate's value, is in `release_decision.json`;
+# `models/release.skops` is what `{{ cookiecutter.package_name }} serve` and `predict` use by default,
+# and what step 09 monitors.

@@ -1,0 +1,158 @@
+# %% [markdown]
+# # 10 · Retraining
+#
+# **What this step decides:** whether to retrain, and whether the retrained model (the
+# *challenger*) replaces the model in service (the *champion*). Retraining is triggered by
+# monitoring, by a schedule (the model is older than the staleness gate) or by force. The
+# challenger is trained with the same code as step 06 (`modeling.train_and_select`) on the
+# training data plus the newly labelled production batches, and both models are compared on
+# the same recent held-out batch. The challenger is promoted only if it passes every gate of
+# step 02 that retraining enforces, and loses no more than `max_regression` ROC AUC against
+# the champion: a *blessing*, in the spirit of TFX. When nothing triggers, nothing changes.
+#
+# **Inputs:** `reports/09_monitoring/monitoring_status.json`, `data/monitored/`, `data/processed/`,
+# `models/release.skops`, the registry; `modeling.search_space` and the `retraining` section.
+# **Outputs:** `reports/10_retraining/retraining_decision.json` (triggers, both models' metrics,
+# each gate, promoted or not and why); `models/registry/` (champion, history, log). Roll back
+# with `{{ cookiecutter.package_name }} rollback`.
+
+# %% tags=["parameters"]
+search_space = {"logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]}, "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [20, 50]}}
+cv_folds = 3
+search_iterations = 4
+trigger_on_monitoring = True
+trigger_on_schedule = True
+force = False
+max_regression = 0.01
+min_group_size = 30
+challenger_models = ["logistic_regression", "hist_gradient_boosting"]
+challenger_overrides = {}
+seed = 42
+
+# %%
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import display
+
+from {{ cookiecutter.package_name }} import artifacts, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }}.notebook import show, start_step
+from {{ cookiecutter.package_name }}.registry import Registry
+
+step = start_step("retraining")
+spec = step.read_report("data_selection", "dataset_spec.json")
+charter = step.read_report("business_case", "charter.json")
+criteria = step.read_report("success_criteria", "success_criteria.json")
+plan = step.read_report("data_bias_plan", "bias_plan.json")
+status = step.read_report("monitoring", "monitoring_status.json")
+registry = Registry(step.root)
+registry.ensure()
+release = scoring.load_bundle(step.path("models/release.skops"), allow_unreleased=True)
+synced = registry.sync_release(step.path("models/release.skops"), release["metadata"]["version"]) if release["metadata"]["releasable"] else None
+target = spec["target"]
+cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
+
+# %% [markdown]
+# ## Triggers
+
+# %%
+staleness = next(g for g in criteria["gates"] if g["name"] == "staleness")
+triggers = {
+    "monitoring": bool(trigger_on_monitoring and status["retrain_recommended"]),
+    "schedule": bool(trigger_on_schedule and status["model_age_days"] > staleness["threshold"]),
+    "forced": bool(force),
+}
+triggered = any(triggers.values())
+has_champion = registry.champion.is_file()
+show(
+    (f"Registry: {synced}; champion is release `{release['metadata']['version']}`.\n\n" if synced else "")
+    + "| trigger | enabled | fired |\n|---|---|---|\n"
+    + f"| monitoring recommends retraining ({len(status['reasons'])} reasons) | {trigger_on_monitoring} | {triggers['monitoring']} |\n"
+    + f"| model age {status['model_age_days']} days > {staleness['threshold']:g} | {trigger_on_schedule} | {triggers['schedule']} |\n"
+    + f"| forced | {force} | {triggers['forced']} |"
+)
+
+# %% [markdown]
+# ## Challenger against champion on the same recent data
+
+# %%
+decision = {"triggered": triggered, "triggers": triggers, "monitoring_reasons": status["reasons"], "promoted": False}
+if triggered and not has_champion:
+    decision["reasons"] = ["no champion in service: step 08 did not release a model, so there is nothing to challenge"]
+elif triggered:
+    monitored = sorted(step.path("data/monitored").glob("*.parquet"))
+    labelled = [pd.read_parquet(p) for p in monitored]
+    labelled = [b for b in labelled if target in b.columns and b[target].notna().sum() >= 50 and b[target].nunique() == 2]
+    if not labelled:
+        decision["reasons"] = ["no labelled production batch to train and compare on"]
+    else:
+        recent = labelled[-1].dropna(subset=[target])
+        train = pd.concat([pd.read_parquet(step.path("data/processed/train.parquet")), *[b.dropna(subset=[target]) for b in labelled[:-1]]], ignore_index=True)
+        train = train[list(pd.read_parquet(step.path("data/processed/train.parquet")).columns)]
+        validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
+        space = {**search_space, **challenger_overrides}
+        result = modeling.train_and_select(train, validation, spec, plan, space, cost_fp, cost_fn, folds=cv_folds,
+                                           iterations=search_iterations, seed=seed, include=list(challenger_models))
+        champion = scoring.load_bundle(registry.champion)
+        challenger = scoring.make_bundle(result.model, result.threshold, {
+            **release["metadata"], "model_name": result.name, "params": result.params, "needs_sensitive_features": False,
+            "version": f"{release['metadata']['version'].split('+')[0]}+retrained.{scoring.file_md5(step.path('reports/09_monitoring/monitoring_status.json'))[:8]}",
+            "train_rows": len(train), "mitigation": None,
+        })
+        y_recent = recent[target].to_numpy().astype(int)
+        compared = {}
+        for name, model in (("champion", champion), ("challenger", challenger)):
+            scored = scoring.score(model, recent, allow_extra=True, allow_unseen=True)
+            metrics = modeling.evaluate(y_recent, scored["score"].to_numpy(), model["threshold"], cost_fp, cost_fn)
+            metrics["expected_cost"] = modeling.cost_of_predictions(y_recent, scored["decision"].to_numpy(), cost_fp, cost_fn)
+            metrics["cost_reduction_vs_baseline"] = (charter["baseline_expected_cost"] - metrics["expected_cost"]) / charter["baseline_expected_cost"]
+            metrics.update(fairness.gap_metrics(y_recent, scored["decision"].to_numpy(), recent, spec, min_group_size))
+            compared[name] = metrics
+        comparison = pd.DataFrame(compared)
+        display(comparison.round(4))
+        observed = {f"test_{k}": v for k, v in compared["challenger"].items()} | compared["challenger"]
+        blessing = gates.evaluate([g for g in gates.gates_for(criteria["gates"], "retraining") if g["name"] != "staleness"], observed)
+        regression = compared["champion"]["roc_auc"] - compared["challenger"]["roc_auc"]
+        blessing = pd.concat([blessing, pd.DataFrame([{
+            "gate": "no_regression", "metric": "roc_auc loss vs champion", "rule": f"<= {max_regression:g}",
+            "value": regression, "passed": bool(regression <= max_regression), "note": ""}])], ignore_index=True)
+        display(blessing)
+        reasons = gates.failures(blessing)
+        decision.update(
+            champion=compared["champion"], challenger=compared["challenger"], challenger_model=result.name,
+            challenger_params=result.params, challenger_version=challenger["metadata"]["version"],
+            gates=blessing.to_dict(orient="records"), recent_batch_rows=len(recent), training_rows=len(train),
+            promoted=not reasons,
+            reasons=reasons or ["the challenger passes every gate and does not regress against the champion"],
+        )
+        if decision["promoted"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = artifacts.save(challenger, Path(tmp) / "challenger.skops")
+                registry.install(path, challenger["metadata"]["version"], "promoted by step 10: " + "; ".join(status["reasons"][:3]), compared["challenger"])
+else:
+    decision["reasons"] = ["no trigger fired: nothing retrained, the champion is unchanged"]
+
+# %% [markdown]
+# ## Decision
+
+# %%
+state = registry.state()
+decision["champion_version"] = (state.get("champion") or {}).get("version")
+decision["history"] = len(state.get("history", []))
+step.write_json("retraining_decision.json", decision)
+step.write_metrics({"triggered": triggered, "promoted": decision["promoted"],
+                    **{f"{who}_{k}": decision[who][k] for who in ("champion", "challenger") if who in decision for k in ("roc_auc", "expected_cost")}})
+show(
+    ("**Promoted**: the challenger is now the champion (`models/registry/champion.skops`); the previous champion is kept "
+     "in `models/registry/history/` and `{{ cookiecutter.package_name }} rollback` restores it." if decision["promoted"]
+     else "**Not promoted**: " if triggered else "**Not triggered**: ")
+    + ("" if decision["promoted"] else "; ".join(decision["reasons"]) + ".")
+)
+
+# %% [markdown]
+# ## Summary
+# `retraining_decision.json` records what triggered, both models' metrics on the same recent
+# data, each gate's result, and whether the challenger was promoted and why. To queue
+# challengers with other settings, use DVC experiments, e.g.
+# `dvc exp run --queue -S 'retraining.challenger_models=[logistic_regression]' && dvc queue start`.

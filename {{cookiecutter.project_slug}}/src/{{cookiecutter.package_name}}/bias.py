@@ -1,0 +1,127 @@
+"""Bias in the data: representation, base rates, proxies, and remediations.
+
+Reweighing follows Kamiran & Calders (2012): each (group, label) cell gets the
+weight P(group) P(label) / P(group, label), so that group and label are
+independent in the weighted data. Group-aware resampling draws rows with the
+same ratios. Nothing here drops rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from .profiling import single_feature_auc
+
+WEIGHT_BOUNDS = (0.1, 10.0)
+
+
+def representation(groups: pd.Series, y: pd.Series, min_group_size: int) -> pd.DataFrame:
+    """Per group: rows, share of the whole, positive base rate, and whether it is large enough to assess."""
+    table = pd.DataFrame({"group": groups.to_numpy(), "y": np.asarray(y)}).groupby("group")["y"].agg(["size", "mean"])
+    table = table.rename(columns={"size": "rows", "mean": "positive_rate"})
+    table["share"] = table["rows"] / table["rows"].sum()
+    table["positive_rate_vs_overall"] = table["positive_rate"] - float(np.mean(y))
+    table["assessable"] = table["rows"] >= min_group_size
+    table.index.name = "group"
+    return table.sort_values("rows", ascending=False)[["rows", "share", "positive_rate", "positive_rate_vs_overall", "assessable"]]
+
+
+def base_rate_gap(table: pd.DataFrame) -> tuple[float, str, str]:
+    """Largest difference in positive rate between assessable groups, and which two groups."""
+    ok = table[table["assessable"]]
+    if len(ok) < 2:
+        return float("nan"), "", ""
+    hi, lo = ok["positive_rate"].idxmax(), ok["positive_rate"].idxmin()
+    return float(ok.loc[hi, "positive_rate"] - ok.loc[lo, "positive_rate"]), str(hi), str(lo)
+
+
+def proxy_scan(features: pd.DataFrame, groups: pd.Series, kinds: dict[str, str], min_group_size: int, seed: int) -> pd.Series:
+    """How well each feature alone predicts group membership (size-weighted one-vs-rest AUC, out of fold)."""
+    counts = groups.value_counts()
+    assessable = counts[counts >= min_group_size]
+    scores = {}
+    for column in features.columns:
+        aucs, weights = [], []
+        for group, size in assessable.items():
+            member = (groups == group).astype(int)
+            if member.nunique() < 2:
+                continue
+            aucs.append(single_feature_auc(features[column], member, kinds.get(column, "categorical"), seed=seed))
+            weights.append(size)
+        scores[column] = float(np.average(aucs, weights=weights)) if aucs else float("nan")
+    return pd.Series(scores, name="proxy_auc").sort_values(ascending=False)
+
+
+def joint_proxy_auc(encoded: np.ndarray, groups: pd.Series, min_group_size: int, seed: int, max_rows: int = 20000) -> float:
+    """How well all features together predict group membership (weighted one-vs-rest AUC, 3-fold)."""
+    counts = groups.value_counts()
+    keep = groups.isin(counts[counts >= max(min_group_size, 3)].index).to_numpy()
+    x, g = encoded[keep], groups[keep].to_numpy()
+    if len(np.unique(g)) < 2:
+        return float("nan")
+    if len(g) > max_rows:
+        idx = np.random.default_rng(seed).choice(len(g), max_rows, replace=False)
+        x, g = x[idx], g[idx]
+    model = HistGradientBoostingClassifier(max_iter=60, random_state=seed)
+    proba = cross_val_predict(model, x, g, cv=StratifiedKFold(3, shuffle=True, random_state=seed), method="predict_proba")
+    classes = np.unique(g)
+    if len(classes) == 2:
+        return float(roc_auc_score(g == classes[1], proba[:, 1]))
+    return float(roc_auc_score(g, proba, multi_class="ovr", average="weighted", labels=classes))
+
+
+def reweighing_table(groups: pd.Series, y: pd.Series) -> pd.DataFrame:
+    """Kamiran & Calders weights per (group, label) cell, clipped to avoid exploding weights."""
+    frame = pd.DataFrame({"group": groups.to_numpy(), "label": np.asarray(y).astype(int)})
+    n = len(frame)
+    p_group = frame["group"].value_counts() / n
+    p_label = frame["label"].value_counts() / n
+    cells = frame.value_counts(["group", "label"]).rename("rows").reset_index()
+    cells["expected"] = cells["group"].map(p_group) * cells["label"].map(p_label) * n
+    cells["weight"] = (cells["expected"] / cells["rows"]).clip(*WEIGHT_BOUNDS)
+    return cells.sort_values(["group", "label"]).reset_index(drop=True)
+
+
+def row_weights(groups: pd.Series, y: pd.Series, table: pd.DataFrame) -> np.ndarray:
+    """The weight of every row from a :func:`reweighing_table` (1.0 for cells it does not know)."""
+    lookup = {(str(g), int(lbl)): w for g, lbl, w in table[["group", "label", "weight"]].itertuples(index=False)}
+    return np.array([lookup.get((str(g), int(lbl)), 1.0) for g, lbl in zip(groups, np.asarray(y).astype(int))])
+
+
+def resample_indices(weights: np.ndarray, seed: int) -> np.ndarray:
+    """Group-aware resampling: draw as many rows as there are, with probability proportional to the weights."""
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(weights), size=len(weights), replace=True, p=weights / weights.sum())
+
+
+def selection_rate_gap(pred: np.ndarray, groups: pd.Series, min_group_size: int) -> float:
+    """Demographic parity difference over groups with at least ``min_group_size`` rows."""
+    frame = pd.DataFrame({"g": groups.to_numpy(), "p": np.asarray(pred)})
+    rates = frame.groupby("g")["p"].agg(["size", "mean"])
+    rates = rates[rates["size"] >= min_group_size]["mean"]
+    return float(rates.max() - rates.min()) if len(rates) >= 2 else float("nan")
+
+
+def choose_remediation(effects: pd.DataFrame, max_accuracy_loss: float = 0.01) -> str:
+    """The candidate with the smallest fairness gap among those losing at most ``max_accuracy_loss`` accuracy."""
+    reference = float(effects.loc["none", "accuracy"])
+    eligible = effects[effects["accuracy"] >= reference - max_accuracy_loss]
+    return str(eligible["max_parity_gap"].idxmin())
+
+
+def plan_summary(choice: str, effects: pd.DataFrame) -> dict[str, Any]:
+    row = effects.loc[choice]
+    none = effects.loc["none"]
+    return {
+        "remediation": choice,
+        "parity_gap_before": float(none["max_parity_gap"]),
+        "parity_gap_after": float(row["max_parity_gap"]),
+        "accuracy_before": float(none["accuracy"]),
+        "accuracy_after": float(row["accuracy"]),
+    }

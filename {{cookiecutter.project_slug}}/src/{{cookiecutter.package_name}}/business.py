@@ -1,0 +1,89 @@
+"""The business case in numbers: costs of errors and the baseline's expected cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def expected_cost(prevalence: float, tpr: float, fpr: float, cost_fp: float, cost_fn: float) -> float:
+    """Expected cost per decision of a process with the given error rates.
+
+    A positive case is missed with probability 1 - TPR (cost ``cost_fn``), a
+    negative one is wrongly acted on with probability FPR (cost ``cost_fp``).
+    """
+    for name, rate in (("prevalence", prevalence), ("true positive rate", tpr), ("false positive rate", fpr)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {rate}")
+    if cost_fp < 0 or cost_fn < 0:
+        raise ValueError(f"costs must be non-negative, got FP={cost_fp}, FN={cost_fn}")
+    return prevalence * (1.0 - tpr) * cost_fn + (1.0 - prevalence) * fpr * cost_fp
+
+
+def cost_of_predictions(y_true: np.ndarray, y_pred: np.ndarray, cost_fp: float, cost_fn: float) -> float:
+    """Mean cost per decision of actual 0/1 decisions against the truth."""
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
+    false_pos = np.sum((y_pred == 1) & (y_true == 0))
+    false_neg = np.sum((y_pred == 0) & (y_true == 1))
+    return float((false_pos * cost_fp + false_neg * cost_fn) / max(len(y_true), 1))
+
+
+def cost_optimal_threshold(cost_fp: float, cost_fn: float) -> float:
+    """Bayes-optimal threshold on a calibrated probability: act when p > c_fp / (c_fp + c_fn)."""
+    return cost_fp / (cost_fp + cost_fn)
+
+
+def trivial_policies(prevalence: float, cost_fp: float, cost_fn: float) -> dict[str, float]:
+    """Expected cost of acting on nobody and on everybody, the two policies any model must beat."""
+    return {
+        "act on nobody": expected_cost(prevalence, 0.0, 0.0, cost_fp, cost_fn),
+        "act on everybody": expected_cost(prevalence, 1.0, 1.0, cost_fp, cost_fn),
+    }
+
+
+def charter_markdown(charter: dict[str, Any]) -> str:
+    """The project charter, in the sections of the Team Data Science Process charter."""
+    b = charter
+    stakeholders = "\n".join(f"- {s}" for s in b["stakeholders"])
+    policies = "\n".join(
+        f"| {name} | {cost:.3f} |" for name, cost in b["alternative_policies"].items()
+    )
+    return f"""# Project charter: {b['project_name']}
+
+## Business background
+{b['problem']}
+
+## Scope
+- **Decision supported:** {b['decision']}
+- **Who acts on it:** {b['decision_maker']}
+- **Positive outcome (target = `{b['positive_label']}` in column `{b['target']}`):** {b['positive_outcome']}
+- **Data:** `{b['data_path']}` ({b['rows']:,} rows, {b['prevalence']:.1%} positive)
+
+## Stakeholders
+{stakeholders}
+
+## Metrics
+- **Cost of a false positive:** {b['cost_false_positive']:g} (acting when we should not)
+- **Cost of a false negative:** {b['cost_false_negative']:g} (not acting when we should)
+- **Cost-optimal score threshold for a calibrated model:** {b['cost_optimal_threshold']:.3f}
+- The model is judged by its expected cost per decision against the baseline; the
+  quality, fairness, latency and drift gates are set in step 02.
+
+## Baseline
+**{b['baseline_process']}**: true positive rate {b['baseline_true_positive_rate']:.0%},
+false positive rate {b['baseline_false_positive_rate']:.0%}, so an expected cost of
+**{b['baseline_expected_cost']:.3f} per decision** at this prevalence.
+
+| policy | expected cost per decision |
+|---|---|
+| baseline: {b['baseline_process']} | {b['baseline_expected_cost']:.3f} |
+{policies}
+
+## Risks
+- Historical labels may encode past bias; the groups in `{', '.join(b['sensitive_features']) or 'the sensitive features'}`
+  are assessed in steps 04 and 08 before release.
+- The data is a snapshot: drift is monitored in step 09 and retraining is gated in step 10.
+- A model that does not beat the baseline's cost is not released (gates of step 02).
+"""

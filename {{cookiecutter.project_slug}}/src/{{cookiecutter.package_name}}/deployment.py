@@ -1,0 +1,89 @@
+"""Run the HTTP service for real on loopback and talk to it (used by step 07 and the tests)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def request(url: str, payload: bytes | None = None, timeout: float = 30.0) -> tuple[int, Any, float]:
+    """One HTTP request (POST when there is a payload): status, decoded JSON body, milliseconds."""
+    req = urllib.request.Request(url, data=payload, method="POST" if payload is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    try:
+        return status, json.loads(body), elapsed
+    except json.JSONDecodeError:
+        return status, body.decode(errors="replace"), elapsed
+
+
+@contextmanager
+def running_service(model_path: str | Path, host: str = "127.0.0.1", startup_timeout: float = 60.0) -> Iterator[str]:
+    """Start ``<package> serve`` in a child process on a free port; yield its base URL; stop it."""
+    port = free_port(host)
+    cmd = [sys.executable, "-m", "{{ cookiecutter.package_name }}.cli", "serve", "--host", host, "--port", str(port),
+           "--model", str(model_path)]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the service exited with code {process.returncode}: {process.stderr.read().strip()}")
+            try:
+                if request(f"{url}/health", timeout=2)[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the service did not answer {url}/health within {startup_timeout:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def latency_profile(url: str, records: list[dict[str, Any]], batch_size: int, requests: int, seed: int) -> dict[str, float]:
+    """Send ``requests`` POSTs of ``batch_size`` records each; p50, p99 and mean in milliseconds."""
+    rng = np.random.default_rng(seed)
+    timings = []
+    for _ in range(requests):
+        pick = rng.choice(len(records), size=min(batch_size, len(records)), replace=False)
+        status, body, elapsed = request(f"{url}/predict", json.dumps([records[i] for i in pick]).encode())
+        if status != 200:
+            raise RuntimeError(f"/predict answered {status}: {body}")
+        timings.append(elapsed)
+    return {
+        "p50_latency_ms": float(np.percentile(timings, 50)),
+        "p99_latency_ms": float(np.percentile(timings, 99)),
+        "mean_latency_ms": float(np.mean(timings)),
+        "requests": requests,
+        "batch_size": batch_size,
+    }

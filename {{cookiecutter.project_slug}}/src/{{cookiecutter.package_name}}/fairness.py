@@ -1,0 +1,145 @@
+"""Group fairness of decisions: per-group metrics (fairlearn's MetricFrame), gaps, intervals.
+
+The gaps follow fairlearn's definitions (demographic parity difference: largest
+minus smallest selection rate; equalized odds difference: the larger of the true
+and false positive rate differences), computed over the groups large enough to
+measure, and fast enough to bootstrap. The unit tests check them against
+fairlearn's own functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame, count, false_positive_rate, selection_rate, true_positive_rate
+from sklearn.metrics import precision_score
+
+from . import data
+
+GROUP_METRICS = {
+    "count": count,
+    "selection_rate": selection_rate,
+    "true_positive_rate": true_positive_rate,
+    "false_positive_rate": false_positive_rate,
+    "precision": lambda y, p: precision_score(y, p, zero_division=0),
+}
+
+
+def metric_frame(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series | pd.DataFrame) -> MetricFrame:
+    return MetricFrame(metrics=GROUP_METRICS, y_true=np.asarray(y_true), y_pred=np.asarray(y_pred),
+                       sensitive_features=groups)
+
+
+def group_metrics_table(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """Per-group metrics for every sensitive feature, stacked (feature, group)."""
+    groups = data.sensitive_groups(frame, spec)
+    parts = {f: metric_frame(y_true, y_pred, groups[f].to_numpy()).by_group for f in spec["sensitive_features"]}
+    table = pd.concat(parts, names=["feature", "group"])
+    table["count"] = table["count"].astype(int)
+    return table
+
+
+MIN_CLASS_COUNT = 10  # a true/false positive rate from fewer cases than this is noise, not evidence
+
+
+def assessable(groups: pd.Series, min_group_size: int, y_true: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose group is large enough to measure: ``min_group_size`` rows and, when
+    ``y_true`` is given (for error-rate gaps), :data:`MIN_CLASS_COUNT` cases of each class."""
+    frame = pd.DataFrame({"g": groups.to_numpy()})
+    sizes = frame.groupby("g").size()
+    ok = sizes[sizes >= min_group_size].index
+    if y_true is not None:
+        counts = pd.crosstab(frame["g"], np.asarray(y_true).astype(int))
+        enough = (counts.reindex(columns=[0, 1], fill_value=0) >= MIN_CLASS_COUNT).all(axis=1)
+        ok = ok.intersection(enough[enough].index)
+    return frame["g"].isin(ok).to_numpy()
+
+
+def _gap(values: pd.Series) -> tuple[float, float]:
+    """Largest difference and smallest ratio between groups (NaN with fewer than two groups)."""
+    values = values.dropna()
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    return float(values.max() - values.min()), float(values.min() / values.max()) if values.max() > 0 else float("nan")
+
+
+def fairness_gaps(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, min_group_size: int) -> dict[str, float]:
+    """Demographic parity and equalized odds differences and ratios over measurable groups.
+
+    Demographic parity uses groups with at least ``min_group_size`` rows; equalized
+    odds also needs :data:`MIN_CLASS_COUNT` positives and negatives per group.
+    """
+    y_true, y_pred, g = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), groups.to_numpy()
+    out = {}
+    keep = assessable(groups, min_group_size)
+    rates = pd.Series(y_pred[keep]).groupby(g[keep]).mean()
+    out["demographic_parity_difference"], out["demographic_parity_ratio"] = _gap(rates)
+    keep = assessable(groups, min_group_size, y_true)
+    frame = pd.DataFrame({"g": g[keep], "y": y_true[keep], "p": y_pred[keep]})
+    tpr = frame[frame["y"] == 1].groupby("g")["p"].mean()
+    fpr = frame[frame["y"] == 0].groupby("g")["p"].mean()
+    tpr_gap, tpr_ratio = _gap(tpr)
+    fpr_gap, fpr_ratio = _gap(fpr)
+    out["equalized_odds_difference"] = max(tpr_gap, fpr_gap) if not np.isnan(tpr_gap) else float("nan")
+    out["equalized_odds_ratio"] = min(tpr_ratio, fpr_ratio) if not np.isnan(tpr_ratio) else float("nan")
+    return out
+
+
+def gap_metrics(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], min_group_size: int) -> dict[str, float]:
+    """Gap metrics named as the gates name them, e.g. ``demographic_parity_difference[sex]``."""
+    groups = data.sensitive_groups(frame, spec)
+    out = {}
+    for feature in spec["sensitive_features"]:
+        for name, value in fairness_gaps(y_true, y_pred, groups[feature], min_group_size).items():
+            out[f"{name}[{feature}]"] = value
+    return out
+
+
+def gap_lower_bounds(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any],
+                     min_group_size: int, samples: int, seed: int, level: float = 0.9) -> dict[str, float]:
+    """One-sided bootstrap lower bounds of the difference gaps: how large a gap is *at least*.
+
+    Monitoring alerts on these, so that a small batch's sampling noise alone does not
+    raise a fairness alarm; a gap whose lower bound is above the gate is real.
+    """
+    rng = np.random.default_rng(seed)
+    groups = data.sensitive_groups(frame, spec).reset_index(drop=True)
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    draws: dict[str, list[float]] = {}
+    for _ in range(samples):
+        pick = rng.integers(0, len(groups), len(groups))
+        for feature in spec["sensitive_features"]:
+            gaps = fairness_gaps(y_true[pick], y_pred[pick], groups[feature].iloc[pick].reset_index(drop=True), min_group_size)
+            for name in ("demographic_parity_difference", "equalized_odds_difference"):
+                draws.setdefault(f"{name}[{feature}]", []).append(gaps[name])
+    return {name: float(np.nanquantile(values, 1 - level)) if np.isfinite(values).any() else float("nan")
+            for name, values in draws.items()}
+
+
+def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, samples: int, seed: int,
+                        level: float = 0.95) -> pd.DataFrame:
+    """Percentile bootstrap intervals of every per-group rate (rows resampled within each group)."""
+    rng = np.random.default_rng(seed)
+    y_true, y_pred, g = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), groups.to_numpy()
+    bounds = [(1 - level) / 2, 1 - (1 - level) / 2]
+    rows = []
+    for group in pd.unique(g):
+        idx = np.flatnonzero(g == group)
+        pick = idx[rng.integers(0, len(idx), size=(samples, len(idx)))]
+        yt, yp = y_true[pick], y_pred[pick]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = {
+                "selection_rate": yp.mean(axis=1),
+                "true_positive_rate": (yt * yp).sum(axis=1) / yt.sum(axis=1),
+                "false_positive_rate": ((1 - yt) * yp).sum(axis=1) / (1 - yt).sum(axis=1),
+                "precision": (yt * yp).sum(axis=1) / yp.sum(axis=1),
+            }
+        for name, values in rates.items():
+            finite = values[np.isfinite(values)]
+            lo, hi = np.quantile(finite, bounds) if len(finite) else (np.nan, np.nan)
+            rows.append({"group": group, "metric": name, "low": float(lo), "high": float(hi)})
+    return pd.DataFrame(rows)
+
+

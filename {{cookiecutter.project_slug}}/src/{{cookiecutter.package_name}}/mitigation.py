@@ -1,0 +1,112 @@
+"""Fairness mitigation with fairlearn, packaged so the result deploys as a skops file.
+
+Two approaches are compared in step 08:
+
+* post-processing with :class:`fairlearn.postprocessing.ThresholdOptimizer`, which
+  chooses group-specific (randomised) thresholds on the deployed model's scores;
+* the reduction :class:`fairlearn.reductions.ExponentiatedGradient`, which retrains
+  a weighted ensemble under a fairness constraint.
+
+Both need the sensitive features at decision time (the post-processor) or only at
+training time (the reduction). :class:`MitigatedModel` gives the scorer one
+interface, ``score(X)`` and ``decide(X, groups)``, whichever was chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.postprocessing import ThresholdOptimizer
+from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+CONSTRAINTS = {"demographic_parity": DemographicParity, "equalized_odds": EqualizedOdds}
+
+
+def group_key(groups: pd.DataFrame | pd.Series) -> np.ndarray:
+    """One label per row combining the sensitive features the mitigation acts on."""
+    if isinstance(groups, pd.Series):
+        return groups.astype(str).to_numpy()
+    return groups.astype(str).agg(" & ".join, axis=1).to_numpy()
+
+
+class MitigatedModel:
+    """A deployed model whose decisions depend on the sensitive groups.
+
+    ``kind`` is ``"threshold_optimizer"`` (``postprocessor`` holds the fitted
+    ThresholdOptimizer around ``pipeline``) or ``"exponentiated_gradient"``
+    (``predictors`` and ``weights`` hold the ensemble; decisions are the weighted
+    vote, derandomised so that the same record always gets the same decision).
+    """
+
+    def __init__(self, kind: str, pipeline: Pipeline, group_columns: list[str], postprocessor: Any = None,
+                 predictors: list | None = None, weights: np.ndarray | None = None, seed: int = 0):
+        self.kind = kind
+        self.pipeline = pipeline
+        self.group_columns = list(group_columns)
+        self.postprocessor = postprocessor
+        self.predictors = predictors or []
+        self.weights = None if weights is None else np.asarray(weights, dtype=float)
+        self.seed = seed
+
+    def score(self, x: pd.DataFrame) -> np.ndarray:
+        """Probability of the positive outcome from the underlying model (for ranking and monitoring)."""
+        if self.kind == "exponentiated_gradient":
+            return self._ensemble_probability(x)
+        return np.asarray(self.pipeline.predict_proba(x))[:, 1]
+
+    def decide(self, x: pd.DataFrame, groups: pd.DataFrame) -> np.ndarray:
+        """0/1 decisions; ``groups`` holds the group labels of the sensitive features."""
+        if self.kind == "threshold_optimizer":
+            key = group_key(groups[self.group_columns])
+            return np.asarray(self.postprocessor.predict(x, sensitive_features=key, random_state=self.seed)).astype(int)
+        return (self._ensemble_probability(x) >= 0.5).astype(int)
+
+    def _ensemble_probability(self, x: pd.DataFrame) -> np.ndarray:
+        votes = np.column_stack([np.asarray(p.predict(x)) for p in self.predictors])
+        return votes @ self.weights / self.weights.sum()
+
+
+def fit_threshold_optimizer(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame,
+                            constraint: str, seed: int) -> tuple[MitigatedModel, dict[str, Any]]:
+    """Post-process a fitted pipeline; returns the model and the trade-off curve for plotting."""
+    optimizer = ThresholdOptimizer(estimator=pipeline, constraints=constraint, objective="accuracy_score",
+                                   prefit=True, predict_method="predict_proba")
+    optimizer.fit(x, y, sensitive_features=group_key(groups))
+    curves = {
+        "x_metric": optimizer.x_metric_,
+        "y_metric": optimizer.y_metric_,
+        "groups": {g: c[["x", "y"]].copy() for g, c in optimizer._tradeoff_curve.items()},
+    }
+    drop_plotting_attributes(optimizer)
+    return MitigatedModel("threshold_optimizer", pipeline, list(groups.columns), postprocessor=optimizer, seed=seed), curves
+
+
+def drop_plotting_attributes(optimizer: ThresholdOptimizer) -> None:
+    """Remove what ThresholdOptimizer keeps only for plotting (pandas objects skops cannot store).
+
+    Prediction uses ``interpolated_thresholder_`` alone; the private trade-off curves
+    (``_tradeoff_curve``, ``_overall_tradeoff_curve``, ``_y_min``) differ by constraint.
+    """
+    for name, value in list(vars(optimizer).items()):
+        pandas_held = isinstance(value, (pd.DataFrame, pd.Series)) or (
+            isinstance(value, dict) and any(isinstance(v, (pd.DataFrame, pd.Series)) for v in value.values())
+        )
+        if name.startswith("_") and pandas_held:
+            delattr(optimizer, name)
+
+
+def fit_exponentiated_gradient(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame,
+                               constraint: str, seed: int, max_iter: int = 20) -> MitigatedModel:
+    """Retrain the pipeline's model under a fairness constraint (weighted ensemble of pipelines)."""
+    reduction = ExponentiatedGradient(
+        clone(pipeline), CONSTRAINTS[constraint](), max_iter=max_iter, sample_weight_name="model__sample_weight",
+    )
+    reduction.fit(x, y, sensitive_features=group_key(groups))
+    keep = reduction.weights_.to_numpy() > 0
+    predictors = [p for p, k in zip(reduction.predictors_.tolist(), keep) if k]
+    return MitigatedModel("exponentiated_gradient", pipeline, list(groups.columns), predictors=predictors,
+                          weights=reduction.weights_.to_numpy()[keep], seed=seed)

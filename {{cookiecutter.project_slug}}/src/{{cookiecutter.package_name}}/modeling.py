@@ -1,0 +1,182 @@
+"""Candidate models, their tuning and evaluation: the one training code path.
+
+Step 06 trains the champion with :func:`train_and_select`; step 10 trains the
+challenger with the very same function, so the two can only differ by their
+data and parameters, never by a copy of the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import ParameterSampler, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
+
+from . import bias, data, features
+from .business import cost_of_predictions
+from .profiling import feature_columns
+
+BASELINES = ("majority_class", "shallow_tree")
+
+
+def candidate_pipelines(spec: dict[str, Any], seed: int) -> dict[str, Pipeline]:
+    """Baselines and candidates, each a full Pipeline: preprocessing travels with the model."""
+    return {
+        "majority_class": Pipeline([("preprocess", features.build_preprocessor(spec)),
+                                    ("model", DummyClassifier(strategy="prior"))]),
+        "shallow_tree": Pipeline([("preprocess", features.build_preprocessor(spec)),
+                                  ("model", DecisionTreeClassifier(max_depth=3, min_samples_leaf=50, random_state=seed))]),
+        "logistic_regression": Pipeline([("preprocess", features.build_preprocessor(spec)),
+                                         ("model", LogisticRegression(max_iter=2000))]),
+        "hist_gradient_boosting": Pipeline([
+            ("preprocess", features.build_preprocessor(spec, encoding="ordinal", max_categories=200)),
+            ("model", HistGradientBoostingClassifier(
+                categorical_features=features.categorical_mask(spec) or None, random_state=seed,
+                early_stopping=False, max_iter=200,
+            )),
+        ]),
+    }
+
+
+def training_weights(train: pd.DataFrame, spec: dict[str, Any], plan: dict[str, Any], seed: int) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Apply step 04's remediation: sample weights (reweighing) or a resampled training set."""
+    remediation = plan.get("remediation", "none")
+    if remediation == "none":
+        return train, None
+    groups = data.intersection_labels(data.sensitive_groups(train, spec))
+    weights = bias.row_weights(groups, train[spec["target"]], pd.DataFrame(plan["weights"]))
+    if remediation == "reweighing":
+        return train, weights
+    if remediation == "resampling":
+        return train.iloc[bias.resample_indices(weights, seed)].reset_index(drop=True), None
+    raise ValueError(f"data_bias_plan.remediation: step 06 cannot apply {remediation!r}")
+
+
+def probabilities(model: Any, x: pd.DataFrame) -> np.ndarray:
+    return np.asarray(model.predict_proba(x))[:, 1]
+
+
+def cost_threshold(y: np.ndarray, scores: np.ndarray, cost_fp: float, cost_fn: float) -> tuple[float, float]:
+    """The threshold (act when score >= t) minimising the business cost, and that cost."""
+    candidates = np.unique(np.concatenate([np.quantile(scores, np.linspace(0, 1, 201)), [0.5, 1.01]]))
+    costs = [cost_of_predictions(y, scores >= t, cost_fp, cost_fn) for t in candidates]
+    best = int(np.argmin(costs))
+    return float(candidates[best]), float(costs[best])
+
+
+def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float, cost_fp: float, cost_fn: float) -> dict[str, float]:
+    """Ranking, decision and calibration metrics at a given threshold."""
+    y = np.asarray(y).astype(int)
+    decisions = (scores >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(roc_auc_score(y, scores)) if both else float("nan"),
+        "average_precision": float(average_precision_score(y, scores)) if both else float("nan"),
+        "accuracy": float(accuracy_score(y, decisions)),
+        "f1": float(f1_score(y, decisions, zero_division=0)),
+        "precision": float(precision_score(y, decisions, zero_division=0)),
+        "recall": float(recall_score(y, decisions, zero_division=0)),
+        "brier": float(brier_score_loss(y, scores)),
+        "selection_rate": float(decisions.mean()),
+        "expected_cost": cost_of_predictions(y, decisions, cost_fp, cost_fn),
+    }
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train_and_select` produces."""
+
+    name: str
+    model: Pipeline
+    threshold: float
+    params: dict[str, Any]
+    candidates: pd.DataFrame
+    validation_scores: np.ndarray
+    models: dict[str, Pipeline] = field(repr=False, default_factory=dict)
+
+
+def tune(pipeline: Pipeline, space: dict[str, list], x: pd.DataFrame, y: np.ndarray, weights: np.ndarray | None,
+         folds: int, iterations: int, seed: int) -> tuple[dict[str, Any], float]:
+    """Random search with stratified cross-validation on the training split; returns best params and CV AUC."""
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    fit_params = {"model__sample_weight": weights} if weights is not None else None
+    settings = list(ParameterSampler(space, n_iter=min(iterations, _space_size(space)), random_state=seed)) if space else [{}]
+    best, best_score = {}, -np.inf
+    for setting in settings:
+        candidate = pipeline.set_params(**{f"model__{k}": v for k, v in setting.items()})
+        score = float(np.mean(cross_val_score(candidate, x, y, cv=cv, scoring="roc_auc", params=fit_params)))
+        if score > best_score:
+            best, best_score = setting, score
+    return best, best_score
+
+
+def _space_size(space: dict[str, list]) -> int:
+    return int(np.prod([len(v) for v in space.values()])) if space else 1
+
+
+def train_and_select(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    spec: dict[str, Any],
+    plan: dict[str, Any],
+    search_space: dict[str, dict[str, list]],
+    cost_fp: float,
+    cost_fn: float,
+    folds: int,
+    iterations: int,
+    seed: int,
+    include: list[str] | None = None,
+) -> TrainingResult:
+    """Tune every candidate on train (CV), compare all on validation, pick by validation cost then AUC.
+
+    ``include`` limits the contenders (the baselines are always trained, for comparison).
+    """
+    known = candidate_pipelines(spec, seed)
+    for name in [*search_space, *(include or [])]:
+        if name not in known:
+            raise ValueError(f"unknown model {name!r} in the search space or model list; known: {', '.join(known)}")
+    contenders_wanted = set(include or known) | set(BASELINES)
+    target, cols = spec["target"], feature_columns(spec)
+    fit_frame, weights = training_weights(train, spec, plan, seed)
+    x, y = fit_frame[cols], fit_frame[target].to_numpy()
+    x_val, y_val = validation[cols], validation[target].to_numpy()
+    rows, models, scores = [], {}, {}
+    for name, pipeline in known.items():
+        if name not in contenders_wanted:
+            continue
+        space = search_space.get(name, {})
+        if name in BASELINES:
+            params, cv_auc = {}, float("nan")
+        else:
+            params, cv_auc = tune(pipeline, space, x, y, weights, folds, iterations, seed)
+            pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
+        pipeline.fit(x, y, **({"model__sample_weight": weights} if weights is not None else {}))
+        p_val = probabilities(pipeline, x_val)
+        threshold, _ = cost_threshold(y_val, p_val, cost_fp, cost_fn)
+        metrics = evaluate(y_val, p_val, threshold, cost_fp, cost_fn)
+        rows.append({"model": name, "baseline": name in BASELINES, "cv_roc_auc": cv_auc, "threshold": threshold,
+                     "params": params, **{f"validation_{k}": v for k, v in metrics.items()}})
+        models[name], scores[name] = pipeline, p_val
+    table = pd.DataFrame(rows).set_index("model")
+    contenders = table[~table["baseline"]]
+    best = contenders.sort_values(["validation_expected_cost", "validation_roc_auc"], ascending=[True, False]).index[0]
+    return TrainingResult(
+        name=best, model=models[best], threshold=float(table.loc[best, "threshold"]), params=table.loc[best, "params"],
+        candidates=table, validation_scores=scores[best], models=models,
+    )

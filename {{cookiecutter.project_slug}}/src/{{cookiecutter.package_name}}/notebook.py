@@ -1,0 +1,106 @@
+"""Small helpers every step notebook uses: where to write, how to show results.
+
+``step = start_step("modeling")`` finds the project root from wherever the
+notebook runs, creates ``reports/06_modeling/`` and sets a plotting style, so
+figures look alike across the ten reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .project import find_project_root, read_json, report_dir, step_name, write_json, write_text
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: str
+    root: Path
+    out: Path
+
+    @property
+    def name(self) -> str:
+        return step_name(self.stage)
+
+    def path(self, relative: str) -> Path:
+        """A path relative to the project root."""
+        return self.root / relative
+
+    def report(self, stage: str, filename: str) -> Path:
+        """A file another step wrote to its report directory."""
+        return self.root / "reports" / step_name(stage) / filename
+
+    def read_report(self, stage: str, filename: str) -> Any:
+        return read_json(self.report(stage, filename))
+
+    def write_json(self, filename: str, data: Any) -> Path:
+        return write_json(self.out / filename, data)
+
+    def write_metrics(self, data: Any) -> Path:
+        """reports/metrics/<stage>.json: the figures DVC shows with `dvc metrics show`."""
+        return write_json(self.root / "reports" / "metrics" / f"{self.stage}.json", data)
+
+    def write_plot_data(self, filename: str, frame: pd.DataFrame) -> Path:
+        """reports/plots/<filename>: a CSV that `dvc plots show` draws."""
+        return write_text(self.root / "reports" / "plots" / filename, frame.to_csv(index=False))
+
+    def write_text(self, filename: str, text: str) -> Path:
+        return write_text(self.out / filename, text)
+
+    def save_figure(self, fig: Any, filename: str) -> Path:
+        """Save a matplotlib figure as PNG next to the report (deterministic bytes)."""
+        path = self.out / filename
+        fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
+        return path
+
+
+def start_step(stage: str) -> Step:
+    """Locate the project, create the step's report directory, set display options."""
+    import matplotlib
+
+    matplotlib.rcParams.update(
+        {"figure.figsize": (7, 4), "axes.grid": True, "grid.alpha": 0.3, "axes.titleweight": "bold"}
+    )
+    pd.set_option("display.max_columns", 50)
+    pd.set_option("display.width", 140)
+    root = find_project_root()
+    return Step(stage=stage, root=root, out=report_dir(root, stage))
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else format(value, floatfmt)
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(fmt(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def show(text: str) -> None:
+    """Display Markdown in a notebook (plain print elsewhere)."""
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(text)
+        return
+    display(Markdown(text))
+
+
+def pct(value: float, digits: int = 1) -> str:
+    return f"{100 * value:.{digits}f}%"
+
+
+def thin_curve(columns: dict[str, np.ndarray], points: int = 200) -> pd.DataFrame:
+    """At most ``points`` evenly spaced points of a curve, rounded: small, stable plot files."""
+    frame = pd.DataFrame(columns)
+    keep = np.unique(np.linspace(0, len(frame) - 1, min(len(frame), points)).astype(int))
+    return frame.iloc[keep].round(5).reset_index(drop=True)

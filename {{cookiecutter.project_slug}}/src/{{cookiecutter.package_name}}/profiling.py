@@ -1,0 +1,201 @@
+"""Profile every column of a dataset and decide which columns are usable features.
+
+Usefulness is measured by single-feature ROC AUC, computed out of fold so that
+an identifier cannot look predictive by memorising rows; a column that alone
+predicts the target almost perfectly is flagged as leakage, a column that is
+unique per row as an identifier.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from .data import as_list, numeric_bins, target_labels
+
+NUMERIC, CATEGORICAL, DATETIME, TEXT = "numeric", "categorical", "datetime", "text"
+
+
+def column_kind(values: pd.Series, forced_categorical: bool = False) -> str:
+    """numeric, categorical, datetime or text (free text: long, mostly unique strings)."""
+    if forced_categorical or pd.api.types.is_bool_dtype(values):
+        return CATEGORICAL
+    if pd.api.types.is_numeric_dtype(values):
+        return NUMERIC
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return DATETIME
+    present = values.dropna().astype(str)
+    if len(present) and present.str.len().mean() > 40 and present.nunique() > 0.5 * len(present):
+        return TEXT
+    return CATEGORICAL
+
+
+def _symmetric_auc(y: np.ndarray, score: np.ndarray) -> float:
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    auc = roc_auc_score(y, score)
+    return float(max(auc, 1.0 - auc))
+
+
+def single_feature_auc(values: pd.Series, y: pd.Series, kind: str, seed: int = 0, folds: int = 2) -> float:
+    """How well this column alone ranks the target (0.5 = useless, 1 = perfect), out of fold.
+
+    Numeric columns are used as the score directly (missing values as the median);
+    categories are replaced by the positive rate of that category in the other folds.
+    """
+    y = np.asarray(y, dtype=int)
+    if kind == NUMERIC:
+        score = pd.to_numeric(values, errors="coerce").astype(float)
+        return _symmetric_auc(y, score.fillna(score.median() if score.notna().any() else 0.0).to_numpy())
+    keys = values.astype("string").fillna("(missing)").to_numpy()
+    score = np.full(len(y), y.mean(), dtype=float)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_idx, score_idx in splitter.split(keys, y):
+        rates = pd.Series(y[fit_idx]).groupby(keys[fit_idx]).mean()
+        score[score_idx] = pd.Series(keys[score_idx]).map(rates).fillna(y[fit_idx].mean()).to_numpy()
+    return _symmetric_auc(y, score)
+
+
+def profile(frame: pd.DataFrame, y: pd.Series, categorical: list[str] | None = None, seed: int = 0) -> pd.DataFrame:
+    """One row per column: type, missingness, cardinality, range and usefulness."""
+    categorical = set(categorical or [])
+    rows = []
+    for column in frame.columns:
+        values = frame[column]
+        kind = column_kind(values, column in categorical)
+        n_unique = int(values.nunique(dropna=True))
+        row: dict[str, Any] = {
+            "column": column,
+            "dtype": str(values.dtype),
+            "kind": kind,
+            "missing_rate": float(values.isna().mean()),
+            "n_unique": n_unique,
+            "unique_ratio": n_unique / max(int(values.notna().sum()), 1),
+            "min": None,
+            "max": None,
+            "top_values": "",
+            "auc": float("nan"),
+        }
+        if kind == NUMERIC:
+            numeric = pd.to_numeric(values, errors="coerce")
+            row["min"], row["max"] = float(numeric.min()), float(numeric.max())
+        elif kind == CATEGORICAL:
+            top = values.astype("string").value_counts(normalize=True).head(3)
+            row["top_values"] = ", ".join(f"{k} ({v:.0%})" for k, v in top.items())
+        if kind in (NUMERIC, CATEGORICAL) and n_unique > 1:
+            row["auc"] = single_feature_auc(values, y, kind, seed=seed)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def flag_columns(
+    prof: pd.DataFrame,
+    leakage_auc: float,
+    identifier_unique_ratio: float,
+    max_categories: int,
+    n_rows: int,
+) -> pd.DataFrame:
+    """Add ``flags`` (why a column is suspicious) and ``exclude`` (whether it is dropped)."""
+    flags, exclude = [], []
+    for row in prof.itertuples(index=False):
+        found, drop = [], False
+        if row.n_unique <= 1:
+            found.append("constant"); drop = True
+        if row.kind in (DATETIME, TEXT):
+            found.append(f"{row.kind} (not used as a feature)"); drop = True
+        integer_like = row.kind == CATEGORICAL or (row.kind == NUMERIC and "int" in row.dtype)
+        if integer_like and row.unique_ratio >= identifier_unique_ratio and n_rows >= 20:
+            found.append(f"identifier ({row.unique_ratio:.0%} unique)"); drop = True
+        if not pd.isna(row.auc) and row.auc >= leakage_auc:
+            found.append(f"leakage (AUC {row.auc:.3f} alone)"); drop = True
+        if row.kind == CATEGORICAL and row.n_unique > max_categories:
+            found.append(f"high cardinality ({row.n_unique} categories; rare ones grouped)")
+        flags.append("; ".join(found))
+        exclude.append(drop)
+    return prof.assign(flags=flags, exclude=exclude)
+
+
+def column_schema(frame: pd.DataFrame, kinds: dict[str, str], max_categories: int) -> dict[str, dict[str, Any]]:
+    """What step 05 validates: kind, nullability, observed range or allowed categories."""
+    schema = {}
+    for column, kind in kinds.items():
+        values = frame[column]
+        entry: dict[str, Any] = {"kind": kind, "nullable": bool(values.isna().any())}
+        if kind == NUMERIC:
+            numeric = pd.to_numeric(values, errors="coerce")
+            entry.update(min=float(numeric.min()), max=float(numeric.max()),
+                         integer=bool(pd.api.types.is_integer_dtype(values)))
+        else:
+            categories = values.dropna().astype(str).value_counts()
+            entry["categories"] = sorted(categories.index[:max_categories].tolist()) if len(categories) <= max_categories else None
+        schema[column] = entry
+    return schema
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the plain Python value (for JSON)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def dataset_spec(
+    frame: pd.DataFrame,
+    prof: pd.DataFrame,
+    contract: dict[str, Any],
+    max_categories: int,
+    raw_target: pd.Series,
+) -> dict[str, Any]:
+    """Roles of every column after selection: what later steps use instead of guessing again."""
+    target = str(contract["target"])
+    sensitive = as_list(contract["sensitive_features"])
+    keep = set(as_list(contract.get("keep_columns")))
+    ids = set(as_list(contract.get("id_columns")))
+    dropped = set(as_list(contract.get("drop_columns")))
+    by_column = prof.set_index("column")
+    excluded: dict[str, str] = {}
+    numeric, categorical = [], []
+    for column in frame.columns:
+        if column == target or column in sensitive:
+            continue
+        if column in ids:
+            excluded[column] = "data.id_columns"
+        elif column in dropped:
+            excluded[column] = "data.drop_columns"
+        elif by_column.loc[column, "exclude"] and column not in keep:
+            excluded[column] = str(by_column.loc[column, "flags"])
+        elif by_column.loc[column, "kind"] == NUMERIC:
+            numeric.append(column)
+        else:
+            categorical.append(column)
+    kinds = {c: NUMERIC for c in numeric} | {c: CATEGORICAL for c in categorical}
+    sensitive_bins = {}
+    for feature in sensitive:
+        feature_kind = by_column.loc[feature, "kind"]
+        kinds[feature] = NUMERIC if feature_kind == NUMERIC else CATEGORICAL
+        if feature_kind == NUMERIC and frame[feature].nunique() > 10:
+            sensitive_bins[feature] = numeric_bins(frame[feature])
+    positive, negative = target_labels(raw_target, contract["positive_label"])
+    return {
+        "target": target,
+        "positive_label": _plain(positive),
+        "negative_label": _plain(negative),
+        "sensitive_features": sensitive,
+        "sensitive_bins": sensitive_bins,
+        "numeric_features": numeric,
+        "categorical_features": categorical,
+        "excluded_columns": excluded,
+        "columns": column_schema(frame, kinds, max_categories),
+    }
+
+
+def feature_columns(spec: dict[str, Any]) -> list[str]:
+    """The model's input features (sensitive features are not among them)."""
+    return list(spec["numeric_features"]) + list(spec["categorical_features"])
+
+
+def input_columns(spec: dict[str, Any]) -> list[str]:
+    """Columns a scoring request must carry: the features plus the sensitive features."""
+    return feature_columns(spec) + [f for f in spec["sensitive_features"] if f not in feature_columns(spec)]

@@ -1,0 +1,224 @@
+"""Run one lifecycle step's notebook with papermill: ``python -m {{ cookiecutter.package_name }}.run_step STAGE``.
+
+This is the command of every stage in dvc.yaml. It
+1. takes the stage's ``params:`` entries from dvc.yaml and their values from
+   params.yaml (``section`` injects every key of the section, ``section.key`` one key),
+2. refuses a parameter the notebook's ``parameters`` cell does not declare (and a
+   declared one params.yaml does not give), instead of papermill's silent no-op,
+3. executes ``notebooks/NN_stage.ipynb`` with papermill on the ``python3`` kernel,
+4. on success writes the executed notebook to ``reports/NN_stage/NN_stage.ipynb``
+   without volatile metadata (timings, random ids), so a rerun is byte-identical,
+5. on failure prints one line with the error, removes the stage's half-written
+   outputs (earlier stages' outputs are untouched) and keeps the failed notebook
+   under ``reports/failed/`` for debugging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .project import STEPS, find_project_root, load_params, step_name, write_text
+
+PARAMETERS_TAG = "parameters"
+VOLATILE_NOTEBOOK_KEYS = ("start_time", "end_time", "duration", "exception", "environment_variables")
+
+
+class StepError(RuntimeError):
+    """A stage cannot run as configured; the message says why."""
+
+
+def load_stage(root: Path, stage: str) -> dict[str, Any]:
+    with open(root / "dvc.yaml", encoding="utf-8") as fh:
+        stages = (yaml.safe_load(fh) or {}).get("stages", {})
+    if stage not in stages:
+        raise StepError(f"dvc.yaml has no stage {stage!r}; stages are: {', '.join(stages)}")
+    return stages[stage]
+
+
+def stage_parameters(stage_spec: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters to inject: the keys the stage declares under ``params:`` in dvc.yaml."""
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for entry in stage_spec.get("params", []):
+        if not isinstance(entry, str):
+            continue  # parameters from other files are DVC's business only
+        section, _, key = entry.partition(".")
+        if section not in params:
+            raise StepError(f"params.yaml has no section {section!r} (declared in dvc.yaml)")
+        if key:
+            if not isinstance(params[section], dict) or key not in params[section]:
+                raise StepError(f"params.yaml has no key {entry!r} (declared in dvc.yaml)")
+            chosen = {key: params[section][key]}
+        elif isinstance(params[section], dict):
+            chosen = dict(params[section])
+        else:
+            chosen = {section: params[section]}
+        for name, value in chosen.items():
+            if name in values:
+                raise StepError(f"parameter {name!r} is given by both {origin[name]} and {entry}")
+            values[name], origin[name] = value, entry
+    return values
+
+
+def parameters_cell(notebook: dict[str, Any]) -> dict[str, Any]:
+    """The single cell tagged ``parameters``."""
+    cells = [
+        c for c in notebook.get("cells", [])
+        if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])
+    ]
+    if len(cells) != 1:
+        raise StepError(f"the notebook must have exactly one cell tagged {PARAMETERS_TAG!r}, found {len(cells)}")
+    return cells[0]
+
+
+def declared_parameters(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Names and default values assigned in the ``parameters`` cell."""
+    source = parameters_cell(notebook)["source"]
+    source = "".join(source) if isinstance(source, list) else source
+    declared = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    declared[target.id] = ast.literal_eval(node.value)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+            declared[node.target.id] = ast.literal_eval(node.value)
+    return declared
+
+
+def check_parameters(stage: str, given: dict[str, Any], declared: dict[str, Any]) -> None:
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise StepError(
+            f"parameter {unknown[0]!r} of stage {stage!r} is not declared in the notebook's "
+            f"parameters cell (declared: {', '.join(sorted(declared))})"
+        )
+    missing = sorted(set(declared) - set(given))
+    if missing:
+        raise StepError(
+            f"the notebook of stage {stage!r} declares {missing[0]!r}, which params.yaml does not give "
+            "(add it to params.yaml, or to the stage's params in dvc.yaml)"
+        )
+
+
+def strip_volatile(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Drop timings, kernel-session data and random cell ids from an executed notebook."""
+    meta = notebook.setdefault("metadata", {})
+    for key in VOLATILE_NOTEBOOK_KEYS:
+        meta.get("papermill", {}).pop(key, None)
+    meta.pop("widgets", None)
+    for index, cell in enumerate(notebook.get("cells", [])):
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+        cell["id"] = cell.get("id") if not _is_random_id(cell) else f"cell-{index}"
+    return notebook
+
+
+def _is_random_id(cell: dict[str, Any]) -> bool:
+    """Papermill gives the injected-parameters cell a random id."""
+    return "injected-parameters" in cell.get("metadata", {}).get("tags", [])
+
+
+def stage_outputs(root: Path, stage_spec: dict[str, Any]) -> list[Path]:
+    """Every path the stage declares as an output (outs, metrics, plots)."""
+    paths = []
+    for kind in ("outs", "metrics", "plots"):
+        for entry in stage_spec.get(kind, []):
+            name = next(iter(entry)) if isinstance(entry, dict) else entry
+            paths.append(root / name)
+    return paths
+
+
+def remove_outputs(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _local_kernel_manager(sockets: Path):
+    """A kernel talking over Unix sockets in a private directory instead of loopback TCP."""
+    from jupyter_client.manager import KernelManager
+
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+
+
+def execute(stage: str, root: Path | None = None, log_output: bool = False) -> Path:
+    """Run the stage's notebook; return the path of the executed copy."""
+    import papermill  # imported here: `--help` and errors above stay fast
+
+    root = root or find_project_root()
+    name = step_name(stage)
+    source = root / "notebooks" / f"{name}.ipynb"
+    stage_spec = load_stage(root, stage)
+    given = stage_parameters(stage_spec, load_params(root))
+    notebook = json.loads(source.read_text(encoding="utf-8"))
+    check_parameters(stage, given, declared_parameters(notebook))
+
+    target = root / "reports" / name / f"{name}.ipynb"
+    failed = root / "reports" / "failed" / f"{name}.ipynb"
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+            kernel = _local_kernel_manager(Path(sockets))
+            try:
+                executed = papermill.execute_notebook(
+                    str(source),
+                    str(failed),
+                    parameters=given,
+                    kernel_name="python3",
+                    km=kernel,
+                    cwd=str(source.parent),
+                    progress_bar=False,
+                    log_output=log_output,
+                    request_save_on_cell_execute=False,
+                )
+            finally:
+                if kernel.has_kernel:
+                    kernel.shutdown_kernel(now=True)
+    except papermill.PapermillExecutionError as exc:
+        remove_outputs(stage_outputs(root, stage_spec))
+        message = f"{exc.ename}: {exc.evalue}"
+        raise StepError(f"{message}\n(executed notebook with the traceback: {failed.relative_to(root)})") from None
+    except BaseException:
+        remove_outputs(stage_outputs(root, stage_spec))
+        raise
+    executed = strip_volatile(json.loads(json.dumps(executed)))
+    executed["metadata"].setdefault("papermill", {}).update(
+        input_path=str(source.relative_to(root)), output_path=str(target.relative_to(root))
+    )
+    write_text(target, json.dumps(executed, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    failed.unlink(missing_ok=True)
+    if not any(failed.parent.iterdir()):
+        failed.parent.rmdir()
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=STEPS)
+    parser.add_argument("--log-output", action="store_true", help="stream cell output while running")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        target = execute(args.stage, log_output=args.log_output)
+    except StepError as exc:
+        print(f"ERROR [{args.stage}]: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.stage}: {target.relative_to(find_project_root())} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
