@@ -124,20 +124,15 @@ show(
 # %%
 failed = gates.failures(gate_before)
 cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
-x_val, y_val = validation[meta["feature_columns"]], validation[target].to_numpy()
-val_groups = data.sensitive_groups(validation, spec)
 failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
 constraint = "equalized_odds" if any(r.startswith("equalized_odds") for r in failed) else "demographic_parity"
 options = {"none": {"model": None, "decisions": decisions}}
 curves = None
 if failed and mitigation != "none":
-    to_model, curves = mitigate.fit_threshold_optimizer(bundle["model"], x_val, y_val, val_groups[failing_features], constraint, seed)
-    options["threshold_optimizer"] = {"model": to_model}
-    eg_model = mitigate.fit_exponentiated_gradient(bundle["model"], x_val, y_val, val_groups[failing_features], constraint, seed)
-    options["exponentiated_gradient"] = {"model": eg_model}
-    for name, option in options.items():
-        if option["model"] is not None:
-            option["decisions"] = option["model"].decide(test[meta["feature_columns"]], groups)
+    for kind in ("threshold_optimizer", "exponentiated_gradient"):
+        model, kind_curves = mitigate.mitigate(kind, bundle["model"], spec, validation, failing_features, constraint, seed)
+        options[kind] = {"model": model, "decisions": model.decide(test[meta["feature_columns"]], groups)}
+        curves = curves or kind_curves
 rows = []
 for name, option in options.items():
     gaps = assess(option["decisions"])
@@ -191,7 +186,10 @@ display(all_gates)
 if chosen == "none":
     release_bundle = bundle
 else:
-    release_bundle = scoring.make_bundle(options[chosen]["model"], bundle["threshold"], {**meta, "needs_sensitive_features": True, "mitigation": chosen})
+    release_bundle = scoring.make_bundle(options[chosen]["model"], bundle["threshold"], {
+        **meta, "needs_sensitive_features": True, "mitigation": chosen,
+        "mitigation_constraint": constraint, "mitigation_features": failing_features,
+    })
 release_bundle["metadata"] = {**release_bundle["metadata"], "releasable": released, "reasons": reasons, "fairness": after}
 artifacts.save(release_bundle, step.path("models/release.skops"))
 show(

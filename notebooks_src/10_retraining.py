@@ -37,6 +37,7 @@ import pandas as pd
 from IPython.display import display
 
 from {{ cookiecutter.package_name }} import artifacts, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.registry import Registry
 
@@ -95,10 +96,15 @@ elif triggered:
         result = modeling.train_and_select(train, validation, spec, plan, space, cost_fp, cost_fn, folds=cv_folds,
                                            iterations=search_iterations, seed=seed, include=list(challenger_models))
         champion = scoring.load_bundle(registry.champion)
-        challenger = scoring.make_bundle(result.model, result.threshold, {
-            **release["metadata"], "model_name": result.name, "params": result.params, "needs_sensitive_features": False,
-            "version": f"{release['metadata']['version'].split('+')[0]}+retrained.{scoring.file_md5(step.path('reports/09_monitoring/monitoring_status.json'))[:8]}",
-            "train_rows": len(train), "mitigation": None,
+        treatment = champion["metadata"].get("mitigation")
+        challenger_model = result.model
+        if treatment:  # the champion was mitigated in step 08: the challenger gets the same treatment
+            challenger_model, _ = mitigate.mitigate(treatment, result.model, spec, validation, champion["metadata"]["mitigation_features"],
+                                                    champion["metadata"]["mitigation_constraint"], seed)
+        challenger = scoring.make_bundle(challenger_model, result.threshold, {
+            **champion["metadata"], "model_name": result.name, "params": result.params,
+            "version": f"{champion['metadata']['version'].split('+')[0]}+retrained.{scoring.file_md5(step.path('reports/09_monitoring/monitoring_status.json'))[:8]}",
+            "train_rows": len(train),
         })
         y_recent = recent[target].to_numpy().astype(int)
         compared = {}
@@ -121,7 +127,7 @@ elif triggered:
         reasons = gates.failures(blessing)
         decision.update(
             champion=compared["champion"], challenger=compared["challenger"], challenger_model=result.name,
-            challenger_params=result.params, challenger_version=challenger["metadata"]["version"],
+            challenger_params=result.params, challenger_version=challenger["metadata"]["version"], challenger_mitigation=treatment,
             gates=blessing.to_dict(orient="records"), recent_batch_rows=len(recent), training_rows=len(train),
             promoted=not reasons,
             reasons=reasons or ["the challenger passes every gate and does not regress against the champion"],

@@ -47,22 +47,44 @@ MIN_CLASS_COUNT = 10  # a true/false positive rate from fewer cases than this is
 def assessable(groups: pd.Series, min_group_size: int, y_true: np.ndarray | None = None) -> np.ndarray:
     """Rows whose group is large enough to measure: ``min_group_size`` rows and, when
     ``y_true`` is given (for error-rate gaps), :data:`MIN_CLASS_COUNT` cases of each class."""
-    frame = pd.DataFrame({"g": groups.to_numpy()})
-    sizes = frame.groupby("g").size()
-    ok = sizes[sizes >= min_group_size].index
+    codes, _ = pd.factorize(groups.to_numpy())
+    counts = _group_counts(codes, np.zeros(len(codes)) if y_true is None else np.asarray(y_true, float), np.zeros(len(codes)))
+    ok = counts["rows"] >= min_group_size
     if y_true is not None:
-        counts = pd.crosstab(frame["g"], np.asarray(y_true).astype(int))
-        enough = (counts.reindex(columns=[0, 1], fill_value=0) >= MIN_CLASS_COUNT).all(axis=1)
-        ok = ok.intersection(enough[enough].index)
-    return frame["g"].isin(ok).to_numpy()
+        ok &= (counts["positives"] >= MIN_CLASS_COUNT) & (counts["rows"] - counts["positives"] >= MIN_CLASS_COUNT)
+    return ok[codes]
 
 
-def _gap(values: pd.Series) -> tuple[float, float]:
+def _group_counts(codes: np.ndarray, y: np.ndarray, p: np.ndarray, n_groups: int | None = None) -> dict[str, np.ndarray]:
+    n = int(codes.max()) + 1 if n_groups is None else n_groups
+    return {
+        "rows": np.bincount(codes, minlength=n).astype(float),
+        "positives": np.bincount(codes, weights=y, minlength=n),
+        "selected": np.bincount(codes, weights=p, minlength=n),
+        "true_positives": np.bincount(codes, weights=y * p, minlength=n),
+    }
+
+
+def _spread(values: np.ndarray) -> tuple[float, float]:
     """Largest difference and smallest ratio between groups (NaN with fewer than two groups)."""
-    values = values.dropna()
     if len(values) < 2:
         return float("nan"), float("nan")
-    return float(values.max() - values.min()), float(values.min() / values.max()) if values.max() > 0 else float("nan")
+    high, low = float(values.max()), float(values.min())
+    return high - low, (low / high if high > 0 else float("nan"))
+
+
+def _gaps_from_codes(codes: np.ndarray, n_groups: int, y: np.ndarray, p: np.ndarray, min_group_size: int) -> dict[str, float]:
+    c = _group_counts(codes, y, p, n_groups)
+    negatives = c["rows"] - c["positives"]
+    big = c["rows"] >= min_group_size
+    out = {}
+    out["demographic_parity_difference"], out["demographic_parity_ratio"] = _spread(c["selected"][big] / c["rows"][big])
+    both = big & (c["positives"] >= MIN_CLASS_COUNT) & (negatives >= MIN_CLASS_COUNT)
+    tpr_gap, tpr_ratio = _spread(c["true_positives"][both] / c["positives"][both])
+    fpr_gap, fpr_ratio = _spread((c["selected"] - c["true_positives"])[both] / negatives[both])
+    out["equalized_odds_difference"] = max(tpr_gap, fpr_gap) if both.sum() >= 2 else float("nan")
+    out["equalized_odds_ratio"] = min(tpr_ratio, fpr_ratio) if both.sum() >= 2 else float("nan")
+    return out
 
 
 def fairness_gaps(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, min_group_size: int) -> dict[str, float]:
@@ -71,20 +93,8 @@ def fairness_gaps(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, min
     Demographic parity uses groups with at least ``min_group_size`` rows; equalized
     odds also needs :data:`MIN_CLASS_COUNT` positives and negatives per group.
     """
-    y_true, y_pred, g = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), groups.to_numpy()
-    out = {}
-    keep = assessable(groups, min_group_size)
-    rates = pd.Series(y_pred[keep]).groupby(g[keep]).mean()
-    out["demographic_parity_difference"], out["demographic_parity_ratio"] = _gap(rates)
-    keep = assessable(groups, min_group_size, y_true)
-    frame = pd.DataFrame({"g": g[keep], "y": y_true[keep], "p": y_pred[keep]})
-    tpr = frame[frame["y"] == 1].groupby("g")["p"].mean()
-    fpr = frame[frame["y"] == 0].groupby("g")["p"].mean()
-    tpr_gap, tpr_ratio = _gap(tpr)
-    fpr_gap, fpr_ratio = _gap(fpr)
-    out["equalized_odds_difference"] = max(tpr_gap, fpr_gap) if not np.isnan(tpr_gap) else float("nan")
-    out["equalized_odds_ratio"] = min(tpr_ratio, fpr_ratio) if not np.isnan(tpr_ratio) else float("nan")
-    return out
+    codes, uniques = pd.factorize(pd.Series(groups).to_numpy())
+    return _gaps_from_codes(codes, len(uniques), np.asarray(y_true, float), np.asarray(y_pred, float), min_group_size)
 
 
 def gap_metrics(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], min_group_size: int) -> dict[str, float]:
@@ -105,13 +115,14 @@ def gap_lower_bounds(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame
     raise a fairness alarm; a gap whose lower bound is above the gate is real.
     """
     rng = np.random.default_rng(seed)
-    groups = data.sensitive_groups(frame, spec).reset_index(drop=True)
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    groups = data.sensitive_groups(frame, spec)
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    encoded = {f: pd.factorize(groups[f].to_numpy()) for f in spec["sensitive_features"]}
     draws: dict[str, list[float]] = {}
     for _ in range(samples):
         pick = rng.integers(0, len(groups), len(groups))
-        for feature in spec["sensitive_features"]:
-            gaps = fairness_gaps(y_true[pick], y_pred[pick], groups[feature].iloc[pick].reset_index(drop=True), min_group_size)
+        for feature, (codes, uniques) in encoded.items():
+            gaps = _gaps_from_codes(codes[pick], len(uniques), y_true[pick], y_pred[pick], min_group_size)
             for name in ("demographic_parity_difference", "equalized_odds_difference"):
                 draws.setdefault(f"{name}[{feature}]", []).append(gaps[name])
     return {name: float(np.nanquantile(values, 1 - level)) if np.isfinite(values).any() else float("nan")

@@ -99,14 +99,42 @@ def drop_plotting_attributes(optimizer: ThresholdOptimizer) -> None:
             delattr(optimizer, name)
 
 
-def fit_exponentiated_gradient(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame,
+def fit_exponentiated_gradient(base: Pipeline, pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame,
                                constraint: str, seed: int, max_iter: int = 20) -> MitigatedModel:
-    """Retrain the pipeline's model under a fairness constraint (weighted ensemble of pipelines)."""
+    """Retrain ``base`` (an unfitted pipeline) under a fairness constraint: a weighted ensemble.
+
+    The reduction refits ``base`` once per iteration, so a fast learner (the logistic
+    regression candidate) keeps it affordable; ``pipeline`` still gives the scores.
+    """
     reduction = ExponentiatedGradient(
-        clone(pipeline), CONSTRAINTS[constraint](), max_iter=max_iter, sample_weight_name="model__sample_weight",
+        clone(base), CONSTRAINTS[constraint](), max_iter=max_iter, sample_weight_name="model__sample_weight",
     )
     reduction.fit(x, y, sensitive_features=group_key(groups))
     keep = reduction.weights_.to_numpy() > 0
     predictors = [p for p, k in zip(reduction.predictors_.tolist(), keep) if k]
     return MitigatedModel("exponentiated_gradient", pipeline, list(groups.columns), predictors=predictors,
                           weights=reduction.weights_.to_numpy()[keep], seed=seed)
+
+
+def mitigate(kind: str, pipeline: Pipeline, spec: dict[str, Any], frame: pd.DataFrame, features: list[str],
+             constraint: str, seed: int) -> tuple[MitigatedModel, dict[str, Any] | None]:
+    """Fit mitigation ``kind`` for ``pipeline`` on ``frame`` (a labelled split, e.g. validation).
+
+    Step 08 calls this to choose a mitigation, step 10 to give a challenger the same
+    treatment as the champion. Returns the model and, for the post-processor, its
+    trade-off curves.
+    """
+    from .data import sensitive_groups
+    from .modeling import candidate_pipelines
+    from .profiling import feature_columns
+
+    if constraint not in CONSTRAINTS:
+        raise ValueError(f"fairness constraint must be one of {', '.join(CONSTRAINTS)}, got {constraint!r}")
+    x, y = frame[feature_columns(spec)], frame[spec["target"]].to_numpy()
+    groups = sensitive_groups(frame, spec)[list(features)]
+    if kind == "threshold_optimizer":
+        return fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed)
+    if kind == "exponentiated_gradient":
+        base = candidate_pipelines(spec, seed)["logistic_regression"]
+        return fit_exponentiated_gradient(base, pipeline, x, y, groups, constraint, seed), None
+    raise ValueError(f"unknown mitigation {kind!r}; choose threshold_optimizer or exponentiated_gradient")

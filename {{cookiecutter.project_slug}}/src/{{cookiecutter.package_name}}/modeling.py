@@ -48,7 +48,7 @@ def candidate_pipelines(spec: dict[str, Any], seed: int) -> dict[str, Pipeline]:
             ("preprocess", features.build_preprocessor(spec, encoding="ordinal", max_categories=200)),
             ("model", HistGradientBoostingClassifier(
                 categorical_features=features.categorical_mask(spec) or None, random_state=seed,
-                early_stopping=False, max_iter=200,
+                early_stopping=False, max_iter=100,
             )),
         ]),
     }
