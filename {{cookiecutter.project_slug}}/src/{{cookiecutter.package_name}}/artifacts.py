@@ -92,7 +92,10 @@ def load(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist: run `dvc repro` first")
-    unexpected = untrusted_types(path)
+    try:
+        unexpected = untrusted_types(path)
+    except zipfile.BadZipFile:
+        raise ValueError(f"{path} is not a skops model file (not a zip archive)") from None
     if unexpected:
         raise UntrustedArtifactError(
             f"{path} contains types that are not trusted: {', '.join(unexpected)}; "

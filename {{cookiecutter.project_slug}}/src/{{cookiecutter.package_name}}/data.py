@@ -182,7 +182,9 @@ def group_labels(values: pd.Series, bins: list[float] | None = None) -> pd.Serie
         if len(bins) < 2:
             labels = values.map(lambda v: MISSING_GROUP if pd.isna(v) else f"{bins[0]:g}")
         else:
-            cut = pd.cut(values.astype(float), bins=bins, include_lowest=True, duplicates="drop")
+            # values beyond the training range belong to the outer bins, not to "(missing)"
+            clipped = values.astype(float).clip(bins[0], bins[-1])
+            cut = pd.cut(clipped, bins=bins, include_lowest=True, duplicates="drop")
             labels = cut.astype(str).where(cut.notna(), MISSING_GROUP)
     else:
         labels = values.astype("string").fillna(MISSING_GROUP)

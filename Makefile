@@ -1,0 +1,39 @@
+# The template's two commands: `make demo` and `make test`.
+# Both bootstrap their own virtual environment (.venv) on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR := demo
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-fast test-e2e demo notebooks clean
+
+help: ## List the tasks
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed ## Create .venv with everything the tests need
+
+test: venv ## All template tests: fast checks, then end-to-end runs of generated projects
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests -m "not e2e"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests -m e2e
+
+test-fast: venv ## Only the fast checks (no pipeline runs)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests -m "not e2e"
+
+demo: venv ## Generate the default project into demo/ and run its whole lifecycle
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/cookiecutter --no-input --output-dir $(DEMO_DIR) .
+	cd $(DEMO_DIR)/income-outreach && $(MAKE) setup repro PYTHON="$(abspath $(BIN))/python"
+	@echo "Reports: $(DEMO_DIR)/income-outreach/reports/"
+
+notebooks: ## Rebuild the template's notebooks from notebooks_src/
+	$(PYTHON) scripts/build_notebooks.py
+
+clean: ## Remove the virtual environment and the demo project
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

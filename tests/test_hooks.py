@@ -1,0 +1,108 @@
+"""Unit tests of the hooks' functions (the hooks are plain Python with one Jinja line in main)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+HOOKS = Path(__file__).resolve().parents[1] / "hooks"
+
+
+def load_hook(name: str):
+    spec = importlib.util.spec_from_file_location(name, HOOKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pre = load_hook("pre_gen_project")
+post = load_hook("post_gen_project")
+GOOD = {
+    "project_name": "Income Outreach",
+    "project_slug": "income-outreach",
+    "package_name": "income_outreach",
+    "description": "A project.",
+    "author_name": "Team",
+    "author_email": "team@example.com",
+    "python_version": "3.11",
+    "license": "MIT",
+    "ci": "github",
+}
+
+
+def test_good_answers_pass():
+    assert pre.validate(GOOD) == []
+    assert pre.main(GOOD) == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("project_slug", "My Project", "project_slug 'My Project' is not a valid directory name"),
+        ("project_slug", "1project", "project_slug '1project'"),
+        ("project_slug", "../escape", "project_slug '../escape'"),
+        ("package_name", "my-package", "package_name 'my-package' is not a valid Python package name"),
+        ("package_name", "class", "package_name 'class' is a Python keyword"),
+        ("package_name", "json", "would shadow"),
+        ("package_name", "pandas", "would shadow"),
+        ("author_email", "not-an-email", "author_email 'not-an-email' is not an e-mail address"),
+        ("author_email", "a@b", "author_email 'a@b'"),
+        ("python_version", "3.9", "python_version '3.9' is not one of: 3.11, 3.12, 3.13"),
+        ("license", "GPL", "license 'GPL' is not one of"),
+        ("ci", "jenkins", "ci 'jenkins' is not one of"),
+        ("project_name", "", "project_name is empty"),
+        ("description", 'say "hi"', "contains a quote"),
+        ("author_name", "a\nb", "newline"),
+        ("description", "x" * 300, "at most 200"),
+    ],
+)
+def test_bad_answer_is_named(key, value, fragment, capsys):
+    answers = {**GOOD, key: value}
+    errors = pre.validate(answers)
+    assert len(errors) == 1 and fragment in errors[0]
+    assert pre.main(answers) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ERROR: {errors[0]}"]
+
+
+def test_unchosen_option_files():
+    assert post.unchosen_paths({"ci": "github"}) == [".gitlab-ci.yml"]
+    assert post.unchosen_paths({"ci": "gitlab"}) == [".github"]
+    assert sorted(post.unchosen_paths({"ci": "none"})) == [".github", ".gitlab-ci.yml"]
+
+
+def test_saved_answers_drop_machine_specific_keys():
+    saved = post.saved_answers({**GOOD, "_output_dir": "/tmp/x", "_repo_dir": "/r", "_template": "gh:x/y"})
+    assert saved == {"cookiecutter": {**GOOD, "_template": "gh:x/y"}}
+    json.dumps(saved)
+
+
+def test_remove_paths(tmp_path):
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".gitlab-ci.yml").write_text("x")
+    post.remove_paths(tmp_path, [".github", ".gitlab-ci.yml", "absent"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_git_is_reported_not_fatal(tmp_path, monkeypatch):
+    monkeypatch.setattr(post.shutil, "which", lambda name: None)
+    skipped = post.init_repository(tmp_path, GOOD)
+    assert len(skipped) == 1 and skipped[0].startswith("git not found")
+    assert not (tmp_path / ".git").exists()
+
+
+def test_answers_reach_git_as_arguments_not_shell(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return type("R", (), {"returncode": 0, "stderr": ""})()
+
+    monkeypatch.setattr(post.subprocess, "run", fake_run)
+    monkeypatch.setattr(post, "dvc_command", lambda: None)
+    post.init_repository(tmp_path, {**GOOD, "author_name": "x; rm -rf /"})
+    assert calls and all(isinstance(cmd, list) and not kw.get("shell") for cmd, kw in calls)
+    assert any("user.name=x; rm -rf /" in cmd for cmd, _ in calls)
