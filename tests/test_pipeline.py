@@ -1,0 +1,189 @@
+"""End to end: the default project's whole lifecycle with `dvc repro`, then its own commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import dvc, run
+
+pytestmark = pytest.mark.e2e
+PACKAGE = "income_outreach"
+STAGES = [
+    "business_case", "success_criteria", "data_selection", "data_bias_plan", "data_pipeline",
+    "modeling", "deployment", "fairness_assessment", "monitoring", "retraining",
+]
+
+
+def report(project: Path, stage: str, name: str) -> dict:
+    number = STAGES.index(stage) + 1
+    return json.loads((project / "reports" / f"{number:02d}_{stage}" / name).read_text())
+
+
+def test_every_stage_ran_and_its_notebook_has_no_error(reproduced_project):
+    for number, stage in enumerate(STAGES, start=1):
+        executed = reproduced_project / "reports" / f"{number:02d}_{stage}" / f"{number:02d}_{stage}.ipynb"
+        notebook = json.loads(executed.read_text())
+        outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+        assert outputs, f"{stage}: the executed notebook has no outputs"
+        assert not [o for o in outputs if o["output_type"] == "error"], f"{stage}: a cell raised"
+        assert "start_time" not in notebook["metadata"]["papermill"]
+        assert notebook["metadata"]["papermill"]["input_path"] == f"notebooks/{number:02d}_{stage}.ipynb"
+    assert not (reproduced_project / "reports" / "failed").exists()
+
+
+def test_second_repro_has_nothing_to_do(reproduced_project):
+    started = time.perf_counter()
+    result = dvc(reproduced_project, "repro")
+    elapsed = time.perf_counter() - started
+    assert "Data and pipelines are up to date" in result.stdout, result.stdout
+    assert "Running stage" not in result.stdout
+    print(f"no-op dvc repro: {elapsed:.1f} s")
+
+
+def test_metrics_and_plots(reproduced_project):
+    metrics = json.loads(dvc(reproduced_project, "metrics", "show", "--json").stdout)
+    flat = json.dumps(metrics)
+    for name in ("test_roc_auc", "test_average_precision", "test_brier", "test_expected_cost"):
+        assert name in flat
+    modeling = report(reproduced_project, "modeling", "modeling.json")
+    assert modeling["test_metrics"]["roc_auc"] > 0.85, "Adult should reach a test ROC AUC above 0.85"
+    assert 0 < modeling["threshold"] < 1
+    roc = pd.read_csv(reproduced_project / "reports/plots/roc.csv")
+    assert list(roc.columns) == ["fpr", "tpr"] and roc["tpr"].is_monotonic_increasing
+    selection = pd.read_csv(reproduced_project / "reports/plots/selection_rate.csv")
+    assert {"sex=Male", "sex=Female"} <= set(selection["group"])
+
+
+def test_lifecycle_findings_are_right_for_adult(reproduced_project):
+    charter = report(reproduced_project, "business_case", "charter.json")
+    assert 0.23 < charter["prevalence"] < 0.25  # 24.1% of the official training split earn >50K
+    spec = report(reproduced_project, "data_selection", "dataset_spec.json")
+    assert spec["sensitive_features"] == ["sex", "race"] and "fnlwgt" in spec["excluded_columns"]
+    assert "sex" not in spec["categorical_features"]
+    plan = report(reproduced_project, "data_bias_plan", "bias_plan.json")
+    assert plan["remediation"] in {"none", "reweighing", "resampling"}
+    representation = pd.read_csv(reproduced_project / "reports/04_data_bias_plan/representation.csv")
+    sex = representation[representation["feature"] == "sex"].set_index("group")["positive_rate"]
+    assert sex["Male"] > 0.28 and sex["Female"] < 0.12  # the well-known base-rate gap by sex
+    release = report(reproduced_project, "fairness_assessment", "release_decision.json")
+    assert release["gaps_before"]["demographic_parity_difference[sex]"] > 0.15
+    if release["mitigation"] != "none":
+        assert release["gaps_after"]["demographic_parity_difference[sex]"] < release["gaps_before"]["demographic_parity_difference[sex]"]
+
+
+def test_monitoring_catches_the_injected_drift(reproduced_project):
+    status = report(reproduced_project, "monitoring", "monitoring_status.json")
+    assert status["retrain_recommended"] is True
+    assert any("feature_drift" in r for r in status["reasons"])
+    shifted = next(b for b in status["batches"] if b["injected"].startswith("hours_per_week"))
+    assert "hours_per_week" in shifted["drifted"]
+    clean = [b for b in status["batches"] if b["injected"] == "none"]
+    assert clean and all(b["drifted_features"] == 0 for b in clean)
+    decision = report(reproduced_project, "retraining", "retraining_decision.json")
+    assert decision["triggered"] is True and isinstance(decision["promoted"], bool) and decision["reasons"]
+
+
+def test_stage_rerun_is_byte_identical(reproduced_project):
+    outputs = [
+        "reports/03_data_selection/03_data_selection.ipynb",
+        "reports/03_data_selection/dataset_spec.json",
+        "data/interim/selected.parquet",
+        "reports/03_data_selection/column_usefulness.png",
+    ]
+    before = {p: (reproduced_project / p).read_bytes() for p in outputs}
+    dvc(reproduced_project, "repro", "--force", "--single-item", "data_selection")
+    for path in outputs:
+        assert (reproduced_project / path).read_bytes() == before[path], f"{path} changed on rerun"
+    assert "up to date" in dvc(reproduced_project, "status").stdout
+
+
+def test_generated_project_own_tests_pass(reproduced_project):
+    run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], reproduced_project)
+
+
+@pytest.fixture()
+def project_copy(reproduced_project, tmp_path):
+    """A copy to change without disturbing the shared reproduced project."""
+    copy = tmp_path / reproduced_project.name
+    shutil.copytree(reproduced_project, copy, symlinks=True)
+    return copy
+
+
+def test_one_notebook_alone_with_papermill_and_an_override(project_copy):
+    out = project_copy / "alone.ipynb"
+    run([sys.executable, "-m", "papermill", "notebooks/02_success_criteria.ipynb", str(out),
+         "-p", "min_primary_metric", "0.91", "-k", "python3", "--cwd", "notebooks"], project_copy)
+    criteria = report(project_copy, "success_criteria", "success_criteria.json")
+    assert criteria["criteria"]["min_primary_metric"] == 0.91
+    gate = next(g for g in criteria["gates"] if g["name"] == "model_quality")
+    assert gate["threshold"] == 0.91
+
+
+def test_an_undeclared_parameter_is_an_error(project_copy):
+    params = yaml.safe_load((project_copy / "params.yaml").read_text())
+    params["success_criteria"]["min_primry_metric"] = 0.9
+    (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = (project_copy / "reports/02_success_criteria/success_criteria.json").read_bytes()
+    result = run([sys.executable, "-m", f"{PACKAGE}.run_step", "success_criteria"], project_copy, check=False)
+    assert result.returncode == 1
+    assert "parameter 'min_primry_metric' of stage 'success_criteria' is not declared" in result.stderr
+    assert (project_copy / "reports/02_success_criteria/success_criteria.json").read_bytes() == before
+
+
+def test_batch_scoring_command(project_copy, tmp_path):
+    out = tmp_path / "scores.csv"
+    run([sys.executable, "-m", f"{PACKAGE}.cli", "predict", "data/processed/test.parquet", str(out), "--allow-extra"], project_copy)
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["score", "decision", "label"]
+    assert len(scores) == len(pd.read_parquet(project_copy / "data/processed/test.parquet"))
+    assert scores["score"].between(0, 1).all() and set(scores["label"]) <= {">50K", "<=50K"}
+    bad = run([sys.executable, "-m", f"{PACKAGE}.cli", "predict", "data/processed/test.parquet", str(out)], project_copy, check=False)
+    assert bad.returncode == 1 and "unexpected column 'income'" in bad.stderr
+
+
+def test_artifact_loads_in_a_fresh_process_with_equal_predictions(project_copy):
+    code = (
+        "import sys, json, pandas as pd\n"
+        f"from {PACKAGE}.scoring import load_bundle, score\n"
+        "b = load_bundle('models/release.skops', allow_unreleased=True)\n"
+        "t = pd.read_parquet('data/processed/test.parquet').head(500)\n"
+        "print(json.dumps(score(b, t, allow_extra=True, allow_unseen=True)['decision'].tolist()))\n"
+    )
+    first = run([sys.executable, "-c", code], project_copy).stdout
+    second = run([sys.executable, "-c", code], project_copy).stdout
+    assert first == second and len(json.loads(first)) == 500
+
+
+def test_http_service(project_copy):
+    code = (
+        "import json, pandas as pd\n"
+        f"from {PACKAGE}.deployment import running_service, request\n"
+        "rows = json.loads(pd.read_parquet('data/processed/test.parquet').drop(columns=['income']).head(3).to_json(orient='records'))\n"
+        "out = {}\n"
+        "with running_service('models/model.skops') as url:\n"
+        "    out['health'] = request(url + '/health')[0]\n"
+        "    out['one'] = request(url + '/predict', json.dumps(rows[0]).encode())[:2]\n"
+        "    out['many'] = request(url + '/predict', json.dumps(rows).encode())[:2]\n"
+        "    out['malformed'] = request(url + '/predict', b'[{')[:2]\n"
+        "    bad = dict(rows[0], age='old')\n"
+        "    out['wrong_type'] = request(url + '/predict', json.dumps([bad]).encode())[:2]\n"
+        "    out['missing'] = request(url + '/predict', json.dumps([{'age': 30}]).encode())[:2]\n"
+        "    out['empty'] = request(url + '/predict', b'[]')[:2]\n"
+        "print(json.dumps(out))\n"
+    )
+    out = json.loads(run([sys.executable, "-c", code], project_copy).stdout)
+    assert out["health"] == 200
+    assert out["one"][0] == 200 and len(out["one"][1]["predictions"]) == 1
+    assert out["many"][0] == 200 and len(out["many"][1]["predictions"]) == 3
+    assert out["malformed"][0] == 400 and "not valid JSON" in out["malformed"][1]["error"]
+    assert out["wrong_type"][0] == 422 and "'age'" in out["wrong_type"][1]["error"]
+    assert out["missing"][0] == 422 and "missing column" in out["missing"][1]["error"]
+    assert out["empty"][0] == 422 and "no records" in out["empty"][1]["error"]
