@@ -16,6 +16,7 @@ CHOICES = {
     "python_version": ("3.11", "3.12", "3.13"),
     "license": ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary"),
     "ci": ("github", "gitlab", "none"),
+    "remote": ("none", "local", "s3", "gcs", "azure"),
 }
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -32,6 +33,20 @@ RESERVED_PACKAGES = frozenset(
 MAX_TEXT = 200
 # Free text lands in JSON, TOML, YAML and notebooks: keep out what would need escaping there.
 FORBIDDEN_CHARACTERS = ('"', "\\", "{", "}", "`")
+# DVC remote URLs by storage: bucket (or container) names as the providers allow them,
+# then an optional path. The URL lands unquoted in .dvc/config (an INI file).
+REMOTE_URL_RE = {
+    "s3": re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/[^\s]*)?$"),
+    "gcs": re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](?:/[^\s]*)?$"),
+    "azure": re.compile(r"^azure://[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}(?:/[^\s]*)?$"),
+}
+REMOTE_URL_EXAMPLES = {
+    "s3": "s3://bucket/path",
+    "gcs": "gs://bucket/path",
+    "azure": "azure://container/path",
+    "local": "../storage or /mnt/dvc-storage",
+}
+REMOTE_FORBIDDEN_CHARACTERS = (*FORBIDDEN_CHARACTERS, "'", "#", ";")
 
 
 def check_text(name: str, value: str) -> str | None:
@@ -81,6 +96,30 @@ def check_choice(name: str, value: str) -> str | None:
     return None
 
 
+def check_remote_url(remote: str, url: str) -> str | None:
+    """The URL must suit the chosen storage: empty for none, a bucket URL or a directory otherwise."""
+    if remote not in CHOICES["remote"]:
+        return None  # check_choice reports it
+    if remote == "none":
+        return f"remote_url {url!r} is given but remote is 'none'; choose a remote or leave the URL empty" if url else None
+    example = REMOTE_URL_EXAMPLES[remote]
+    if not url:
+        return f"remote_url is empty; remote {remote!r} needs one, e.g. {example}"
+    if len(url) > MAX_TEXT:
+        return f"remote_url is {len(url)} characters long; at most {MAX_TEXT} are allowed"
+    if any(ord(ch) < 32 for ch in url) or any(ch in url for ch in REMOTE_FORBIDDEN_CHARACTERS) or url != url.strip():
+        return f"remote_url {url!r} contains a quote, backslash, brace, '#', ';', control character or outer space"
+    if remote == "local":
+        if "://" in url:
+            return f"remote_url {url!r} is a URL; remote 'local' needs a directory, e.g. {example}"
+        if url.startswith("~"):
+            return f"remote_url {url!r} starts with '~', which DVC does not expand; give an absolute or relative path"
+        return None
+    if not REMOTE_URL_RE[remote].match(url):
+        return f"remote_url {url!r} is not a {remote} URL (expected e.g. {example})"
+    return None
+
+
 def validate(answers: dict) -> list[str]:
     """Return one message per bad answer (empty when all answers are good)."""
     errors: list[str | None] = []
@@ -91,6 +130,7 @@ def validate(answers: dict) -> list[str]:
     errors.append(check_email(str(answers.get("author_email", ""))))
     for name in CHOICES:
         errors.append(check_choice(name, str(answers.get(name, ""))))
+    errors.append(check_remote_url(str(answers.get("remote", "none")), str(answers.get("remote_url", ""))))
     return [e for e in errors if e]
 
 

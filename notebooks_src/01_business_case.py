@@ -39,12 +39,14 @@ step = start_step("business_case")
 # %% [markdown]
 # ## How often is the outcome positive?
 # The share of positive cases sets how costly the two kinds of error are on average.
-# Reading the target also checks the data contract early: a wrong `data.target` or
-# `data.positive_label` stops here, naming the key.
+# Reading the target also checks the data contract early: a wrong `data.target`,
+# `data.positive_label` or `data.sensitive_features` stops here, naming the key.
 
 # %%
 raw = data.read_table(step.path(path))
 data.require_columns(raw, [target], "data.target")
+sensitive_features = data.as_list(sensitive_features)  # one name or a list
+data.require_columns(raw, sensitive_features, "data.sensitive_features")
 y = data.binary_target(raw[target], positive_label).dropna()
 prevalence = float(y.mean())
 show(f"`{target}` = `{positive_label}` in **{y.sum():,.0f} of {len(y):,}** rows: prevalence **{prevalence:.1%}**.")

@@ -27,10 +27,11 @@ max_staleness_days = 180
 # %%
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import gates
+from {{ cookiecutter.package_name }} import data, gates
 from {{ cookiecutter.package_name }}.notebook import markdown_table, show, start_step
 
 step = start_step("success_criteria")
+sensitive_features = data.as_list(sensitive_features)  # one name or a list
 charter = step.read_report("business_case", "charter.json")
 
 # %% [markdown]

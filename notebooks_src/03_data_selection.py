@@ -37,6 +37,7 @@ from {{ cookiecutter.package_name }} import data, datasheet, profiling
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 step = start_step("data_selection")
+sensitive_features = data.as_list(sensitive_features)  # one name or a list
 contract = {
     "path": path, "target": target, "positive_label": positive_label,
     "sensitive_features": sensitive_features, "id_columns": id_columns, "drop_columns": drop_columns,

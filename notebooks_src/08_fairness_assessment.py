@@ -92,7 +92,10 @@ for ax, feature in zip(axes[0], features_to_plot):
             ax.plot(fpr, tpr, label=f"{group} (n={len(rows)})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.set(title=f"ROC by {feature}", xlabel="false positive rate", ylabel="true positive rate")
-    ax.legend(fontsize=8, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.text(0.5, 0.3, f"no group with {min_group_size} rows\nand both classes", ha="center")
 step.save_figure(fig, "roc_by_group.png")
 plt.show()
 
@@ -122,7 +125,14 @@ show(
 # ## Mitigation, if a gate fails
 
 # %%
-failed = gates.failures(gate_before)
+measured = gate_before["note"] != "not measured"
+failed = gates.failures(gate_before[measured])  # mitigation acts on measured gaps; unmeasured gates still block release
+unmeasured = gate_before.loc[~measured, "gate"].tolist()
+if unmeasured:
+    show(f"**Not measurable on the test split:** {', '.join(f'`{g}`' for g in unmeasured)}: fewer than two groups have "
+         f"{min_group_size} rows (and, for equalized odds, {fairness.MIN_CLASS_COUNT} cases of each class). A gate is never "
+         "passed by absence, so these block the release: lower `fairness_assessment.min_group_size`, raise "
+         "`data_pipeline.test_fraction` or bring more data.")
 cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
 failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
 constraint = "equalized_odds" if any(r.startswith("equalized_odds") for r in failed) else "demographic_parity"
@@ -140,8 +150,8 @@ for name, option in options.items():
     passes = gates.evaluate(fair_gates, gaps)["passed"].all()
     rows.append({"mitigation": name, "accuracy": cost["accuracy"], "expected_cost": cost["expected_cost"],
                  "selection_rate": cost["selection_rate"], "passes_fairness_gates": bool(passes),
-                 "max_dp_difference": max(v for k, v in gaps.items() if k.startswith("demographic_parity_difference")),
-                 "max_eo_difference": max(v for k, v in gaps.items() if k.startswith("equalized_odds_difference"))})
+                 "max_dp_difference": pd.Series([v for k, v in gaps.items() if k.startswith("demographic_parity_difference")], dtype=float).max(),
+                 "max_eo_difference": pd.Series([v for k, v in gaps.items() if k.startswith("equalized_odds_difference")], dtype=float).max()})
 tradeoff = pd.DataFrame(rows).set_index("mitigation")
 tradeoff.round(4)
 
@@ -169,7 +179,7 @@ plt.show()
 # %%
 if mitigation == "auto":
     passing = tradeoff[tradeoff["passes_fairness_gates"]]
-    chosen = passing["expected_cost"].idxmin() if len(passing) else tradeoff["max_dp_difference"].idxmin()
+    chosen = passing["expected_cost"].idxmin() if len(passing) else tradeoff["max_dp_difference"].fillna(np.inf).idxmin()
 else:
     chosen = mitigation if mitigation in options else "none"
 after = assess(options[chosen]["decisions"])
@@ -193,7 +203,7 @@ else:
 release_bundle["metadata"] = {**release_bundle["metadata"], "releasable": released, "reasons": reasons, "fairness": after}
 artifacts.save(release_bundle, step.path("models/release.skops"))
 show(
-    (f"Fairness gates failed before mitigation ({'; '.join(failed)}). " if failed else "Every fairness gate passes without mitigation. ")
+    (f"Fairness gates failed before mitigation ({'; '.join(failed)}). " if failed else "No measured fairness gate fails, so no mitigation. " if unmeasured else "Every fairness gate passes without mitigation. ")
     + (f"Chosen mitigation: **{chosen}** ({constraint.replace('_', ' ')} constraint on {', '.join(f'`{f}`' for f in failing_features)}): "
        f"largest parity gap {tradeoff.loc['none', 'max_dp_difference']:.3f} → **{tradeoff.loc[chosen, 'max_dp_difference']:.3f}**, "
        f"accuracy {tradeoff.loc['none', 'accuracy']:.3f} → **{tradeoff.loc[chosen, 'accuracy']:.3f}**, expected cost "

@@ -68,9 +68,27 @@ if files:
     origin = f"{len(files)} files in `{production_dir}`"
 else:
     source = monitoring.prepare_batch(data.read_table(step.path(simulation_source), key="monitoring.simulation_source"), spec, simulation_source)
-    batches = monitoring.simulate_batches(source, spec, batch_size, seed, drift_shift_batch, drift_shift_feature,
+    lacking = [c for c in scoring.required_columns(meta) if c not in source.columns]
+    if lacking:
+        raise data.DataContractError(
+            f"monitoring.simulation_source: {simulation_source!r} lacks the training column {lacking[0]!r}; "
+            "with your own data, set it to data/processed/test.parquet")
+    # The drift to inject needs a numeric model input; another numeric feature stands in for one the data lacks.
+    numeric_inputs = [c for c in meta["feature_columns"] if kinds.get(c) == "numeric"]
+    shift_feature = drift_shift_feature if drift_shift_feature in numeric_inputs else (numeric_inputs[0] if numeric_inputs else None)
+    if drift_shift_batch and shift_feature != drift_shift_feature:
+        show(f"`monitoring.drift_shift_feature` = `{drift_shift_feature}` is not a numeric feature of the model; "
+             + (f"the drift is injected into `{shift_feature}` instead." if shift_feature else "there is none, so no drift is injected."))
+    # A small source is cut into smaller batches so that the injected ones exist, but not below 100 rows:
+    # the PSI of a smaller batch is mostly sampling noise.
+    wanted = max(drift_shift_batch, group_mix_batch, label_shift_batch) + 1
+    rows_per_batch = batch_size if len(source) >= wanted * batch_size else max(len(source) // wanted, min(len(source), 100))
+    batches = monitoring.simulate_batches(source, spec, rows_per_batch, seed, drift_shift_batch, shift_feature,
                                           drift_shift_scale, group_mix_batch, label_shift_batch)
-    origin = f"no files in `{production_dir}`: {len(batches)} batches of {batch_size:,} rows simulated from `{simulation_source}`"
+    skipped = [n for n in (drift_shift_batch, group_mix_batch, label_shift_batch) if n > len(batches)]
+    origin = (f"no files in `{production_dir}`: {len(batches)} batches of {rows_per_batch:,} rows simulated from `{simulation_source}`"
+              + (f" ({len(source):,} rows: too few for batches of `monitoring.batch_size` = {batch_size:,})" if rows_per_batch < batch_size else "")
+              + (f"; batches {', '.join(map(str, skipped))} with injected drift do not exist, so that drift is not simulated" if skipped else ""))
 show(f"Monitoring **{len(batches)} batches** ({origin}).")
 pd.DataFrame([{"batch": n, "rows": len(b), "labelled": target in b.columns and b[target].notna().any(), "injected": i}
               for n, b, i in batches])
@@ -88,7 +106,10 @@ for name, batch, injected in batches:
         raise data.DataContractError(f"production batch {name}: column {missing[0]!r} of the training schema is missing; the batch cannot be monitored")
     violations = schema.violations(production_schema, batch[list(meta["schema"])])
     spikes = monitoring.missing_spikes(reference, batch, list(meta["schema"]))
-    scored = scoring.score(bundle, batch, allow_extra=True, allow_unseen=True)
+    try:
+        scored = scoring.score(bundle, batch, allow_extra=True, allow_unseen=True)
+    except scoring.InputError as exc:  # e.g. text where training had numbers: the batch's schema differs
+        raise data.DataContractError(f"production batch {name}: {exc}") from None
     drift = monitoring.drift_table(reference, batch, kinds, psi_warning, psi_alert)
     drift_tables[name] = drift
     score_psi = monitoring.psi(*(monitoring.binned_counts(s, "numeric", monitoring.numeric_bin_edges(reference_scores))

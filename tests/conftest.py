@@ -33,7 +33,7 @@ def project_env(project: Path) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], project: Path, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess:
+def run(cmd: list[str], project: Path, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
     """Run a command in a baked project; on failure the assertion shows its output."""
     result = subprocess.run(cmd, cwd=project, env=project_env(project), capture_output=True, text=True, timeout=timeout)
     if check:

@@ -30,6 +30,8 @@ GOOD = {
     "python_version": "3.11",
     "license": "MIT",
     "ci": "github",
+    "remote": "none",
+    "remote_url": "",
 }
 
 
@@ -106,3 +108,57 @@ def test_answers_reach_git_as_arguments_not_shell(tmp_path, monkeypatch):
     post.init_repository(tmp_path, {**GOOD, "author_name": "x; rm -rf /"})
     assert calls and all(isinstance(cmd, list) and not kw.get("shell") for cmd, kw in calls)
     assert any("user.name=x; rm -rf /" in cmd for cmd, _ in calls)
+
+
+@pytest.mark.parametrize(
+    ("remote", "url"),
+    [
+        ("none", ""),
+        ("local", "../income-outreach-dvc-storage"),
+        ("local", "/mnt/dvc storage/income"),
+        ("s3", "s3://my-bucket"),
+        ("s3", "s3://my.bucket-1/team/income-outreach"),
+        ("gcs", "gs://my_bucket/income"),
+        ("azure", "azure://ml-container/income"),
+    ],
+)
+def test_good_remote_urls(remote, url):
+    assert pre.validate({**GOOD, "remote": remote, "remote_url": url}) == []
+
+
+@pytest.mark.parametrize(
+    ("remote", "url", "fragment"),
+    [
+        ("none", "s3://bucket", "remote_url 's3://bucket' is given but remote is 'none'"),
+        ("local", "", "remote_url is empty; remote 'local' needs one"),
+        ("local", "s3://bucket/x", "is a URL; remote 'local' needs a directory"),
+        ("local", "~/storage", "starts with '~'"),
+        ("local", "store#1", "contains a quote"),
+        ("local", " /padded", "outer space"),
+        ("s3", "", "remote_url is empty; remote 's3' needs one, e.g. s3://bucket/path"),
+        ("s3", "gs://bucket/x", "remote_url 'gs://bucket/x' is not a s3 URL"),
+        ("s3", "s3://My_Bucket", "is not a s3 URL"),
+        ("s3", "s3://b", "is not a s3 URL"),
+        ("gcs", "s3://bucket", "is not a gcs URL (expected e.g. gs://bucket/path)"),
+        ("azure", "azure://a--b/x", "is not a azure URL"),
+        ("azure", "https://account.blob.core.windows.net/c", "is not a azure URL"),
+        ("s3", "s3://bucket/a'b", "contains a quote"),
+    ],
+)
+def test_bad_remote_url_is_named(remote, url, fragment):
+    errors = pre.validate({**GOOD, "remote": remote, "remote_url": url})
+    assert len(errors) == 1 and fragment in errors[0], errors
+
+
+def test_bad_remote_choice_is_named_once():
+    errors = pre.validate({**GOOD, "remote": "ftp", "remote_url": "ftp://x"})
+    assert errors == ["remote 'ftp' is not one of: none, local, s3, gcs, azure"]
+
+
+def test_prompts_cover_every_answer():
+    """Every question of cookiecutter.json has a prompt text, and every choice list matches the hook's."""
+    context = json.loads((HOOKS.parent / "cookiecutter.json").read_text())
+    questions = [k for k in context if not k.startswith("_")]
+    assert sorted(context["__prompts__"]) == sorted(questions)
+    for name, allowed in pre.CHOICES.items():
+        assert tuple(context[name]) == allowed, name

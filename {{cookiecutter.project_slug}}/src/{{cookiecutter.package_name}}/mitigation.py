@@ -30,7 +30,9 @@ def group_key(groups: pd.DataFrame | pd.Series) -> np.ndarray:
     """One label per row combining the sensitive features the mitigation acts on."""
     if isinstance(groups, pd.Series):
         return groups.astype(str).to_numpy()
-    return groups.astype(str).agg(" & ".join, axis=1).to_numpy()
+    from .data import intersection_labels
+
+    return intersection_labels(groups).to_numpy()
 
 
 class MitigatedModel:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -154,6 +156,25 @@ def _local_kernel_manager(sockets: Path):
     return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
 
 
+@contextmanager
+def _project_package_first(root: Path) -> Iterator[None]:
+    """Let the kernel import this project's own package from src/, before any installed copy.
+
+    The kernel runs in notebooks/, so a relative PYTHONPATH (``PYTHONPATH=src``) would not
+    reach src/, and another project generated from the same template and installed in the
+    same environment would silently provide the code.
+    """
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(root).resolve() / "src"), *([before] if before else [])])
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def execute(stage: str, root: Path | None = None, log_output: bool = False) -> Path:
     """Run the stage's notebook; return the path of the executed copy."""
     import papermill  # imported here: `--help` and errors above stay fast
@@ -170,7 +191,7 @@ def execute(stage: str, root: Path | None = None, log_output: bool = False) -> P
     failed = root / "reports" / "failed" / f"{name}.ipynb"
     failed.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets, _project_package_first(root):
             kernel = _local_kernel_manager(Path(sockets))
             try:
                 executed = papermill.execute_notebook(

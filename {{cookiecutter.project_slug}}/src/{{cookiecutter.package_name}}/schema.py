@@ -39,7 +39,9 @@ def violations(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases.copy()
-        cases["column"] = cases["column"].fillna(cases["failure_case"]).astype(str)
+        # a missing (or, if strict, an extra) column is a frame-level failure whose case is the column's name
+        frame_level = cases["column"].isna() | cases["schema_context"].eq("DataFrameSchema")
+        cases["column"] = cases["column"].where(~frame_level, cases["failure_case"]).astype(str)
         cases["check"] = cases["check"].astype(str)
         summary = cases.groupby(["column", "check"], sort=True).agg(
             rows=("failure_case", "size"),

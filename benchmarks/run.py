@@ -1,0 +1,186 @@
+"""Benchmark the generated project's lifecycle and print a table of figures.
+
+    python benchmarks/run.py                      # generation, full and no-op repro, in-process floor
+    python benchmarks/run.py --repeat 3           # medians over three runs (these machines are noisy)
+    python benchmarks/run.py --sizes 30000 100000 # also the whole chain on resampled data of these sizes
+
+Figures (medians over --repeat runs):
+1. generation time (cookiecutter plus hooks);
+2. full `dvc repro` wall time, and per stage (as reported by run_step);
+3. the floor: the same notebooks' code cells with the same parameters, run in sequence in
+   ONE Python process with no kernel, no papermill and no DVC; the ratio of 2 to 3 and the
+   per-stage overhead (2 minus 3);
+4. no-op `dvc repro`;
+5. with --sizes: the full chain on the default data resampled (with noise, keeping the
+   sensitive-group mix) to each size: wall time and peak memory per stage, and the growth
+   exponent between consecutive sizes.
+Nothing here asserts a time; it prints numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+PACKAGE = "income_outreach"
+STAGE_LINE = re.compile(r"^(\w+): reports/\S+ \(([\d.]+) s\)$", re.M)
+
+
+def env_for(project: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(project / "src")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    return env
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return elapsed, result.stdout + result.stderr
+
+
+def generate(workdir: Path) -> tuple[float, Path]:
+    out = Path(tempfile.mkdtemp(dir=workdir))
+    elapsed, _ = timed([sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(out), str(TEMPLATE)], workdir)
+    return elapsed, out / "income-outreach"
+
+
+def stage_times(output: str) -> dict[str, float]:
+    return {m.group(1): float(m.group(2)) for m in STAGE_LINE.finditer(output)}
+
+
+
+
+def floor(project: Path) -> dict[str, float]:
+    """Run every notebook's code cells, parameters injected, in one process; seconds per stage."""
+    driver = f'''
+import ast, json, os, sys, time, yaml
+from pathlib import Path
+sys.path.insert(0, "src")
+os.environ["MPLBACKEND"] = "Agg"
+from {PACKAGE} import run_step
+from {PACKAGE}.project import STEPS, load_params, step_name
+import IPython.display
+root = Path.cwd()
+params = load_params(root)
+times = {{}}
+os.chdir(root / "notebooks")
+for stage in STEPS:
+    name = step_name(stage)
+    notebook = json.loads((root / "notebooks" / f"{{name}}.ipynb").read_text())
+    given = run_step.stage_parameters(run_step.load_stage(root, stage), params)
+    namespace = {{"__name__": "__main__", "display": IPython.display.display}}
+    started = time.perf_counter()
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        exec(compile("".join(cell["source"]), name, "exec"), namespace)
+        if "parameters" in cell.get("metadata", {{}}).get("tags", []):
+            namespace.update(given)
+    times[stage] = time.perf_counter() - started
+print(json.dumps(times))
+'''
+    _, out = timed([sys.executable, "-c", driver], project, env_for(project))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def resample(project: Path, rows: int, seed: int = 0) -> None:
+    """Replace the raw data by a resample of it with noise on numeric columns, keeping the group mix."""
+    import numpy as np
+    import pandas as pd
+
+    raw = pd.read_csv(project / "data/raw/adult.csv.gz")
+    rng = np.random.default_rng(seed)
+    sample = raw.groupby(["sex", "race"], group_keys=False).apply(
+        lambda g: g.sample(n=max(1, round(rows * len(g) / len(raw))), replace=True, random_state=seed)
+    )
+    for column in ("age", "hours_per_week", "education_num"):
+        noise = rng.normal(0, 0.05 * sample[column].std(), len(sample))
+        sample[column] = np.clip(np.round(sample[column] + noise), raw[column].min(), raw[column].max()).astype(int)
+    sample.sample(frac=1, random_state=seed).to_csv(project / "data/raw/adult.csv.gz", index=False)
+
+
+def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:
+    """Run each stage alone (in order): wall time and peak RSS (MB) of its largest process.
+
+    Each stage runs under a fresh wrapper process, so RUSAGE_CHILDREN covers that stage only
+    (the kernel is a grandchild, waited for by run_step, so it is included).
+    """
+    env = env_for(project)
+    wrapper = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    out = {}
+    stages = subprocess.run([sys.executable, "-c", f"from {PACKAGE}.project import STEPS; print(' '.join(STEPS))"],
+                            cwd=project, env=env, capture_output=True, text=True, check=True).stdout.split()
+    for stage in stages:
+        _, printed = timed([sys.executable, "-c", wrapper, sys.executable, "-m", f"{PACKAGE}.run_step", stage], project, env)
+        seconds, peak = printed.split()[-2:]
+        out[stage] = (float(seconds), float(peak))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[])
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    gen, full, noop, floors, stages = [], [], [], [], []
+    for _ in range(args.repeat):
+        g, project = generate(work)
+        gen.append(g)
+        env = env_for(project)
+        t, out = timed([sys.executable, "-m", "dvc", "repro"], project, env)
+        full.append(t)
+        stages.append(stage_times(out))
+        noop.append(timed([sys.executable, "-m", "dvc", "repro"], project, env)[0])
+        floors.append(floor(project))
+    med = statistics.median
+    per_stage = {s: med(r[s] for r in stages) for s in stages[0]}
+    per_floor = {s: med(f[s] for f in floors) for s in floors[0]}
+    print(f"\nruns: {args.repeat} (medians)\n")
+    print(f"{'figure':40s} {'seconds':>10s}")
+    print(f"{'generation (cookiecutter + hooks)':40s} {med(gen):10.1f}")
+    print(f"{'full dvc repro':40s} {med(full):10.1f}")
+    print(f"{'in-process floor (one python, no kernels)':40s} {sum(per_floor.values()):10.1f}")
+    print(f"{'ratio full / floor':40s} {med(full) / sum(per_floor.values()):10.2f}")
+    print(f"{'no-op dvc repro':40s} {med(noop):10.1f}")
+    print(f"\n{'stage':22s} {'repro s':>8s} {'floor s':>8s} {'overhead s':>10s}")
+    for stage, seconds in per_stage.items():
+        print(f"{stage:22s} {seconds:8.1f} {per_floor.get(stage, float('nan')):8.1f} {seconds - per_floor.get(stage, 0):10.1f}")
+    previous = None
+    for rows in args.sizes:
+        _, project = generate(work)
+        resample(project, rows)
+        figures = peak_memory_per_stage(project)
+        total = sum(t for t, _ in figures.values())
+        print(f"\nscale {rows:,} rows: total {total:.1f} s")
+        print(f"{'stage':22s} {'s':>8s} {'peak MB':>8s} {'exponent':>9s}")
+        for stage, (seconds, peak) in figures.items():
+            exponent = ""
+            if previous:
+                prev_rows, prev_figures = previous
+                exponent = f"{math.log(seconds / prev_figures[stage][0]) / math.log(rows / prev_rows):9.2f}"
+            print(f"{stage:22s} {seconds:8.1f} {peak:8.0f} {exponent:>9s}")
+        previous = (rows, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import demographic_parity_difference
+from sklearn.base import clone
+
+from {{ cookiecutter.package_name }} import artifacts, data, mitigation, scoring
+
+FEATURES = ["age", "hours", "job"]
+# fairlearn's reductions use pandas idioms that pandas deprecates; not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:Setting .*:Warning")
+
+
+@pytest.fixture(scope="module")
+def fitted(make_frame, make_pipeline, make_spec):
+    """A model with a clear selection-rate gap by sex, and its ThresholdOptimizer mitigation."""
+    spec = make_spec()
+    frame = make_frame(n=1500, seed=5, sex_effect=1.0, proxy_gap=20)
+    pipeline = make_pipeline(frame, spec)
+    y = (frame["income"] == ">50K").astype(int).to_numpy()
+    groups = data.sensitive_groups(frame, spec)
+    model, curves = mitigation.fit_threshold_optimizer(
+        pipeline, frame[FEATURES], y, groups[["sex"]], "demographic_parity", seed=0
+    )
+    return frame, spec, pipeline, groups, model, curves
+
+
+def test_threshold_optimizer_narrows_the_parity_gap(fitted):
+    frame, _, pipeline, groups, model, curves = fitted
+    x = frame[FEATURES]
+    before = (pipeline.predict_proba(x)[:, 1] >= 0.5).astype(int)
+    after = model.decide(x, groups)
+    gap = lambda d: demographic_parity_difference(np.zeros(len(d)), d, sensitive_features=groups["sex"])  # noqa: E731
+    assert gap(before) > 0.1
+    assert gap(after) < gap(before) / 2
+    assert set(np.unique(after)) <= {0, 1}
+    np.testing.assert_array_equal(model.score(x), pipeline.predict_proba(x)[:, 1])
+    assert set(curves["groups"]) == {"Female", "Male"}
+
+
+def test_decisions_are_deterministic(fitted):
+    frame, _, _, groups, model, _ = fitted
+    np.testing.assert_array_equal(model.decide(frame[FEATURES], groups), model.decide(frame[FEATURES], groups))
+
+
+def test_mitigated_model_survives_a_save_and_load(tmp_path, fitted):
+    frame, _, _, groups, model, _ = fitted
+    path = artifacts.save(model, tmp_path / "mitigated.skops")
+    assert artifacts.untrusted_types(path) == []
+    loaded = artifacts.load(path)
+    assert isinstance(loaded, mitigation.MitigatedModel) and loaded.kind == "threshold_optimizer"
+    x = frame[FEATURES]
+    np.testing.assert_array_equal(loaded.decide(x, groups), model.decide(x, groups))
+    np.testing.assert_array_equal(loaded.score(x), model.score(x))
+    assert artifacts.save(loaded, tmp_path / "again.skops").read_bytes() == path.read_bytes()
+
+
+def test_a_mitigated_bundle_scores_with_group_aware_decisions(tmp_path, fitted, make_metadata):
+    frame, spec, _, groups, model, _ = fitted
+    meta = make_metadata(spec, needs_sensitive_features=True)
+    path = artifacts.save(scoring.make_bundle(model, 0.5, meta), tmp_path / "release.skops")
+    records = frame.drop(columns="income")
+    result = scoring.score(scoring.load_bundle(path), records)
+    np.testing.assert_array_equal(result["decision"].to_numpy(), model.decide(records[FEATURES], groups))
+    with pytest.raises(scoring.InputError, match="missing column 'sex'"):
+        scoring.score(scoring.load_bundle(path), records.drop(columns="sex"))
+
+
+def test_group_key():
+    assert mitigation.group_key(pd.Series(["F", "M"])).tolist() == ["F", "M"]
+    both = pd.DataFrame({"sex": ["F", "M"], "race": ["A", "B"]})
+    assert mitigation.group_key(both).tolist() == ["F & A", "M & B"]
+
+
+def test_mitigate_rejects_unknown_choices(fitted):
+    frame, spec, pipeline, _, _, _ = fitted
+    labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
+    with pytest.raises(ValueError, match="fairness constraint"):
+        mitigation.mitigate("threshold_optimizer", pipeline, spec, labelled, ["sex"], "equal_luck", 0)
+    with pytest.raises(ValueError, match="unknown mitigation 'magic'"):
+        mitigation.mitigate("magic", pipeline, spec, labelled, ["sex"], "demographic_parity", 0)
+
+
+def test_exponentiated_gradient_round_trip(tmp_path, fitted):
+    frame, spec, pipeline, groups, _, _ = fitted
+    part, g = frame.head(300), groups.head(300)
+    y = (part["income"] == ">50K").astype(int).to_numpy()
+    model = mitigation.fit_exponentiated_gradient(
+        clone(pipeline), pipeline, part[FEATURES], y, g[["sex"]], "demographic_parity", seed=0, max_iter=3
+    )
+    assert model.kind == "exponentiated_gradient" and model.predictors
+    assert model.weights.sum() == pytest.approx(1.0)
+    x = part[FEATURES]
+    decisions = model.decide(x, g)
+    assert set(np.unique(decisions)) <= {0, 1}
+    loaded = artifacts.load(artifacts.save(model, tmp_path / "eg.skops"))
+    np.testing.assert_array_equal(loaded.decide(x, g), decisions)
+    np.testing.assert_allclose(loaded.score(x), model.score(x))

@@ -1,0 +1,130 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }} import artifacts, scoring
+from {{ cookiecutter.package_name }}.scoring import InputError
+
+ONE = {"age": 37, "hours": 40.0, "job": "engineer", "sex": "Female"}
+
+
+def one(**changes) -> pd.DataFrame:
+    return pd.DataFrame([{**ONE, **changes}])
+
+
+def test_validate_input_returns_schema_types(metadata, records):
+    clean = scoring.validate_input(records, metadata)
+    assert list(clean.columns) == ["age", "hours", "job", "sex"]
+    assert clean.index.equals(records.index)
+    assert clean["age"].dtype == "float64" and clean["hours"].dtype == "float64"
+    assert clean["hours"].isna().sum() == records["hours"].isna().sum()
+    assert all(isinstance(v, str) for v in clean["job"].dropna())
+
+
+def test_numbers_given_as_text_and_categories_given_as_numbers_are_accepted(metadata):
+    meta = {
+        **metadata,
+        "schema": {**metadata["schema"], "job": {"kind": "categorical", "nullable": False, "categories": ["1", "2"]}},
+    }
+    clean = scoring.validate_input(one(age="42", job=2), meta)
+    assert clean["age"].iloc[0] == 42.0 and clean["job"].iloc[0] == "2"
+
+
+def test_missing_column(metadata):
+    with pytest.raises(InputError, match=r"missing column 'hours' \(required: age, hours, job\)"):
+        scoring.validate_input(one().drop(columns="hours"), metadata)
+
+
+def test_sensitive_features_are_required_only_when_the_model_decides_by_group(metadata):
+    without_sex = one().drop(columns="sex")
+    assert list(scoring.validate_input(without_sex, metadata).columns) == ["age", "hours", "job"]
+    with pytest.raises(InputError, match="missing column 'sex'"):
+        scoring.validate_input(without_sex, {**metadata, "needs_sensitive_features": True})
+    assert scoring.required_columns({**metadata, "needs_sensitive_features": True}) == ["age", "hours", "job", "sex"]
+
+
+def test_extra_column(metadata):
+    with pytest.raises(InputError, match="unexpected column 'zodiac'"):
+        scoring.validate_input(one(zodiac="leo"), metadata)
+    clean = scoring.validate_input(one(zodiac="leo"), metadata, allow_extra=True)
+    assert "zodiac" not in clean.columns
+
+
+@pytest.mark.parametrize("value", ["old", "", "12 years", True, [1, 2]])
+def test_non_numeric_value(metadata, value):
+    records = pd.DataFrame([ONE, {**ONE, "age": value}])  # as a JSON list of records arrives
+    with pytest.raises(InputError, match=r"column 'age': value .* \(record 1\) is not a number"):
+        scoring.validate_input(records, metadata)
+
+
+def test_non_numeric_value_is_named_in_the_message(metadata):
+    with pytest.raises(InputError, match="value 'old'"):
+        scoring.validate_input(one(age="old"), metadata)
+
+
+def test_unseen_category(metadata):
+    with pytest.raises(InputError, match=r"column 'job': unseen category 'astronaut' \(known: clerk, engineer"):
+        scoring.validate_input(one(job="astronaut"), metadata)
+    clean = scoring.validate_input(one(job="astronaut"), metadata, allow_unseen=True)
+    assert clean["job"].iloc[0] == "astronaut"
+
+
+def test_a_record_or_list_is_not_a_category(metadata):
+    with pytest.raises(InputError, match=r"column 'job': value \{'a': 1\} \(record 0\) is not a category"):
+        scoring.validate_input(one(job={"a": 1}), metadata)
+
+
+def test_missing_values_are_not_unseen_categories(metadata):
+    clean = scoring.validate_input(one(job=None, hours=None), metadata)
+    assert clean["job"].isna().all() and clean["hours"].isna().all()
+
+
+def test_empty_input(metadata):
+    with pytest.raises(InputError, match="no records"):
+        scoring.validate_input(one().iloc[:0], metadata)
+
+
+def test_score_gives_scores_decisions_and_labels(tmp_path, bundle_path, pipeline, records):
+    bundle = scoring.load_bundle(bundle_path)
+    result = scoring.score(bundle, records)
+    assert list(result.columns) == ["score", "decision", "label"]
+    assert result.index.equals(records.index)
+    expected = pipeline.predict_proba(records[["age", "hours", "job"]])[:, 1]
+    np.testing.assert_allclose(result["score"], expected)
+    assert (result["decision"] == (result["score"] >= 0.5)).all()
+    assert 0 < result["decision"].sum() < len(result)  # both decisions occur
+    assert set(result.loc[result["decision"] == 1, "label"]) == {">50K"}
+    assert set(result.loc[result["decision"] == 0, "label"]) == {"<=50K"}
+    strict = scoring.score({**bundle, "threshold": 1.01}, records)
+    assert strict["decision"].sum() == 0
+
+
+def test_make_bundle_requires_metadata(pipeline, metadata):
+    with pytest.raises(ValueError, match="schema"):
+        scoring.make_bundle(pipeline, 0.5, {k: v for k, v in metadata.items() if k != "schema"})
+
+
+def test_load_bundle_refuses_unreleasable_and_foreign_files(tmp_path, pipeline, make_metadata, spec):
+    meta = make_metadata(spec, releasable=False, reasons=["fairness gate failed"])
+    path = artifacts.save(scoring.make_bundle(pipeline, 0.5, meta), tmp_path / "model.skops")
+    with pytest.raises(ValueError, match="not releasable: fairness gate failed"):
+        scoring.load_bundle(path)
+    assert scoring.load_bundle(path, allow_unreleased=True)["threshold"] == 0.5
+    bare = artifacts.save(pipeline, tmp_path / "bare.skops")
+    with pytest.raises(ValueError, match="not a deployable artifact"):
+        scoring.load_bundle(bare)
+
+
+def test_default_model_path_prefers_the_registry_champion(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dvc repro"):
+        scoring.default_model_path(tmp_path)
+    for candidate in reversed(scoring.DEFAULT_MODELS):
+        (tmp_path / candidate).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / candidate).write_bytes(b"x")
+        assert scoring.default_model_path(tmp_path) == tmp_path / candidate
+
+
+def test_file_md5(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert scoring.file_md5(path) == "900150983cd24fb0d6963f7d28e17f72"
