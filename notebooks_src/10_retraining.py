@@ -135,7 +135,8 @@ elif triggered:
         if decision["promoted"]:
             with tempfile.TemporaryDirectory() as tmp:
                 path = artifacts.save(challenger, Path(tmp) / "challenger.skops")
-                registry.install(path, challenger["metadata"]["version"], "promoted by step 10: " + "; ".join(status["reasons"][:3]), compared["challenger"])
+                fired = ", ".join(name for name, on in triggers.items() if on)
+                registry.install(path, challenger["metadata"]["version"], f"promoted by step 10 (trigger: {fired})", compared["challenger"])
 else:
     decision["reasons"] = ["no trigger fired: nothing retrained, the champion is unchanged"]
 
