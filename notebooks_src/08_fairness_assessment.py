@@ -129,10 +129,12 @@ measured = gate_before["note"] != "not measured"
 failed = gates.failures(gate_before[measured])  # mitigation acts on measured gaps; unmeasured gates still block release
 unmeasured = gate_before.loc[~measured, "gate"].tolist()
 if unmeasured:
-    show(f"**Not measurable on the test split:** {', '.join(f'`{g}`' for g in unmeasured)}: fewer than two groups have "
-         f"{min_group_size} rows (and, for equalized odds, {fairness.MIN_CLASS_COUNT} cases of each class). A gate is never "
-         "passed by absence, so these block the release: lower `fairness_assessment.min_group_size`, raise "
-         "`data_pipeline.test_fraction` or bring more data.")
+    needs = {"demographic_parity": f"{min_group_size} rows",
+             "equalized_odds": f"{min_group_size} rows with at least {fairness.MIN_CLASS_COUNT} positive and {fairness.MIN_CLASS_COUNT} negative cases"}
+    show("**Not measurable on the test split:**\n" + "".join(
+        f"\n- `{g}`: fewer than two groups have {needs[g.split('[')[0]]}" for g in unmeasured)
+        + "\n\nA gate is never passed by absence, so these block the release: raise `data_pipeline.test_fraction`, "
+        "bring more data, or lower `fairness_assessment.min_group_size`.")
 cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
 failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
 constraint = "equalized_odds" if any(r.startswith("equalized_odds") for r in failed) else "demographic_parity"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,11 @@ def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default project after a full `dvc repro` (shared by the end-to-end tests)."""
+    reuse = os.environ.get("TEMPLATE_TESTS_REPRODUCED_PROJECT")
+    if reuse:  # developer shortcut: a copy of an already reproduced default project
+        project = tmp_path_factory.mktemp("reproduced") / Path(reuse).name
+        shutil.copytree(reuse, project, symlinks=True)
+        return project
     project = bake(tmp_path_factory.mktemp("reproduced"))
     dvc(project, "repro")
     return project

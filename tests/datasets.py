@@ -21,9 +21,10 @@ well above 0.5), and every generator is seeded, so the files are byte-identical 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -287,6 +287,20 @@ def test_remote_push_then_clone_pull_restores_everything(team_copy, tmp_path):
     assert "Data and pipelines are up to date" in result.stdout and "Running stage" not in result.stdout, result.stdout
 
 
+# --- the generated project's notebook tests ----------------------------------------------------------
+
+
+@e2e
+def test_generated_notebook_tests_pass(reproduced_project):
+    """`pytest -m notebooks` (make test-notebooks): the ten notebooks on a small sample with papermill,
+    then nbval over each stored notebook; both in temporary copies, so the project is not touched."""
+    result = run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "notebooks", "tests"],
+                 reproduced_project, timeout=3600)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "passed" in summary and "skipped" not in summary, result.stdout[-3000:]
+    assert "up to date" in dvc(reproduced_project, "status").stdout
+
+
 # --- shareable reports ------------------------------------------------------------------------------
 
 

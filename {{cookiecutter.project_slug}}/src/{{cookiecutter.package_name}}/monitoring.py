@@ -20,6 +20,7 @@ from scipy.spatial.distance import jensenshannon
 from . import data
 
 EPSILON = 1e-4
+MIN_EXPECTED_COUNT = 5  # rows a batch must be expected to hold for a category to be its own PSI bin
 BATCH_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
@@ -64,7 +65,11 @@ def feature_drift(reference: pd.Series, current: pd.Series, kind: str) -> dict[s
         ks = stats.ks_2samp(a, b) if len(a) and len(b) else None
         return {"psi": psi(ref_counts, cur_counts), "statistic": float(ks.statistic) if ks else float("nan"),
                 "p_value": float(ks.pvalue) if ks else float("nan"), "test": "KS"}
-    categories = sorted(reference.dropna().astype(str).unique().tolist())
+    # A category the batch is expected to hold fewer than MIN_EXPECTED_COUNT times joins "other": its PSI
+    # term (and the chi-square cell) would be sampling noise, e.g. 300 zip codes in a batch of 100 rows.
+    shares = reference.dropna().astype(str).value_counts(normalize=True)
+    floor = MIN_EXPECTED_COUNT / max(int(current.notna().sum()), 1)
+    categories = sorted(shares.index[shares >= floor].tolist())
     ref_counts, cur_counts = binned_counts(reference, kind, categories=categories), binned_counts(current, kind, categories=categories)
     table = np.vstack([ref_counts, cur_counts])
     table = table[:, table.sum(axis=0) > 0]
