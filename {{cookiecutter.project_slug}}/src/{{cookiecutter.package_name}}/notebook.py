@@ -38,19 +38,21 @@ class Step:
     def read_report(self, stage: str, filename: str) -> Any:
         return read_json(self.report(stage, filename))
 
-    def write_json(self, filename: str, data: Any) -> Path:
-        return write_json(self.out / filename, data)
+    # The writers return None on purpose: a notebook cell ending with one then shows no
+    # machine-specific path, so executed reports stay byte-identical wherever they run.
+    def write_json(self, filename: str, data: Any) -> None:
+        write_json(self.out / filename, data)
 
-    def write_metrics(self, data: Any) -> Path:
+    def write_metrics(self, data: Any) -> None:
         """reports/metrics/<stage>.json: the figures DVC shows with `dvc metrics show`."""
-        return write_json(self.root / "reports" / "metrics" / f"{self.stage}.json", data)
+        write_json(self.root / "reports" / "metrics" / f"{self.stage}.json", data)
 
-    def write_plot_data(self, filename: str, frame: pd.DataFrame) -> Path:
+    def write_plot_data(self, filename: str, frame: pd.DataFrame) -> None:
         """reports/plots/<filename>: a CSV that `dvc plots show` draws."""
-        return write_text(self.root / "reports" / "plots" / filename, frame.to_csv(index=False))
+        write_text(self.root / "reports" / "plots" / filename, frame.to_csv(index=False))
 
-    def write_text(self, filename: str, text: str) -> Path:
-        return write_text(self.out / filename, text)
+    def write_text(self, filename: str, text: str) -> None:
+        write_text(self.out / filename, text)
 
     def save_figure(self, fig: Any, filename: str) -> Path:
         """Save a matplotlib figure as PNG next to the report (deterministic bytes)."""
