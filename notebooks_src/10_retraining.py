@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, fairness, gates, modeling, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.registry import Registry
@@ -89,8 +89,9 @@ elif triggered:
         decision["reasons"] = ["no labelled production batch to train and compare on"]
     else:
         recent = labelled[-1].dropna(subset=[target])
-        train = pd.concat([pd.read_parquet(step.path("data/processed/train.parquet")), *[b.dropna(subset=[target]) for b in labelled[:-1]]], ignore_index=True)
-        train = train[list(pd.read_parquet(step.path("data/processed/train.parquet")).columns)]
+        reference = pd.read_parquet(step.path("data/processed/train.parquet"))
+        newly_labelled = [b.dropna(subset=[target]).reindex(columns=reference.columns) for b in labelled[:-1]]
+        train = pd.concat([reference, *newly_labelled], ignore_index=True)
         validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
         space = {**search_space, **challenger_overrides}
         result = modeling.train_and_select(train, validation, spec, plan, space, cost_fp, cost_fn, folds=cv_folds,
@@ -111,7 +112,7 @@ elif triggered:
         for name, model in (("champion", champion), ("challenger", challenger)):
             scored = scoring.score(model, recent, allow_extra=True, allow_unseen=True)
             metrics = modeling.evaluate(y_recent, scored["score"].to_numpy(), model["threshold"], cost_fp, cost_fn)
-            metrics["expected_cost"] = modeling.cost_of_predictions(y_recent, scored["decision"].to_numpy(), cost_fp, cost_fn)
+            metrics["expected_cost"] = business.cost_of_predictions(y_recent, scored["decision"].to_numpy(), cost_fp, cost_fn)
             metrics["cost_reduction_vs_baseline"] = (charter["baseline_expected_cost"] - metrics["expected_cost"]) / charter["baseline_expected_cost"]
             metrics.update(fairness.gap_metrics(y_recent, scored["decision"].to_numpy(), recent, spec, min_group_size))
             compared[name] = metrics
