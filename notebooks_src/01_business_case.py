@@ -56,8 +56,11 @@ show(f"`{target}` = `{positive_label}` in **{y.sum():,.0f} of {len(y):,}** rows:
 
 # %%
 baseline_cost = business.expected_cost(
-    prevalence, baseline_true_positive_rate, baseline_false_positive_rate,
-    cost_false_positive, cost_false_negative,
+    prevalence,
+    baseline_true_positive_rate,
+    baseline_false_positive_rate,
+    cost_false_positive,
+    cost_false_negative,
 )
 policies = business.trivial_policies(prevalence, cost_false_positive, cost_false_negative)
 costs = pd.Series({f"baseline: {baseline_process}": baseline_cost, **policies}, name="expected cost per decision")
@@ -65,7 +68,9 @@ costs.to_frame()
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 2.8))
-costs.sort_values().plot.barh(ax=ax, color=["#4c72b0" if n.startswith("baseline") else "#bbbbbb" for n in costs.sort_values().index])
+costs.sort_values().plot.barh(
+    ax=ax, color=["#4c72b0" if n.startswith("baseline") else "#bbbbbb" for n in costs.sort_values().index]
+)
 ax.set_title("Expected cost per decision of today's options")
 ax.set_xlabel("expected cost per decision (cost units)")
 ax.set_ylabel("")

@@ -66,12 +66,15 @@ show(
 )
 
 # %%
-step.write_json("success_criteria.json", {
-    "criteria": criteria,
-    "baseline_expected_cost": charter["baseline_expected_cost"],
-    "max_expected_cost": target_cost,
-    "gates": gate_list,
-})
+step.write_json(
+    "success_criteria.json",
+    {
+        "criteria": criteria,
+        "baseline_expected_cost": charter["baseline_expected_cost"],
+        "max_expected_cost": target_cost,
+        "gates": gate_list,
+    },
+)
 step.write_text("success_criteria.md", "# Success criteria\n\n" + markdown_table(table) + "\n")
 
 # %% [markdown]

@@ -39,9 +39,14 @@ from {{ cookiecutter.package_name }}.notebook import show, start_step
 step = start_step("data_selection")
 sensitive_features = data.as_list(sensitive_features)  # one name or a list
 contract = {
-    "path": path, "target": target, "positive_label": positive_label,
-    "sensitive_features": sensitive_features, "id_columns": id_columns, "drop_columns": drop_columns,
-    "categorical_columns": categorical_columns, "keep_columns": keep_columns,
+    "path": path,
+    "target": target,
+    "positive_label": positive_label,
+    "sensitive_features": sensitive_features,
+    "id_columns": id_columns,
+    "drop_columns": drop_columns,
+    "categorical_columns": categorical_columns,
+    "keep_columns": keep_columns,
 }
 
 # %% [markdown]
@@ -93,13 +98,21 @@ show(
     f"**{len(spec['numeric_features'])} numeric** and **{len(spec['categorical_features'])} categorical** features selected; "
     f"**{len(spec['excluded_columns'])}** columns excluded"
     + ("".join(f"\n- `{c}`: {why}" for c, why in spec["excluded_columns"].items()) or ".")
-    + "\n\nMost useful on their own: " + ", ".join(f"`{r.column}` (AUC {r.auc:.3f})" for r in best.itertuples())
-    + "." + (f"\n\nFlagged but kept: " + ", ".join(f"`{r.column}` ({r.flags})" for r in flagged[~flagged['exclude']].itertuples())
-             if (~flagged["exclude"]).any() else "")
+    + "\n\nMost useful on their own: "
+    + ", ".join(f"`{r.column}` (AUC {r.auc:.3f})" for r in best.itertuples())
+    + "."
+    + (
+        "\n\nFlagged but kept: "
+        + ", ".join(f"`{r.column}` ({r.flags})" for r in flagged[~flagged["exclude"]].itertuples())
+        if (~flagged["exclude"]).any()
+        else ""
+    )
 )
 if spec["sensitive_bins"]:
-    show("Numeric sensitive features are grouped by quantile bins: " + "; ".join(
-        f"`{f}`: {', '.join(f'{e:g}' for e in edges)}" for f, edges in spec["sensitive_bins"].items()))
+    show(
+        "Numeric sensitive features are grouped by quantile bins: "
+        + "; ".join(f"`{f}`: {', '.join(f'{e:g}' for e in edges)}" for f, edges in spec["sensitive_bins"].items())
+    )
 
 # %%
 selected_columns = profiling.input_columns(spec)
@@ -109,18 +122,41 @@ selected.to_parquet(step.path("data/interim/selected.parquet"), index=False)
 step.write_json("dataset_spec.json", spec)
 dictionary = prof.assign(
     role=lambda d: d["column"].map(
-        lambda c: "sensitive" if c in sensitive_features else ("excluded" if c in spec["excluded_columns"] else "feature")
+        lambda c: (
+            "sensitive" if c in sensitive_features else ("excluded" if c in spec["excluded_columns"] else "feature")
+        )
     )
 )[["column", "role", "kind", "dtype", "missing_rate", "n_unique", "min", "max", "top_values", "auc", "flags"]]
-dictionary = pd.concat([dictionary, pd.DataFrame([{
-    "column": target, "role": "target", "kind": "categorical", "dtype": str(raw[target].dtype),
-    "missing_rate": float((~labelled).mean()), "n_unique": 2, "top_values": f"positive: {positive_label}",
-}])], ignore_index=True)
+dictionary = pd.concat(
+    [
+        dictionary,
+        pd.DataFrame(
+            [
+                {
+                    "column": target,
+                    "role": "target",
+                    "kind": "categorical",
+                    "dtype": str(raw[target].dtype),
+                    "missing_rate": float((~labelled).mean()),
+                    "n_unique": 2,
+                    "top_values": f"positive: {positive_label}",
+                }
+            ]
+        ),
+    ],
+    ignore_index=True,
+)
 dictionary.round(4).to_csv(step.out / "data_dictionary.csv", index=False)
 facts = {
-    "path": path, "source": dataset_source, "license": dataset_license, "rows": len(raw), "columns": raw.shape[1],
-    "prevalence": float(y.mean()), "unlabelled_rows": int((~labelled).sum()),
-    "duplicate_rows": int(frame.duplicated().sum()), "production_dir": production_dir,
+    "path": path,
+    "source": dataset_source,
+    "license": dataset_license,
+    "rows": len(raw),
+    "columns": raw.shape[1],
+    "prevalence": float(y.mean()),
+    "unlabelled_rows": int((~labelled).sum()),
+    "duplicate_rows": int(frame.duplicated().sum()),
+    "production_dir": production_dir,
     **{k: v for k, v in step.read_report("business_case", "charter.json").items() if k in ("problem", "decision")},
 }
 step.write_text("datasheet.md", datasheet.datasheet_markdown(facts, prof, spec))

@@ -59,7 +59,7 @@ for feature, table in tables.items():
 
 # %%
 fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 3.5), squeeze=False)
-for ax, (feature, table) in zip(axes[0], tables.items()):
+for ax, (feature, table) in zip(axes[0], tables.items(), strict=True):
     shown = table.sort_values("positive_rate")
     ax.barh(shown.index.astype(str), shown["positive_rate"], color=np.where(shown["assessable"], "#4c72b0", "#bbbbbb"))
     ax.axvline(y.mean(), color="#c44e52", linestyle="--", linewidth=1, label="overall")
@@ -94,18 +94,26 @@ feature_cols = spec["numeric_features"] + spec["categorical_features"]
 kinds = {c: spec["columns"][c]["kind"] for c in feature_cols}
 preprocessor = features.build_preprocessor(spec)
 encoded = preprocessor.fit_transform(selected[feature_cols])
-proxies = pd.DataFrame({f: bias.proxy_scan(selected[feature_cols], groups[f], kinds, min_group_size, seed) for f in spec["sensitive_features"]})
+proxies = pd.DataFrame(
+    {
+        f: bias.proxy_scan(selected[feature_cols], groups[f], kinds, min_group_size, seed)
+        for f in spec["sensitive_features"]
+    }
+)
 joint = {f: bias.joint_proxy_auc(encoded, groups[f], min_group_size, seed) for f in spec["sensitive_features"]}
 proxies.round(3)
 
 # %%
 strong = {f: proxies[f][proxies[f] >= proxy_auc_alert].index.tolist() for f in proxies}
-show("\n".join(
-    f"- **`{f}`**: all features together predict it with AUC **{joint[f]:.3f}**; strongest single proxy "
-    f"`{proxies[f].idxmax()}` (AUC {proxies[f].max():.3f})"
-    + (f"; above the {proxy_auc_alert} alert: {', '.join(f'`{c}`' for c in strong[f])}." if strong[f] else ".")
-    for f in proxies
-) + "\n\nDropping the sensitive columns alone would not make the model blind to them.")
+show(
+    "\n".join(
+        f"- **`{f}`**: all features together predict it with AUC **{joint[f]:.3f}**; strongest single proxy "
+        f"`{proxies[f].idxmax()}` (AUC {proxies[f].max():.3f})"
+        + (f"; above the {proxy_auc_alert} alert: {', '.join(f'`{c}`' for c in strong[f])}." if strong[f] else ".")
+        for f in proxies
+    )
+    + "\n\nDropping the sensitive columns alone would not make the model blind to them."
+)
 
 # %% [markdown]
 # ## Candidate remediations, measured
@@ -130,11 +138,13 @@ def measure(fit_x, fit_y, sample_weight=None):
 
 
 resampled = bias.resample_indices(train_weights, seed)
-effects = pd.DataFrame({
-    "none": measure(x_train, y_train),
-    "reweighing": measure(x_train, y_train, train_weights),
-    "resampling": measure(x_train.iloc[resampled], y_train.iloc[resampled]),
-}).T
+effects = pd.DataFrame(
+    {
+        "none": measure(x_train, y_train),
+        "reweighing": measure(x_train, y_train, train_weights),
+        "resampling": measure(x_train.iloc[resampled], y_train.iloc[resampled]),
+    }
+).T
 effects.round(4)
 
 # %%
@@ -160,17 +170,24 @@ show(
     f"**{summary['parity_gap_after']:.3f}** and accuracy from {summary['accuracy_before']:.3f} to {summary['accuracy_after']:.3f}. "
     "Step 06 applies it as sample weights on the training split; step 08 checks what remains in the final model."
 )
-step.write_json("bias_plan.json", {
-    **summary,
-    "requested": remediation,
-    "group_columns": spec["sensitive_features"],
-    "weights": weights_table[["group", "label", "rows", "weight"]].to_dict(orient="records"),
-    "effects": effects.reset_index(names="remediation").to_dict(orient="records"),
-    "joint_proxy_auc": joint,
-    "strong_proxies": strong,
-})
+step.write_json(
+    "bias_plan.json",
+    {
+        **summary,
+        "requested": remediation,
+        "group_columns": spec["sensitive_features"],
+        "weights": weights_table[["group", "label", "rows", "weight"]].to_dict(orient="records"),
+        "effects": effects.reset_index(names="remediation").to_dict(orient="records"),
+        "joint_proxy_auc": joint,
+        "strong_proxies": strong,
+    },
+)
 pd.concat({f: t for f, t in tables.items()}, names=["feature"]).to_csv(step.out / "representation.csv")
-plot_rows = [{"group": f"{f}={g}", "positive_rate": round(float(r), 4)} for f, t in tables.items() for g, r in t["positive_rate"].items()]
+plot_rows = [
+    {"group": f"{f}={g}", "positive_rate": round(float(r), 4)}
+    for f, t in tables.items()
+    for g, r in t["positive_rate"].items()
+]
 step.write_plot_data("base_rates.csv", pd.DataFrame(plot_rows))
 
 # %% [markdown]

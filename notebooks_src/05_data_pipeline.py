@@ -42,7 +42,9 @@ else:
     show(f"**{len(problems)} schema checks fail** on the selected data:\n\n" + markdown_table(problems))
 missing_columns = problems[problems["check"] == "column_in_dataframe"]["column"].tolist()
 if missing_columns:
-    raise data.DataContractError(f"column {missing_columns[0]!r} required by the schema is missing from the selected data")
+    raise data.DataContractError(
+        f"column {missing_columns[0]!r} required by the schema is missing from the selected data"
+    )
 problems
 
 # %% [markdown]
@@ -54,10 +56,13 @@ clean = selected.drop_duplicates() if drop_duplicates else selected
 clean = clean.reset_index(drop=True)
 show(
     f"Removed **{before - len(clean):,} duplicated rows** ({(before - len(clean)) / before:.1%})."
-    if drop_duplicates else "Duplicated rows kept (`data_pipeline.drop_duplicates: false`)."
+    if drop_duplicates
+    else "Duplicated rows kept (`data_pipeline.drop_duplicates: false`)."
 )
 if len(clean) < 50:
-    raise data.DataContractError(f"data.path: only {len(clean)} usable rows remain after cleaning; at least 50 are needed")
+    raise data.DataContractError(
+        f"data.path: only {len(clean)} usable rows remain after cleaning; at least 50 are needed"
+    )
 
 # %% [markdown]
 # ## Split, stratified by label and sensitive group
@@ -66,17 +71,22 @@ if len(clean) < 50:
 groups = data.sensitive_groups(clean, spec)
 key = features.strata(clean[target], data.intersection_labels(groups))
 splits = features.split_frame(clean, key, validation_fraction, test_fraction, seed)
-sizes = pd.DataFrame({
-    name: {"rows": len(part), "share": len(part) / len(clean), "positive_rate": part[target].mean()}
-    for name, part in splits.items()
-}).T
+sizes = pd.DataFrame(
+    {
+        name: {"rows": len(part), "share": len(part) / len(clean), "positive_rate": part[target].mean()}
+        for name, part in splits.items()
+    }
+).T
 sizes.round(4)
 
 # %%
-mix = pd.concat({
-    name: data.sensitive_groups(part, spec)[spec["sensitive_features"][0]].value_counts(normalize=True)
-    for name, part in splits.items()
-}, axis=1).fillna(0)
+mix = pd.concat(
+    {
+        name: data.sensitive_groups(part, spec)[spec["sensitive_features"][0]].value_counts(normalize=True)
+        for name, part in splits.items()
+    },
+    axis=1,
+).fillna(0)
 ax = mix.T.plot.bar(stacked=True, figsize=(7, 3.5), colormap="tab20")
 ax.set_title(f"Group mix of `{spec['sensitive_features'][0]}` in every split")
 ax.set_xlabel("split")
@@ -112,14 +122,17 @@ step.path("data/processed").mkdir(parents=True, exist_ok=True)
 for name, part in splits.items():
     part.to_parquet(step.path(f"data/processed/{name}.parquet"), index=False)
 artifacts.save(pipeline, step.path("models/feature_pipeline.skops"))
-step.write_json("data_pipeline.json", {
-    "rows_in": before,
-    "duplicates_removed": before - len(clean),
-    "splits": sizes.to_dict(orient="index"),
-    "group_mix": {k: v for k, v in mix.to_dict().items()},
-    "schema_violations": problems.to_dict(orient="records"),
-    "model_features": [str(n) for n in names],
-})
+step.write_json(
+    "data_pipeline.json",
+    {
+        "rows_in": before,
+        "duplicates_removed": before - len(clean),
+        "splits": sizes.to_dict(orient="index"),
+        "group_mix": {k: v for k, v in mix.to_dict().items()},
+        "schema_violations": problems.to_dict(orient="records"),
+        "model_features": [str(n) for n in names],
+    },
+)
 
 # %% [markdown]
 # ## Summary

@@ -18,12 +18,18 @@
 # %% tags=["parameters"]
 cv_folds = 3
 search_iterations = 4
-search_space = {"logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]}, "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [20, 50]}}
+search_space = {
+    "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]},
+    "hist_gradient_boosting": {
+        "learning_rate": [0.05, 0.1, 0.2],
+        "max_leaf_nodes": [15, 31, 63],
+        "min_samples_leaf": [20, 50],
+    },
+}
 seed = 42
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import display
 from sklearn.calibration import calibration_curve
@@ -39,7 +45,9 @@ spec = step.read_report("data_selection", "dataset_spec.json")
 charter = step.read_report("business_case", "charter.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 plan = step.read_report("data_bias_plan", "bias_plan.json")
-splits = {name: pd.read_parquet(step.path(f"data/processed/{name}.parquet")) for name in ("train", "validation", "test")}
+splits = {
+    name: pd.read_parquet(step.path(f"data/processed/{name}.parquet")) for name in ("train", "validation", "test")
+}
 target, cols = spec["target"], feature_columns(spec)
 cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
 
@@ -48,8 +56,16 @@ cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"
 
 # %%
 result = modeling.train_and_select(
-    splits["train"], splits["validation"], spec, plan, search_space, cost_fp, cost_fn,
-    folds=cv_folds, iterations=search_iterations, seed=seed,
+    splits["train"],
+    splits["validation"],
+    spec,
+    plan,
+    search_space,
+    cost_fp,
+    cost_fn,
+    folds=cv_folds,
+    iterations=search_iterations,
+    seed=seed,
 )
 table = result.candidates.drop(columns=["params"])
 table.round(4)
@@ -73,9 +89,16 @@ p_test = modeling.probabilities(result.model, test[cols])
 metrics = modeling.evaluate(y_test, p_test, result.threshold, cost_fp, cost_fn)
 baseline_cost = charter["baseline_expected_cost"]
 metrics["cost_reduction_vs_baseline"] = (baseline_cost - metrics["expected_cost"]) / baseline_cost
-baselines = {name: modeling.evaluate(y_test, modeling.probabilities(result.models[name], test[cols]),
-                                     result.candidates.loc[name, "threshold"], cost_fp, cost_fn)
-             for name in modeling.BASELINES}
+baselines = {
+    name: modeling.evaluate(
+        y_test,
+        modeling.probabilities(result.models[name], test[cols]),
+        result.candidates.loc[name, "threshold"],
+        cost_fp,
+        cost_fn,
+    )
+    for name in modeling.BASELINES
+}
 comparison = pd.DataFrame({result.name: metrics, **baselines}).T
 comparison.round(4)
 
@@ -85,7 +108,13 @@ precision, recall, _ = precision_recall_curve(y_test, p_test)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 axes[0].plot(fpr, tpr, label=f"{result.name} (AUC {metrics['roc_auc']:.3f})")
 axes[0].plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
-axes[0].scatter([charter["baseline_false_positive_rate"]], [charter["baseline_true_positive_rate"]], color="#c44e52", zorder=3, label="current process")
+axes[0].scatter(
+    [charter["baseline_false_positive_rate"]],
+    [charter["baseline_true_positive_rate"]],
+    color="#c44e52",
+    zorder=3,
+    label="current process",
+)
 axes[0].set(title="ROC curve, test split", xlabel="false positive rate", ylabel="true positive rate")
 axes[0].legend(loc="lower right")
 axes[1].plot(recall, precision, label=f"AP {metrics['average_precision']:.3f}")
@@ -97,13 +126,22 @@ plt.show()
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-ConfusionMatrixDisplay.from_predictions(y_test, (p_test >= result.threshold).astype(int), ax=axes[0], colorbar=False,
-                                        display_labels=["negative", f"{spec['positive_label']}"])
+ConfusionMatrixDisplay.from_predictions(
+    y_test,
+    (p_test >= result.threshold).astype(int),
+    ax=axes[0],
+    colorbar=False,
+    display_labels=["negative", f"{spec['positive_label']}"],
+)
 axes[0].set(title=f"Confusion matrix at threshold {result.threshold:.3f}", xlabel="predicted", ylabel="actual")
 prob_true, prob_pred = calibration_curve(y_test, p_test, n_bins=10, strategy="quantile")
 axes[1].plot(prob_pred, prob_true, marker="o", label=result.name)
 axes[1].plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-axes[1].set(title=f"Calibration (Brier {metrics['brier']:.3f})", xlabel="mean predicted probability", ylabel="observed positive rate")
+axes[1].set(
+    title=f"Calibration (Brier {metrics['brier']:.3f})",
+    xlabel="mean predicted probability",
+    ylabel="observed positive rate",
+)
 axes[1].legend(loc="upper left")
 step.save_figure(fig, "confusion_calibration.png")
 plt.show()
@@ -113,10 +151,14 @@ plt.show()
 
 # %%
 sample = test.sample(n=min(len(test), 3000), random_state=seed)
-importance = permutation_importance(result.model, sample[cols], sample[target], scoring="roc_auc", n_repeats=3, random_state=seed)
+importance = permutation_importance(
+    result.model, sample[cols], sample[target], scoring="roc_auc", n_repeats=3, random_state=seed
+)
 ranked = pd.Series(importance.importances_mean, index=cols).sort_values()
 fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2))
-ax.barh(ranked.index, ranked.values, xerr=pd.Series(importance.importances_std, index=cols)[ranked.index], color="#4c72b0")
+ax.barh(
+    ranked.index, ranked.values, xerr=pd.Series(importance.importances_std, index=cols)[ranked.index], color="#4c72b0"
+)
 ax.set(title="Permutation feature importance", xlabel="drop in test ROC AUC when the feature is shuffled")
 step.save_figure(fig, "permutation_importance.png")
 plt.show()
@@ -134,33 +176,50 @@ slices.round(3)
 
 # %%
 gate_list = gates.gates_for(criteria["gates"], "modeling")
-gate_table = gates.evaluate(gate_list, {f"test_{k}": v for k, v in metrics.items()} | {"cost_reduction_vs_baseline": metrics["cost_reduction_vs_baseline"]})
+gate_table = gates.evaluate(
+    gate_list,
+    {f"test_{k}": v for k, v in metrics.items()}
+    | {"cost_reduction_vs_baseline": metrics["cost_reduction_vs_baseline"]},
+)
 reasons = gates.failures(gate_table)
 releasable = not reasons
 display(gate_table)
 show(
     f"Test ROC AUC **{metrics['roc_auc']:.3f}**, expected cost **{metrics['expected_cost']:.3f}** per decision against "
     f"the baseline's {baseline_cost:.3f} (**{metrics['cost_reduction_vs_baseline']:.1%}** cheaper). "
-    + ("**Releasable:** every quality gate passes." if releasable else "**Not releasable:** " + "; ".join(reasons) + ".")
+    + (
+        "**Releasable:** every quality gate passes."
+        if releasable
+        else "**Not releasable:** " + "; ".join(reasons) + "."
+    )
 )
 
 # %%
 artifacts.save(result.model, step.path("models/trained_pipeline.skops"))
-step.write_json("modeling.json", {
-    "model": result.name,
-    "params": result.params,
-    "threshold": result.threshold,
-    "remediation": plan["remediation"],
-    "test_metrics": metrics,
-    "baselines_test_metrics": baselines,
-    "candidates": result.candidates.reset_index().to_dict(orient="records"),
-    "gates": gate_table.to_dict(orient="records"),
-    "releasable": releasable,
-    "reasons": reasons,
-    "feature_importance": ranked.iloc[::-1].to_dict(),
-})
-step.write_metrics({"model": result.name, "threshold": result.threshold, "releasable": releasable,
-                    **{f"test_{k}": v for k, v in metrics.items()}})
+step.write_json(
+    "modeling.json",
+    {
+        "model": result.name,
+        "params": result.params,
+        "threshold": result.threshold,
+        "remediation": plan["remediation"],
+        "test_metrics": metrics,
+        "baselines_test_metrics": baselines,
+        "candidates": result.candidates.reset_index().to_dict(orient="records"),
+        "gates": gate_table.to_dict(orient="records"),
+        "releasable": releasable,
+        "reasons": reasons,
+        "feature_importance": ranked.iloc[::-1].to_dict(),
+    },
+)
+step.write_metrics(
+    {
+        "model": result.name,
+        "threshold": result.threshold,
+        "releasable": releasable,
+        **{f"test_{k}": v for k, v in metrics.items()},
+    }
+)
 step.write_plot_data("roc.csv", thin_curve({"fpr": fpr, "tpr": tpr}))
 step.write_plot_data("precision_recall.csv", thin_curve({"recall": recall, "precision": precision}))
 

@@ -68,25 +68,35 @@ metadata = {
 bundle = scoring.make_bundle(pipeline, modeling["threshold"], metadata)
 artifacts.save(bundle, model_path)
 info = artifacts.describe(model_path)
-show(f"`models/model.skops`: **{info['bytes'] / 1024:.0f} KiB**, version `{metadata['version']}`; it loads only with "
-     f"skops' safe defaults plus these explicitly trusted types: {', '.join(f'`{t}`' for t in artifacts.trusted_types_in(model_path)) or 'none'}.")
+show(
+    f"`models/model.skops`: **{info['bytes'] / 1024:.0f} KiB**, version `{metadata['version']}`; it loads only with "
+    f"skops' safe defaults plus these explicitly trusted types: {', '.join(f'`{t}`' for t in artifacts.trusted_types_in(model_path)) or 'none'}."
+)
 
 # %% [markdown]
 # ## The artifact in a fresh process equals the one in memory
 
 # %%
 check = subprocess.run(
-    [sys.executable, "-c",
-     "import sys, pandas as pd; from {{ cookiecutter.package_name }}.scoring import load_bundle, score; "
-     "b = load_bundle(sys.argv[1], allow_unreleased=True); "
-     "print(score(b, pd.read_parquet(sys.argv[2]), allow_extra=True, allow_unseen=True)['score'].to_json(orient='values', double_precision=15))",
-     str(model_path), str(step.path("data/processed/test.parquet"))],
-    capture_output=True, text=True, check=True,
+    [
+        sys.executable,
+        "-c",
+        "import sys, pandas as pd; from {{ cookiecutter.package_name }}.scoring import load_bundle, score; "
+        "b = load_bundle(sys.argv[1], allow_unreleased=True); "
+        "print(score(b, pd.read_parquet(sys.argv[2]), allow_extra=True, allow_unseen=True)['score'].to_json(orient='values', double_precision=15))",
+        str(model_path),
+        str(step.path("data/processed/test.parquet")),
+    ],
+    capture_output=True,
+    text=True,
+    check=True,
 )
 fresh_scores = np.array(json.loads(check.stdout))
 in_process = scoring.score(bundle, test, allow_extra=True, allow_unseen=True)
 max_difference = float(np.max(np.abs(fresh_scores - in_process["score"].to_numpy())))
-show(f"Scores of all {len(test):,} test records from a fresh process differ from in-memory scores by at most **{max_difference:.2e}**.")
+show(
+    f"Scores of all {len(test):,} test records from a fresh process differ from in-memory scores by at most **{max_difference:.2e}**."
+)
 assert max_difference < 1e-9, "the saved artifact does not reproduce the in-memory model"
 
 # %% [markdown]
@@ -96,15 +106,31 @@ assert max_difference < 1e-9, "the saved artifact does not reproduce the in-memo
 scores_path = step.out / "test_scores.parquet"
 if modeling["releasable"]:
     cli = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.cli", "predict", str(step.path("data/processed/test.parquet")),
-         str(scores_path), "--model", str(model_path), "--allow-extra", "--allow-unseen"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "{{ cookiecutter.package_name }}.cli",
+            "predict",
+            str(step.path("data/processed/test.parquet")),
+            str(scores_path),
+            "--model",
+            str(model_path),
+            "--allow-extra",
+            "--allow-unseen",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert cli.returncode == 0, cli.stderr
     batch = pd.read_parquet(scores_path)
-    batch_matches = bool(np.allclose(batch["score"], in_process["score"]) and (batch["decision"].to_numpy() == in_process["decision"].to_numpy()).all())
-    show(f"`{{ cookiecutter.package_name }} predict` scored **{len(batch):,} records**; matches in-process predictions: **{batch_matches}**. "
-         f"{int(batch['decision'].sum()):,} positive decisions ({batch['decision'].mean():.1%}).")
+    batch_matches = bool(
+        np.allclose(batch["score"], in_process["score"])
+        and (batch["decision"].to_numpy() == in_process["decision"].to_numpy()).all()
+    )
+    show(
+        f"`{{ cookiecutter.package_name }} predict` scored **{len(batch):,} records**; matches in-process predictions: **{batch_matches}**. "
+        f"{int(batch['decision'].sum()):,} positive decisions ({batch['decision'].mean():.1%})."
+    )
 else:
     batch_matches = None
     show("**Not deployed:** step 06 marked the model not releasable: " + "; ".join(modeling["reasons"]) + ".")
@@ -126,16 +152,20 @@ if modeling["releasable"]:
         latency = deployment.latency_profile(url, records, batch_size, latency_requests, seed)
     served = np.array([p["score"] for p in many["predictions"]])
     service = {
-        "health": health, "single_status": status_one, "batch_status": status_many,
+        "health": health,
+        "single_status": status_one,
+        "batch_status": status_many,
         "matches_in_process": bool(np.allclose(served, in_process["score"].to_numpy()[:batch_size])),
-        "malformed_json_status": bad_json, "missing_column_status": bad_schema, "missing_column_reason": bad_body["error"],
+        "malformed_json_status": bad_json,
+        "missing_column_status": bad_schema,
+        "missing_column_reason": bad_body["error"],
         **latency,
     }
     display(pd.Series(service).to_frame("value"))
     show(
         f"`/health` answered {status}; `/predict` answered {status_one} for one record and {status_many} for {batch_size}, "
         f"with scores equal to in-process predictions: **{service['matches_in_process']}**. Malformed JSON got {bad_json}, "
-        f"a record without `{feature_columns(spec)[0]}` got {bad_schema} (\"{bad_body['error']}\"). Latency for {batch_size} "
+        f'a record without `{feature_columns(spec)[0]}` got {bad_schema} ("{bad_body["error"]}"). Latency for {batch_size} '
         f"records per request over {latency_requests} requests: p50 **{latency['p50_latency_ms']:.1f} ms**, p99 **{latency['p99_latency_ms']:.1f} ms**."
     )
 
@@ -147,19 +177,36 @@ gate_table = gates.evaluate(gates.gates_for(criteria["gates"], "deployment"), se
 display(gate_table)
 decisions = in_process["decision"].to_numpy()
 card = {
-    **metadata, "owner": "{{ cookiecutter.author_name }}", "threshold": modeling["threshold"],
-    "artifact": "models/model.skops", "decision": charter["decision"], "decision_maker": charter["decision_maker"],
-    "cost_false_positive": charter["cost_false_positive"], "cost_false_negative": charter["cost_false_negative"],
-    "test_rows": len(test), "remediation": modeling["remediation"],
+    **metadata,
+    "owner": "{{ cookiecutter.author_name }}",
+    "threshold": modeling["threshold"],
+    "artifact": "models/model.skops",
+    "decision": charter["decision"],
+    "decision_maker": charter["decision_maker"],
+    "cost_false_positive": charter["cost_false_positive"],
+    "cost_false_negative": charter["cost_false_negative"],
+    "test_rows": len(test),
+    "remediation": modeling["remediation"],
     "gates": modeling["gates"] + gate_table.to_dict(orient="records"),
-    "group_metrics": fairness.group_metrics_table(test[spec["target"]].to_numpy(), decisions, test, spec).reset_index().round(3),
+    "group_metrics": fairness.group_metrics_table(test[spec["target"]].to_numpy(), decisions, test, spec)
+    .reset_index()
+    .round(3),
 }
 step.write_text("model_card.md", model_card_markdown(card))
 deployed = bool(modeling["releasable"] and gate_table["passed"].all())
 reasons = modeling["reasons"] + gates.failures(gate_table)
-step.write_json("deployment.json", {"deployed": deployed, "reasons": reasons, "artifact": "models/model.skops",
-                                    "version": metadata["version"], "batch_scoring_matches": batch_matches,
-                                    "service": service, "gates": gate_table.to_dict(orient="records")})
+step.write_json(
+    "deployment.json",
+    {
+        "deployed": deployed,
+        "reasons": reasons,
+        "artifact": "models/model.skops",
+        "version": metadata["version"],
+        "batch_scoring_matches": batch_matches,
+        "service": service,
+        "gates": gate_table.to_dict(orient="records"),
+    },
+)
 step.write_metrics({"deployed": deployed, **{k: v for k, v in service.items() if k.endswith("_ms")}})
 
 # %% [markdown]
@@ -167,9 +214,13 @@ step.write_metrics({"deployed": deployed, **{k: v for k, v in service.items() if
 
 # %%
 show(
-    (f"**Deployed** `{metadata['model_name']}` version `{metadata['version']}` as `models/model.skops`: batch scoring and the "
-     f"HTTP service both reproduce in-process predictions, and the latency gate passes. The model card is in "
-     f"`reports/07_deployment/model_card.md`. Step 08 decides the release after the fairness assessment.")
-    if deployed else
-    "**Not deployed:** " + "; ".join(reasons) + ". The artifact is kept with this verdict in its metadata; the service refuses it."
+    (
+        f"**Deployed** `{metadata['model_name']}` version `{metadata['version']}` as `models/model.skops`: batch scoring and the "
+        f"HTTP service both reproduce in-process predictions, and the latency gate passes. The model card is in "
+        f"`reports/07_deployment/model_card.md`. Step 08 decides the release after the fairness assessment."
+    )
+    if deployed
+    else "**Not deployed:** "
+    + "; ".join(reasons)
+    + ". The artifact is kept with this verdict in its metadata; the service refuses it."
 )

@@ -29,7 +29,8 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, data, fairness, gates, mitigation as mitigate, modeling, scoring
+from {{ cookiecutter.package_name }} import artifacts, data, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 step = start_step("fairness_assessment")
@@ -66,10 +67,12 @@ tables[spec["sensitive_features"][0]].round(3)
 # %%
 features_to_plot = spec["sensitive_features"]
 fig, axes = plt.subplots(len(features_to_plot), 1, figsize=(9, 3.3 * len(features_to_plot)), squeeze=False)
-for ax, feature in zip(axes[:, 0], features_to_plot):
+for ax, feature in zip(axes[:, 0], features_to_plot, strict=True):
     table = tables[feature][tables[feature]["count"] >= min_group_size]
     positions = np.arange(len(table))
-    for offset, metric in zip((-0.27, 0, 0.27), ("selection_rate", "true_positive_rate", "false_positive_rate")):
+    for offset, metric in zip(
+        (-0.27, 0, 0.27), ("selection_rate", "true_positive_rate", "false_positive_rate"), strict=True
+    ):
         values = table[metric].to_numpy(dtype=float)
         errors = np.abs(np.vstack([values - table[f"{metric}_low"], table[f"{metric}_high"] - values]).astype(float))
         ax.bar(positions + offset, values, width=0.27, yerr=errors, capsize=3, label=metric.replace("_", " "))
@@ -84,7 +87,7 @@ plt.show()
 
 # %%
 fig, axes = plt.subplots(1, len(features_to_plot), figsize=(5.5 * len(features_to_plot), 4.2), squeeze=False)
-for ax, feature in zip(axes[0], features_to_plot):
+for ax, feature in zip(axes[0], features_to_plot, strict=True):
     for group, idx in groups.groupby(feature).groups.items():
         rows = groups.index.get_indexer(idx)
         if len(rows) >= min_group_size and len(np.unique(y_test[rows])) == 2:
@@ -102,6 +105,7 @@ plt.show()
 # %% [markdown]
 # ## Gaps against the gates
 
+
 # %%
 def assess(decided: np.ndarray) -> dict[str, float]:
     return fairness.gap_metrics(y_test, decided, test, spec, min_group_size)
@@ -116,7 +120,11 @@ show(
         f"- **`{f}`**: demographic parity difference **{before[f'demographic_parity_difference[{f}]']:.3f}** "
         f"(ratio {before[f'demographic_parity_ratio[{f}]']:.2f}), equalized odds difference "
         f"**{before[f'equalized_odds_difference[{f}]']:.3f}**"
-        + (f"; groups too small for the gates (< {min_group_size} rows, reported above): {', '.join(map(str, small[f]))}" if small[f] else "")
+        + (
+            f"; groups too small for the gates (< {min_group_size} rows, reported above): {', '.join(map(str, small[f]))}"
+            if small[f]
+            else ""
+        )
         for f in spec["sensitive_features"]
     )
 )
@@ -129,12 +137,16 @@ measured = gate_before["note"] != "not measured"
 failed = gates.failures(gate_before[measured])  # mitigation acts on measured gaps; unmeasured gates still block release
 unmeasured = gate_before.loc[~measured, "gate"].tolist()
 if unmeasured:
-    needs = {"demographic_parity": f"{min_group_size} rows",
-             "equalized_odds": f"{min_group_size} rows with at least {fairness.MIN_CLASS_COUNT} positive and {fairness.MIN_CLASS_COUNT} negative cases"}
-    show("**Not measurable on the test split:**\n" + "".join(
-        f"\n- `{g}`: fewer than two groups have {needs[g.split('[')[0]]}" for g in unmeasured)
+    needs = {
+        "demographic_parity": f"{min_group_size} rows",
+        "equalized_odds": f"{min_group_size} rows with at least {fairness.MIN_CLASS_COUNT} positive and {fairness.MIN_CLASS_COUNT} negative cases",
+    }
+    show(
+        "**Not measurable on the test split:**\n"
+        + "".join(f"\n- `{g}`: fewer than two groups have {needs[g.split('[')[0]]}" for g in unmeasured)
         + "\n\nA gate is never passed by absence, so these block the release: raise `data_pipeline.test_fraction`, "
-        "bring more data, or lower `fairness_assessment.min_group_size`.")
+        "bring more data, or lower `fairness_assessment.min_group_size`."
+    )
 cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
 failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
 constraint = "equalized_odds" if any(r.startswith("equalized_odds") for r in failed) else "demographic_parity"
@@ -142,7 +154,9 @@ options = {"none": {"model": None, "decisions": decisions}}
 curves = None
 if failed and mitigation != "none":
     for kind in ("threshold_optimizer", "exponentiated_gradient"):
-        model, kind_curves = mitigate.mitigate(kind, bundle["model"], spec, validation, failing_features, constraint, seed)
+        model, kind_curves = mitigate.mitigate(
+            kind, bundle["model"], spec, validation, failing_features, constraint, seed
+        )
         options[kind] = {"model": model, "decisions": model.decide(test[meta["feature_columns"]], groups)}
         curves = curves or kind_curves
 rows = []
@@ -150,10 +164,21 @@ for name, option in options.items():
     gaps = assess(option["decisions"])
     cost = modeling.evaluate(y_test, option["decisions"].astype(float), 0.5, cost_fp, cost_fn)
     passes = gates.evaluate(fair_gates, gaps)["passed"].all()
-    rows.append({"mitigation": name, "accuracy": cost["accuracy"], "expected_cost": cost["expected_cost"],
-                 "selection_rate": cost["selection_rate"], "passes_fairness_gates": bool(passes),
-                 "max_dp_difference": pd.Series([v for k, v in gaps.items() if k.startswith("demographic_parity_difference")], dtype=float).max(),
-                 "max_eo_difference": pd.Series([v for k, v in gaps.items() if k.startswith("equalized_odds_difference")], dtype=float).max()})
+    rows.append(
+        {
+            "mitigation": name,
+            "accuracy": cost["accuracy"],
+            "expected_cost": cost["expected_cost"],
+            "selection_rate": cost["selection_rate"],
+            "passes_fairness_gates": bool(passes),
+            "max_dp_difference": pd.Series(
+                [v for k, v in gaps.items() if k.startswith("demographic_parity_difference")], dtype=float
+            ).max(),
+            "max_eo_difference": pd.Series(
+                [v for k, v in gaps.items() if k.startswith("equalized_odds_difference")], dtype=float
+            ).max(),
+        }
+    )
 tradeoff = pd.DataFrame(rows).set_index("mitigation")
 tradeoff.round(4)
 
@@ -162,14 +187,23 @@ fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6.5, 
 ax = axes[0, 0]
 for name, row in tradeoff.iterrows():
     ax.scatter(row["max_dp_difference"], row["accuracy"], s=70, label=name, zorder=3)
-ax.axvline(criteria["criteria"]["max_demographic_parity_difference"], color="#c44e52", linestyle=":", label="parity gate")
-ax.set(title="Accuracy against fairness gap (test split)", xlabel="largest demographic parity difference", ylabel="accuracy")
+ax.axvline(
+    criteria["criteria"]["max_demographic_parity_difference"], color="#c44e52", linestyle=":", label="parity gate"
+)
+ax.set(
+    title="Accuracy against fairness gap (test split)",
+    xlabel="largest demographic parity difference",
+    ylabel="accuracy",
+)
 ax.legend(fontsize=8, loc="lower right")
 if curves:
     for group, curve in curves["groups"].items():
         axes[0, 1].plot(curve["x"], curve["y"], label=str(group))
-    axes[0, 1].set(title="ThresholdOptimizer's trade-off curve per group (validation)",
-                   xlabel=curves["x_metric"].replace("_", " "), ylabel=curves["y_metric"].replace("_", " "))
+    axes[0, 1].set(
+        title="ThresholdOptimizer's trade-off curve per group (validation)",
+        xlabel=curves["x_metric"].replace("_", " "),
+        ylabel=curves["y_metric"].replace("_", " "),
+    )
     axes[0, 1].legend(fontsize=7, loc="lower right")
 fig.tight_layout()
 step.save_figure(fig, "mitigation_tradeoff.png")
@@ -181,16 +215,22 @@ plt.show()
 # %%
 if mitigation == "auto":
     passing = tradeoff[tradeoff["passes_fairness_gates"]]
-    chosen = passing["expected_cost"].idxmin() if len(passing) else tradeoff["max_dp_difference"].fillna(np.inf).idxmin()
+    chosen = (
+        passing["expected_cost"].idxmin() if len(passing) else tradeoff["max_dp_difference"].fillna(np.inf).idxmin()
+    )
 else:
     chosen = mitigation if mitigation in options else "none"
 after = assess(options[chosen]["decisions"])
 gate_after = gates.evaluate(fair_gates, after)
 cost_after = float(tradeoff.loc[chosen, "expected_cost"])
-quality = gates.evaluate(gates.gates_for(criteria["gates"], "modeling"), {
-    f"test_{criteria['criteria']['primary_metric']}": meta["metrics"][criteria["criteria"]["primary_metric"]],
-    "cost_reduction_vs_baseline": (charter["baseline_expected_cost"] - cost_after) / charter["baseline_expected_cost"],
-})
+quality = gates.evaluate(
+    gates.gates_for(criteria["gates"], "modeling"),
+    {
+        f"test_{criteria['criteria']['primary_metric']}": meta["metrics"][criteria["criteria"]["primary_metric"]],
+        "cost_reduction_vs_baseline": (charter["baseline_expected_cost"] - cost_after)
+        / charter["baseline_expected_cost"],
+    },
+)
 all_gates = pd.concat([gate_after, quality], ignore_index=True)
 reasons = gates.failures(all_gates) + ([] if meta["releasable"] else [f"step 06: {r}" for r in meta["reasons"]])
 released = not reasons
@@ -198,36 +238,81 @@ display(all_gates)
 if chosen == "none":
     release_bundle = bundle
 else:
-    release_bundle = scoring.make_bundle(options[chosen]["model"], bundle["threshold"], {
-        **meta, "needs_sensitive_features": True, "mitigation": chosen,
-        "mitigation_constraint": constraint, "mitigation_features": failing_features,
-    })
-release_bundle["metadata"] = {**release_bundle["metadata"], "releasable": released, "reasons": reasons, "fairness": after}
+    release_bundle = scoring.make_bundle(
+        options[chosen]["model"],
+        bundle["threshold"],
+        {
+            **meta,
+            "needs_sensitive_features": True,
+            "mitigation": chosen,
+            "mitigation_constraint": constraint,
+            "mitigation_features": failing_features,
+        },
+    )
+release_bundle["metadata"] = {
+    **release_bundle["metadata"],
+    "releasable": released,
+    "reasons": reasons,
+    "fairness": after,
+}
 artifacts.save(release_bundle, step.path("models/release.skops"))
 show(
-    (f"Fairness gates failed before mitigation ({'; '.join(failed)}). " if failed else "No measured fairness gate fails, so no mitigation. " if unmeasured else "Every fairness gate passes without mitigation. ")
-    + (f"Chosen mitigation: **{chosen}** ({constraint.replace('_', ' ')} constraint on {', '.join(f'`{f}`' for f in failing_features)}): "
-       f"largest parity gap {tradeoff.loc['none', 'max_dp_difference']:.3f} → **{tradeoff.loc[chosen, 'max_dp_difference']:.3f}**, "
-       f"accuracy {tradeoff.loc['none', 'accuracy']:.3f} → **{tradeoff.loc[chosen, 'accuracy']:.3f}**, expected cost "
-       f"{tradeoff.loc['none', 'expected_cost']:.3f} → **{cost_after:.3f}**. " if chosen != "none" else "")
-    + ("**Released**: `models/release.skops` passes every gate." if released else "**Not released**: " + "; ".join(reasons) + ".")
+    (
+        f"Fairness gates failed before mitigation ({'; '.join(failed)}). "
+        if failed
+        else "No measured fairness gate fails, so no mitigation. "
+        if unmeasured
+        else "Every fairness gate passes without mitigation. "
+    )
+    + (
+        f"Chosen mitigation: **{chosen}** ({constraint.replace('_', ' ')} constraint on {', '.join(f'`{f}`' for f in failing_features)}): "
+        f"largest parity gap {tradeoff.loc['none', 'max_dp_difference']:.3f} → **{tradeoff.loc[chosen, 'max_dp_difference']:.3f}**, "
+        f"accuracy {tradeoff.loc['none', 'accuracy']:.3f} → **{tradeoff.loc[chosen, 'accuracy']:.3f}**, expected cost "
+        f"{tradeoff.loc['none', 'expected_cost']:.3f} → **{cost_after:.3f}**. "
+        if chosen != "none"
+        else ""
+    )
+    + (
+        "**Released**: `models/release.skops` passes every gate."
+        if released
+        else "**Not released**: " + "; ".join(reasons) + "."
+    )
 )
 
 # %%
-selection = pd.concat({f: fairness.metric_frame(y_test, options[chosen]["decisions"], groups[f]).by_group["selection_rate"]
-                       for f in spec["sensitive_features"]})
-step.write_plot_data("selection_rate.csv", pd.DataFrame({
-    "group": [f"{f}={g}" for f, g in selection.index], "selection_rate": selection.round(4).to_numpy()}))
+selection = pd.concat(
+    {
+        f: fairness.metric_frame(y_test, options[chosen]["decisions"], groups[f]).by_group["selection_rate"]
+        for f in spec["sensitive_features"]
+    }
+)
+step.write_plot_data(
+    "selection_rate.csv",
+    pd.DataFrame({"group": [f"{f}={g}" for f, g in selection.index], "selection_rate": selection.round(4).to_numpy()}),
+)
 for column, table in tables.items():
     table.round(4).to_csv(step.out / f"group_metrics_{column}.csv")
-step.write_json("release_decision.json", {
-    "released": released, "reasons": reasons, "mitigation": chosen, "constraint": constraint if chosen != "none" else None,
-    "gaps_before": before, "gaps_after": after, "tradeoff": tradeoff.reset_index().to_dict(orient="records"),
-    "gates": all_gates.to_dict(orient="records"),
-})
-step.write_metrics({"released": released, "mitigation": chosen,
-                    **{f"before_{k}": v for k, v in before.items() if "difference" in k},
-                    **{f"after_{k}": v for k, v in after.items() if "difference" in k}})
+step.write_json(
+    "release_decision.json",
+    {
+        "released": released,
+        "reasons": reasons,
+        "mitigation": chosen,
+        "constraint": constraint if chosen != "none" else None,
+        "gaps_before": before,
+        "gaps_after": after,
+        "tradeoff": tradeoff.reset_index().to_dict(orient="records"),
+        "gates": all_gates.to_dict(orient="records"),
+    },
+)
+step.write_metrics(
+    {
+        "released": released,
+        "mitigation": chosen,
+        **{f"before_{k}": v for k, v in before.items() if "difference" in k},
+        **{f"after_{k}": v for k, v in after.items() if "difference" in k},
+    }
+)
 
 # %% [markdown]
 # ## Summary

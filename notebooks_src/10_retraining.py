@@ -17,7 +17,14 @@
 # with `{{ cookiecutter.package_name }} rollback`.
 
 # %% tags=["parameters"]
-search_space = {"logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]}, "hist_gradient_boosting": {"learning_rate": [0.05, 0.1, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [20, 50]}}
+search_space = {
+    "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]},
+    "hist_gradient_boosting": {
+        "learning_rate": [0.05, 0.1, 0.2],
+        "max_leaf_nodes": [15, 31, 63],
+        "min_samples_leaf": [20, 50],
+    },
+}
 cv_folds = 3
 search_iterations = 4
 trigger_on_monitoring = True
@@ -50,7 +57,11 @@ status = step.read_report("monitoring", "monitoring_status.json")
 registry = Registry(step.root)
 registry.ensure()
 release = scoring.load_bundle(step.path("models/release.skops"), allow_unreleased=True)
-synced = registry.sync_release(step.path("models/release.skops"), release["metadata"]["version"]) if release["metadata"]["releasable"] else None
+synced = (
+    registry.sync_release(step.path("models/release.skops"), release["metadata"]["version"])
+    if release["metadata"]["releasable"]
+    else None
+)
 target = spec["target"]
 cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
 
@@ -84,7 +95,9 @@ if triggered and not has_champion:
 elif triggered:
     monitored = sorted(step.path("data/monitored").glob("*.parquet"))
     labelled = [pd.read_parquet(p) for p in monitored]
-    labelled = [b for b in labelled if target in b.columns and b[target].notna().sum() >= 50 and b[target].nunique() == 2]
+    labelled = [
+        b for b in labelled if target in b.columns and b[target].notna().sum() >= 50 and b[target].nunique() == 2
+    ]
     if not labelled:
         decision["reasons"] = ["no labelled production batch to train and compare on"]
     else:
@@ -94,42 +107,93 @@ elif triggered:
         train = pd.concat([reference, *newly_labelled], ignore_index=True)
         validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
         space = {**search_space, **challenger_overrides}
-        result = modeling.train_and_select(train, validation, spec, plan, space, cost_fp, cost_fn, folds=cv_folds,
-                                           iterations=search_iterations, seed=seed, include=list(challenger_models))
+        result = modeling.train_and_select(
+            train,
+            validation,
+            spec,
+            plan,
+            space,
+            cost_fp,
+            cost_fn,
+            folds=cv_folds,
+            iterations=search_iterations,
+            seed=seed,
+            include=list(challenger_models),
+        )
         champion = scoring.load_bundle(registry.champion)
         treatment = champion["metadata"].get("mitigation")
         challenger_model = result.model
         if treatment:  # the champion was mitigated in step 08: the challenger gets the same treatment
-            challenger_model, _ = mitigate.mitigate(treatment, result.model, spec, validation, champion["metadata"]["mitigation_features"],
-                                                    champion["metadata"]["mitigation_constraint"], seed)
-        challenger = scoring.make_bundle(challenger_model, result.threshold, {
-            **champion["metadata"], "model_name": result.name, "params": result.params,
-            "version": f"{champion['metadata']['version'].split('+')[0]}+retrained.{scoring.file_md5(step.path('reports/09_monitoring/monitoring_status.json'))[:8]}",
-            "train_rows": len(train),
-        })
+            challenger_model, _ = mitigate.mitigate(
+                treatment,
+                result.model,
+                spec,
+                validation,
+                champion["metadata"]["mitigation_features"],
+                champion["metadata"]["mitigation_constraint"],
+                seed,
+            )
+        challenger = scoring.make_bundle(
+            challenger_model,
+            result.threshold,
+            {
+                **champion["metadata"],
+                "model_name": result.name,
+                "params": result.params,
+                "version": f"{champion['metadata']['version'].split('+')[0]}+retrained.{scoring.file_md5(step.path('reports/09_monitoring/monitoring_status.json'))[:8]}",
+                "train_rows": len(train),
+            },
+        )
         y_recent = recent[target].to_numpy().astype(int)
         compared = {}
         for name, model in (("champion", champion), ("challenger", challenger)):
             scored = scoring.score(model, recent, allow_extra=True, allow_unseen=True)
             metrics = modeling.evaluate(y_recent, scored["score"].to_numpy(), model["threshold"], cost_fp, cost_fn)
-            metrics["expected_cost"] = business.cost_of_predictions(y_recent, scored["decision"].to_numpy(), cost_fp, cost_fn)
-            metrics["cost_reduction_vs_baseline"] = (charter["baseline_expected_cost"] - metrics["expected_cost"]) / charter["baseline_expected_cost"]
+            metrics["expected_cost"] = business.cost_of_predictions(
+                y_recent, scored["decision"].to_numpy(), cost_fp, cost_fn
+            )
+            metrics["cost_reduction_vs_baseline"] = (
+                charter["baseline_expected_cost"] - metrics["expected_cost"]
+            ) / charter["baseline_expected_cost"]
             metrics.update(fairness.gap_metrics(y_recent, scored["decision"].to_numpy(), recent, spec, min_group_size))
             compared[name] = metrics
         comparison = pd.DataFrame(compared)
         display(comparison.round(4))
         observed = {f"test_{k}": v for k, v in compared["challenger"].items()} | compared["challenger"]
-        blessing = gates.evaluate([g for g in gates.gates_for(criteria["gates"], "retraining") if g["name"] != "staleness"], observed)
+        blessing = gates.evaluate(
+            [g for g in gates.gates_for(criteria["gates"], "retraining") if g["name"] != "staleness"], observed
+        )
         regression = compared["champion"]["roc_auc"] - compared["challenger"]["roc_auc"]
-        blessing = pd.concat([blessing, pd.DataFrame([{
-            "gate": "no_regression", "metric": "roc_auc loss vs champion", "rule": f"<= {max_regression:g}",
-            "value": regression, "passed": bool(regression <= max_regression), "note": ""}])], ignore_index=True)
+        blessing = pd.concat(
+            [
+                blessing,
+                pd.DataFrame(
+                    [
+                        {
+                            "gate": "no_regression",
+                            "metric": "roc_auc loss vs champion",
+                            "rule": f"<= {max_regression:g}",
+                            "value": regression,
+                            "passed": bool(regression <= max_regression),
+                            "note": "",
+                        }
+                    ]
+                ),
+            ],
+            ignore_index=True,
+        )
         display(blessing)
         reasons = gates.failures(blessing)
         decision.update(
-            champion=compared["champion"], challenger=compared["challenger"], challenger_model=result.name,
-            challenger_params=result.params, challenger_version=challenger["metadata"]["version"], challenger_mitigation=treatment,
-            gates=blessing.to_dict(orient="records"), recent_batch_rows=len(recent), training_rows=len(train),
+            champion=compared["champion"],
+            challenger=compared["challenger"],
+            challenger_model=result.name,
+            challenger_params=result.params,
+            challenger_version=challenger["metadata"]["version"],
+            challenger_mitigation=treatment,
+            gates=blessing.to_dict(orient="records"),
+            recent_batch_rows=len(recent),
+            training_rows=len(train),
             promoted=not reasons,
             reasons=reasons or ["the challenger passes every gate and does not regress against the champion"],
         )
@@ -137,7 +201,12 @@ elif triggered:
             with tempfile.TemporaryDirectory() as tmp:
                 path = artifacts.save(challenger, Path(tmp) / "challenger.skops")
                 fired = ", ".join(name for name, on in triggers.items() if on)
-                registry.install(path, challenger["metadata"]["version"], f"promoted by step 10 (trigger: {fired})", compared["challenger"])
+                registry.install(
+                    path,
+                    challenger["metadata"]["version"],
+                    f"promoted by step 10 (trigger: {fired})",
+                    compared["challenger"],
+                )
 else:
     decision["reasons"] = ["no trigger fired: nothing retrained, the champion is unchanged"]
 
@@ -149,12 +218,27 @@ state = registry.state()
 decision["champion_version"] = (state.get("champion") or {}).get("version")
 decision["history"] = len(state.get("history", []))
 step.write_json("retraining_decision.json", decision)
-step.write_metrics({"triggered": triggered, "promoted": decision["promoted"],
-                    **{f"{who}_{k}": decision[who][k] for who in ("champion", "challenger") if who in decision for k in ("roc_auc", "expected_cost")}})
+step.write_metrics(
+    {
+        "triggered": triggered,
+        "promoted": decision["promoted"],
+        **{
+            f"{who}_{k}": decision[who][k]
+            for who in ("champion", "challenger")
+            if who in decision
+            for k in ("roc_auc", "expected_cost")
+        },
+    }
+)
 show(
-    ("**Promoted**: the challenger is now the champion (`models/registry/champion.skops`); the previous champion is kept "
-     "in `models/registry/history/` and `{{ cookiecutter.package_name }} rollback` restores it." if decision["promoted"]
-     else "**Not promoted**: " if triggered else "**Not triggered**: ")
+    (
+        "**Promoted**: the challenger is now the champion (`models/registry/champion.skops`); the previous champion is kept "
+        "in `models/registry/history/` and `{{ cookiecutter.package_name }} rollback` restores it."
+        if decision["promoted"]
+        else "**Not promoted**: "
+        if triggered
+        else "**Not triggered**: "
+    )
     + ("" if decision["promoted"] else "; ".join(decision["reasons"]) + ".")
 )
 

@@ -128,7 +128,6 @@ def test_nbstripout_keeps_the_stored_notebooks_and_restores_a_saved_one(tmp_path
     assert path.read_bytes() == stored, "nbstripout does not restore the stored notebook byte for byte"
 
 
-@pytest.mark.xfail(strict=True, reason="template sources not yet formatted by ruff: lead's formatting pass pending")
 def test_pre_commit_passes_on_a_fresh_project(tmp_path):
     project = bake(tmp_path, ci="none")
     result = pre_commit(project, "--all-files")

@@ -29,7 +29,9 @@ def representation(groups: pd.Series, y: pd.Series, min_group_size: int) -> pd.D
     table["positive_rate_vs_overall"] = table["positive_rate"] - float(np.mean(y))
     table["assessable"] = table["rows"] >= min_group_size
     table.index.name = "group"
-    return table.sort_values("rows", ascending=False)[["rows", "share", "positive_rate", "positive_rate_vs_overall", "assessable"]]
+    return table.sort_values("rows", ascending=False)[
+        ["rows", "share", "positive_rate", "positive_rate_vs_overall", "assessable"]
+    ]
 
 
 def base_rate_gap(table: pd.DataFrame) -> tuple[float, str, str]:
@@ -41,7 +43,9 @@ def base_rate_gap(table: pd.DataFrame) -> tuple[float, str, str]:
     return float(ok.loc[hi, "positive_rate"] - ok.loc[lo, "positive_rate"]), str(hi), str(lo)
 
 
-def proxy_scan(features: pd.DataFrame, groups: pd.Series, kinds: dict[str, str], min_group_size: int, seed: int) -> pd.Series:
+def proxy_scan(
+    features: pd.DataFrame, groups: pd.Series, kinds: dict[str, str], min_group_size: int, seed: int
+) -> pd.Series:
     """How well each feature alone predicts group membership (size-weighted one-vs-rest AUC, out of fold)."""
     counts = groups.value_counts()
     assessable = counts[counts >= min_group_size]
@@ -58,7 +62,9 @@ def proxy_scan(features: pd.DataFrame, groups: pd.Series, kinds: dict[str, str],
     return pd.Series(scores, name="proxy_auc").sort_values(ascending=False)
 
 
-def joint_proxy_auc(encoded: np.ndarray, groups: pd.Series, min_group_size: int, seed: int, max_rows: int = 20000) -> float:
+def joint_proxy_auc(
+    encoded: np.ndarray, groups: pd.Series, min_group_size: int, seed: int, max_rows: int = 20000
+) -> float:
     """How well all features together predict group membership (weighted one-vs-rest AUC, 3-fold)."""
     counts = groups.value_counts()
     keep = groups.isin(counts[counts >= max(min_group_size, 3)].index).to_numpy()
@@ -69,7 +75,9 @@ def joint_proxy_auc(encoded: np.ndarray, groups: pd.Series, min_group_size: int,
         idx = np.random.default_rng(seed).choice(len(g), max_rows, replace=False)
         x, g = x[idx], g[idx]
     model = HistGradientBoostingClassifier(max_iter=60, random_state=seed)
-    proba = cross_val_predict(model, x, g, cv=StratifiedKFold(3, shuffle=True, random_state=seed), method="predict_proba")
+    proba = cross_val_predict(
+        model, x, g, cv=StratifiedKFold(3, shuffle=True, random_state=seed), method="predict_proba"
+    )
     classes = np.unique(g)
     if len(classes) == 2:
         return float(roc_auc_score(g == classes[1], proba[:, 1]))
@@ -91,7 +99,9 @@ def reweighing_table(groups: pd.Series, y: pd.Series) -> pd.DataFrame:
 def row_weights(groups: pd.Series, y: pd.Series, table: pd.DataFrame) -> np.ndarray:
     """The weight of every row from a :func:`reweighing_table` (1.0 for cells it does not know)."""
     lookup = {(str(g), int(lbl)): w for g, lbl, w in table[["group", "label", "weight"]].itertuples(index=False)}
-    return np.array([lookup.get((str(g), int(lbl)), 1.0) for g, lbl in zip(groups, np.asarray(y).astype(int))])
+    return np.array(
+        [lookup.get((str(g), int(lbl)), 1.0) for g, lbl in zip(groups, np.asarray(y).astype(int), strict=True)]
+    )
 
 
 def resample_indices(weights: np.ndarray, seed: int) -> np.ndarray:

@@ -47,42 +47,40 @@ def charter_markdown(charter: dict[str, Any]) -> str:
     """The project charter, in the sections of the Team Data Science Process charter."""
     b = charter
     stakeholders = "\n".join(f"- {s}" for s in b["stakeholders"])
-    policies = "\n".join(
-        f"| {name} | {cost:.3f} |" for name, cost in b["alternative_policies"].items()
-    )
-    return f"""# Project charter: {b['project_name']}
+    policies = "\n".join(f"| {name} | {cost:.3f} |" for name, cost in b["alternative_policies"].items())
+    return f"""# Project charter: {b["project_name"]}
 
 ## Business background
-{b['problem']}
+{b["problem"]}
 
 ## Scope
-- **Decision supported:** {b['decision']}
-- **Who acts on it:** {b['decision_maker']}
-- **Positive outcome (target = `{b['positive_label']}` in column `{b['target']}`):** {b['positive_outcome']}
-- **Data:** `{b['data_path']}` ({b['rows']:,} rows, {b['prevalence']:.1%} positive)
+- **Decision supported:** {b["decision"]}
+- **Who acts on it:** {b["decision_maker"]}
+- **Positive outcome (target = `{b["positive_label"]}` in column `{b["target"]}`):** {b["positive_outcome"]}
+- **Data:** `{b["data_path"]}` ({b["rows"]:,} rows, {b["prevalence"]:.1%} positive)
 
 ## Stakeholders
 {stakeholders}
 
 ## Metrics
-- **Cost of a false positive:** {b['cost_false_positive']:g} (acting when we should not)
-- **Cost of a false negative:** {b['cost_false_negative']:g} (not acting when we should)
-- **Cost-optimal score threshold for a calibrated model:** {b['cost_optimal_threshold']:.3f}
+- **Cost of a false positive:** {b["cost_false_positive"]:g} (acting when we should not)
+- **Cost of a false negative:** {b["cost_false_negative"]:g} (not acting when we should)
+- **Cost-optimal score threshold for a calibrated model:** {b["cost_optimal_threshold"]:.3f}
 - The model is judged by its expected cost per decision against the baseline; the
   quality, fairness, latency and drift gates are set in step 02.
 
 ## Baseline
-**{b['baseline_process']}**: true positive rate {b['baseline_true_positive_rate']:.0%},
-false positive rate {b['baseline_false_positive_rate']:.0%}, so an expected cost of
-**{b['baseline_expected_cost']:.3f} per decision** at this prevalence.
+**{b["baseline_process"]}**: true positive rate {b["baseline_true_positive_rate"]:.0%},
+false positive rate {b["baseline_false_positive_rate"]:.0%}, so an expected cost of
+**{b["baseline_expected_cost"]:.3f} per decision** at this prevalence.
 
 | policy | expected cost per decision |
 |---|---|
-| baseline: {b['baseline_process']} | {b['baseline_expected_cost']:.3f} |
+| baseline: {b["baseline_process"]} | {b["baseline_expected_cost"]:.3f} |
 {policies}
 
 ## Risks
-- Historical labels may encode past bias; the groups in `{', '.join(b['sensitive_features']) or 'the sensitive features'}`
+- Historical labels may encode past bias; the groups in `{", ".join(b["sensitive_features"]) or "the sensitive features"}`
   are assessed in steps 04 and 08 before release.
 - The data is a snapshot: drift is monitored in step 09 and retraining is gated in step 10.
 - A model that does not beat the baseline's cost is not released (gates of step 02).

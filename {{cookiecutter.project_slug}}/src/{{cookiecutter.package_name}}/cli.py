@@ -1,8 +1,8 @@
 """The project's console command.
 
-    {{ cookiecutter.package_name }} predict INPUT OUTPUT   # CSV or Parquet in, scores and decisions out
-    {{ cookiecutter.package_name }} serve --host 127.0.0.1 --port 8000
-    {{ cookiecutter.package_name }} rollback              # previous champion back in service
+{{ cookiecutter.package_name }} predict INPUT OUTPUT   # CSV or Parquet in, scores and decisions out
+{{ cookiecutter.package_name }} serve --host 127.0.0.1 --port 8000
+{{ cookiecutter.package_name }} rollback              # previous champion back in service
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def predict(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     out = frame.join(result) if args.keep_columns else result
-    payload = out.to_parquet(index=False) if output.name.lower().endswith(".parquet") else out.to_csv(index=False).encode()
+    payload = (
+        out.to_parquet(index=False) if output.name.lower().endswith(".parquet") else out.to_csv(index=False).encode()
+    )
     write_bytes(output, payload)
     print(f"scored {len(result):,} records -> {output} ({int(result['decision'].sum()):,} positive decisions)")
     return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,8 +92,16 @@ def read_table(path: str | Path, key: str = "data.path") -> pd.DataFrame:
     return frame
 
 
-_BOOLEAN_SPELLINGS = {"true": True, "1": True, "1.0": True, "yes": True,
-                      "false": False, "0": False, "0.0": False, "no": False}
+_BOOLEAN_SPELLINGS = {
+    "true": True,
+    "1": True,
+    "1.0": True,
+    "yes": True,
+    "false": False,
+    "0": False,
+    "0.0": False,
+    "no": False,
+}
 
 
 def _same_value(value: Any, label: Any) -> bool:
@@ -111,7 +120,9 @@ def _same_value(value: Any, label: Any) -> bool:
 
 def target_labels(values: pd.Series, positive_label: Any, key: str = "data") -> tuple[Any, Any]:
     """The positive and the negative value of a binary target, as they appear in the data."""
-    present = [v.item() if isinstance(v, np.generic) else v for v in values.dropna().unique()]  # plain values for messages
+    present = [
+        v.item() if isinstance(v, np.generic) else v for v in values.dropna().unique()
+    ]  # plain values for messages
     if len(present) == 0:
         raise DataContractError(f"{key}.target: column {values.name!r} has no values (all missing)")
     if len(present) == 1:
@@ -146,9 +157,7 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], key: str) -> No
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         shown = ", ".join(repr(c) for c in list(frame.columns)[:30])
-        raise DataContractError(
-            f"{key}: column {missing[0]!r} is not in the data; columns are: {shown}"
-        )
+        raise DataContractError(f"{key}: column {missing[0]!r} is not in the data; columns are: {shown}")
 
 
 def as_list(value: Any) -> list[str]:
@@ -179,8 +188,7 @@ def check_contract(frame: pd.DataFrame, contract: dict[str, Any]) -> pd.Series:
     for column in frame.columns:
         if column not in dropped and frame[column].isna().all():
             raise DataContractError(
-                f"column {column!r} is entirely empty (all {len(frame)} values missing); "
-                "add it to data.drop_columns"
+                f"column {column!r} is entirely empty (all {len(frame)} values missing); add it to data.drop_columns"
             )
     return y
 

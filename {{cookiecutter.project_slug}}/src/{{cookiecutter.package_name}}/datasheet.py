@@ -25,44 +25,44 @@ def datasheet_markdown(facts: dict[str, Any], prof: pd.DataFrame, spec: dict[str
     missing = prof[prof["missing_rate"] > 0].sort_values("missing_rate", ascending=False)
     missing_lines = "\n".join(f"- `{r.column}`: {r.missing_rate:.1%} missing" for r in missing.itertuples()) or "- none"
     sensitive = ", ".join(f"`{f}`" for f in spec["sensitive_features"])
-    return f"""# Datasheet: `{facts['path']}`
+    return f"""# Datasheet: `{facts["path"]}`
 
 Sections follow Gebru et al., *Datasheets for Datasets* (Communications of the ACM, 2021).
 
 ## Motivation
-- **For what purpose was the dataset created?** {_or_unknown(facts.get('source'))}
-- **Purpose in this project:** {facts['problem']}
+- **For what purpose was the dataset created?** {_or_unknown(facts.get("source"))}
+- **Purpose in this project:** {facts["problem"]}
 - **Who funded its creation?** {UNKNOWN}
 
 ## Composition
-- **What do the instances represent?** One row per record of `{facts['path']}`: {facts['rows']:,} rows, {facts['columns']} columns.
-- **Label:** `{spec['target']}`, positive value `{spec['positive_label']}` ({facts['prevalence']:.1%} of labelled rows).
-- **Rows without a label:** {facts['unlabelled_rows']:,} (not used).
-- **Duplicated rows:** {facts['duplicate_rows']:,} ({facts['duplicate_rows'] / max(facts['rows'], 1):.1%}); handled in step 05.
+- **What do the instances represent?** One row per record of `{facts["path"]}`: {facts["rows"]:,} rows, {facts["columns"]} columns.
+- **Label:** `{spec["target"]}`, positive value `{spec["positive_label"]}` ({facts["prevalence"]:.1%} of labelled rows).
+- **Rows without a label:** {facts["unlabelled_rows"]:,} (not used).
+- **Duplicated rows:** {facts["duplicate_rows"]:,} ({facts["duplicate_rows"] / max(facts["rows"], 1):.1%}); handled in step 05.
 - **Missing values:**
 {missing_lines}
 - **Sensitive attributes:** {sensitive}; assessed in steps 04 and 08 and kept out of the model's features.
-- **Is it a sample of a larger set?** {_or_unknown(facts.get('sampling'))}
+- **Is it a sample of a larger set?** {_or_unknown(facts.get("sampling"))}
 
 ## Collection process
-- **How was the data acquired?** {_or_unknown(facts.get('source'))}
+- **How was the data acquired?** {_or_unknown(facts.get("source"))}
 - **Over what time frame?** {UNKNOWN}
 - **Were individuals notified or did they consent?** {UNKNOWN}
 
 ## Preprocessing, cleaning, labelling
-- **Columns kept as features:** {len(spec['numeric_features'])} numeric, {len(spec['categorical_features'])} categorical.
+- **Columns kept as features:** {len(spec["numeric_features"])} numeric, {len(spec["categorical_features"])} categorical.
 - **Columns excluded and why:**
 {excluded_lines}
-- **Is the raw data kept?** Yes: `{facts['path']}`, versioned by DVC.
+- **Is the raw data kept?** Yes: `{facts["path"]}`, versioned by DVC.
 
 ## Uses
-- **Intended use:** {facts['decision']} (see the project charter).
+- **Intended use:** {facts["decision"]} (see the project charter).
 - **Uses to avoid:** decisions about individuals outside this purpose; any use without the fairness review of step 08.
 
 ## Distribution
-- **License:** {_or_unknown(facts.get('license'))}
+- **License:** {_or_unknown(facts.get("license"))}
 
 ## Maintenance
-- **New data:** production batches dropped into `{facts['production_dir']}` are monitored in step 09 and feed retraining in step 10.
+- **New data:** production batches dropped into `{facts["production_dir"]}` are monitored in step 09 and feed retraining in step 10.
 - **Who maintains it?** {UNKNOWN}
 """

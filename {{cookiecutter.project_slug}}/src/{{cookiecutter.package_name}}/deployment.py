@@ -9,9 +9,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +25,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def request(url: str, payload: bytes | None = None, timeout: float = 30.0) -> tuple[int, Any, float]:
     """One HTTP request (POST when there is a payload): status, decoded JSON body, milliseconds."""
-    req = urllib.request.Request(url, data=payload, method="POST" if payload is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=payload, method="POST" if payload is not None else "GET", headers={"Content-Type": "application/json"}
+    )
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
@@ -43,15 +45,27 @@ def request(url: str, payload: bytes | None = None, timeout: float = 30.0) -> tu
 def running_service(model_path: str | Path, host: str = "127.0.0.1", startup_timeout: float = 60.0) -> Iterator[str]:
     """Start ``<package> serve`` in a child process on a free port; yield its base URL; stop it."""
     port = free_port(host)
-    cmd = [sys.executable, "-m", "{{ cookiecutter.package_name }}.cli", "serve", "--host", host, "--port", str(port),
-           "--model", str(model_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "{{ cookiecutter.package_name }}.cli",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--model",
+        str(model_path),
+    ]
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"the service exited with code {process.returncode}: {process.stderr.read().strip()}")
+                raise RuntimeError(
+                    f"the service exited with code {process.returncode}: {process.stderr.read().strip()}"
+                )
             try:
                 if request(f"{url}/health", timeout=2)[0] == 200:
                     break
@@ -70,7 +84,9 @@ def running_service(model_path: str | Path, host: str = "127.0.0.1", startup_tim
             process.wait()
 
 
-def latency_profile(url: str, records: list[dict[str, Any]], batch_size: int, requests: int, seed: int) -> dict[str, float]:
+def latency_profile(
+    url: str, records: list[dict[str, Any]], batch_size: int, requests: int, seed: int
+) -> dict[str, float]:
     """Send ``requests`` POSTs of ``batch_size`` records each; p50, p99 and mean in milliseconds."""
     rng = np.random.default_rng(seed)
     timings = []

@@ -28,11 +28,14 @@ GROUP_METRICS = {
 
 
 def metric_frame(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series | pd.DataFrame) -> MetricFrame:
-    return MetricFrame(metrics=GROUP_METRICS, y_true=np.asarray(y_true), y_pred=np.asarray(y_pred),
-                       sensitive_features=groups)
+    return MetricFrame(
+        metrics=GROUP_METRICS, y_true=np.asarray(y_true), y_pred=np.asarray(y_pred), sensitive_features=groups
+    )
 
 
-def group_metrics_table(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+def group_metrics_table(
+    y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any]
+) -> pd.DataFrame:
     """Per-group metrics for every sensitive feature, stacked (feature, group)."""
     groups = data.sensitive_groups(frame, spec)
     parts = {f: metric_frame(y_true, y_pred, groups[f].to_numpy()).by_group for f in spec["sensitive_features"]}
@@ -48,14 +51,18 @@ def assessable(groups: pd.Series, min_group_size: int, y_true: np.ndarray | None
     """Rows whose group is large enough to measure: ``min_group_size`` rows and, when
     ``y_true`` is given (for error-rate gaps), :data:`MIN_CLASS_COUNT` cases of each class."""
     codes, _ = pd.factorize(groups.to_numpy())
-    counts = _group_counts(codes, np.zeros(len(codes)) if y_true is None else np.asarray(y_true, float), np.zeros(len(codes)))
+    counts = _group_counts(
+        codes, np.zeros(len(codes)) if y_true is None else np.asarray(y_true, float), np.zeros(len(codes))
+    )
     ok = counts["rows"] >= min_group_size
     if y_true is not None:
         ok &= (counts["positives"] >= MIN_CLASS_COUNT) & (counts["rows"] - counts["positives"] >= MIN_CLASS_COUNT)
     return ok[codes]
 
 
-def _group_counts(codes: np.ndarray, y: np.ndarray, p: np.ndarray, n_groups: int | None = None) -> dict[str, np.ndarray]:
+def _group_counts(
+    codes: np.ndarray, y: np.ndarray, p: np.ndarray, n_groups: int | None = None
+) -> dict[str, np.ndarray]:
     n = int(codes.max()) + 1 if n_groups is None else n_groups
     return {
         "rows": np.bincount(codes, minlength=n).astype(float),
@@ -73,7 +80,9 @@ def _spread(values: np.ndarray) -> tuple[float, float]:
     return high - low, (low / high if high > 0 else float("nan"))
 
 
-def _gaps_from_codes(codes: np.ndarray, n_groups: int, y: np.ndarray, p: np.ndarray, min_group_size: int) -> dict[str, float]:
+def _gaps_from_codes(
+    codes: np.ndarray, n_groups: int, y: np.ndarray, p: np.ndarray, min_group_size: int
+) -> dict[str, float]:
     c = _group_counts(codes, y, p, n_groups)
     negatives = c["rows"] - c["positives"]
     big = c["rows"] >= min_group_size
@@ -97,7 +106,9 @@ def fairness_gaps(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, min
     return _gaps_from_codes(codes, len(uniques), np.asarray(y_true, float), np.asarray(y_pred, float), min_group_size)
 
 
-def gap_metrics(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], min_group_size: int) -> dict[str, float]:
+def gap_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], min_group_size: int
+) -> dict[str, float]:
     """Gap metrics named as the gates name them, e.g. ``demographic_parity_difference[sex]``."""
     groups = data.sensitive_groups(frame, spec)
     out = {}
@@ -107,8 +118,16 @@ def gap_metrics(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spe
     return out
 
 
-def gap_lower_bounds(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any],
-                     min_group_size: int, samples: int, seed: int, level: float = 0.9) -> dict[str, float]:
+def gap_lower_bounds(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    frame: pd.DataFrame,
+    spec: dict[str, Any],
+    min_group_size: int,
+    samples: int,
+    seed: int,
+    level: float = 0.9,
+) -> dict[str, float]:
     """One-sided bootstrap lower bounds of the difference gaps: how large a gap is *at least*.
 
     Monitoring alerts on these, so that a small batch's sampling noise alone does not
@@ -125,12 +144,15 @@ def gap_lower_bounds(y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame
             gaps = _gaps_from_codes(codes[pick], len(uniques), y_true[pick], y_pred[pick], min_group_size)
             for name in ("demographic_parity_difference", "equalized_odds_difference"):
                 draws.setdefault(f"{name}[{feature}]", []).append(gaps[name])
-    return {name: float(np.nanquantile(values, 1 - level)) if np.isfinite(values).any() else float("nan")
-            for name, values in draws.items()}
+    return {
+        name: float(np.nanquantile(values, 1 - level)) if np.isfinite(values).any() else float("nan")
+        for name, values in draws.items()
+    }
 
 
-def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, samples: int, seed: int,
-                        level: float = 0.95) -> pd.DataFrame:
+def bootstrap_intervals(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, samples: int, seed: int, level: float = 0.95
+) -> pd.DataFrame:
     """Percentile bootstrap intervals of every per-group rate (rows resampled within each group)."""
     rng = np.random.default_rng(seed)
     y_true, y_pred, g = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), groups.to_numpy()
@@ -152,5 +174,3 @@ def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Serie
             lo, hi = np.quantile(finite, bounds) if len(finite) else (np.nan, np.nan)
             rows.append({"group": group, "metric": name, "low": float(lo), "high": float(hi)})
     return pd.DataFrame(rows)
-
-

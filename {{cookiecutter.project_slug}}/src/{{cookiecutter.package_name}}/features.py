@@ -33,15 +33,29 @@ def _categorical_steps(encoding: str, max_categories: int) -> list[tuple[str, An
         ("impute", SimpleImputer(strategy="constant", fill_value=MISSING)),
     ]
     if encoding == "onehot":
-        steps.append(("encode", OneHotEncoder(
-            handle_unknown="infrequent_if_exist", min_frequency=MIN_CATEGORY_FREQUENCY,
-            max_categories=max_categories, sparse_output=False,
-        )))
+        steps.append(
+            (
+                "encode",
+                OneHotEncoder(
+                    handle_unknown="infrequent_if_exist",
+                    min_frequency=MIN_CATEGORY_FREQUENCY,
+                    max_categories=max_categories,
+                    sparse_output=False,
+                ),
+            )
+        )
     else:
-        steps.append(("encode", OrdinalEncoder(
-            handle_unknown="use_encoded_value", unknown_value=np.nan,
-            min_frequency=MIN_CATEGORY_FREQUENCY, max_categories=max_categories,
-        )))
+        steps.append(
+            (
+                "encode",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    min_frequency=MIN_CATEGORY_FREQUENCY,
+                    max_categories=max_categories,
+                ),
+            )
+        )
     return steps
 
 
@@ -56,8 +70,10 @@ def build_preprocessor(spec: dict[str, Any], encoding: str = "onehot", max_categ
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(_categorical_steps(encoding, max_categories))
     return ColumnTransformer(
-        [("numeric", numeric, list(spec["numeric_features"])),
-         ("categorical", categorical, list(spec["categorical_features"]))],
+        [
+            ("numeric", numeric, list(spec["numeric_features"])),
+            ("categorical", categorical, list(spec["categorical_features"])),
+        ],
         remainder="drop",
         verbose_feature_names_out=False,
     )
@@ -76,7 +92,9 @@ def strata(y: pd.Series, groups: pd.Series, min_count: int = 6) -> pd.Series:
     return key.where(~rare, pd.Series(np.asarray(y).astype(int).astype(str), index=y.index) + " | other")
 
 
-def split_frame(frame: pd.DataFrame, key: pd.Series, validation_fraction: float, test_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+def split_frame(
+    frame: pd.DataFrame, key: pd.Series, validation_fraction: float, test_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
     """Stratified train/validation/test split with a fixed seed."""
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
         raise ValueError(

@@ -8,7 +8,8 @@ they enforce with :func:`evaluate`.
 from __future__ import annotations
 
 import operator
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -32,25 +33,69 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
     """Turn the ``success_criteria`` parameters into the list of gates later steps enforce."""
     c = criteria
     gates = [
-        gate("model_quality", f"test_{c['primary_metric']}", ">=", c["min_primary_metric"],
-             ["modeling", "retraining"], f"the model must reach {c['primary_metric']} of at least this on the test split"),
-        gate("cost_vs_baseline", "cost_reduction_vs_baseline", ">=", c["min_cost_reduction_vs_baseline"],
-             ["modeling", "retraining"], "relative reduction of the expected cost per decision against the baseline process"),
+        gate(
+            "model_quality",
+            f"test_{c['primary_metric']}",
+            ">=",
+            c["min_primary_metric"],
+            ["modeling", "retraining"],
+            f"the model must reach {c['primary_metric']} of at least this on the test split",
+        ),
+        gate(
+            "cost_vs_baseline",
+            "cost_reduction_vs_baseline",
+            ">=",
+            c["min_cost_reduction_vs_baseline"],
+            ["modeling", "retraining"],
+            "relative reduction of the expected cost per decision against the baseline process",
+        ),
     ]
     for feature in sensitive_features:
-        gates.append(gate(f"demographic_parity[{feature}]", f"demographic_parity_difference[{feature}]", "<=",
-                          c["max_demographic_parity_difference"], ["fairness_assessment", "monitoring", "retraining"],
-                          f"largest gap in selection rate between groups of {feature}"))
-        gates.append(gate(f"equalized_odds[{feature}]", f"equalized_odds_difference[{feature}]", "<=",
-                          c["max_equalized_odds_difference"], ["fairness_assessment", "monitoring", "retraining"],
-                          f"largest gap in true or false positive rate between groups of {feature}"))
+        gates.append(
+            gate(
+                f"demographic_parity[{feature}]",
+                f"demographic_parity_difference[{feature}]",
+                "<=",
+                c["max_demographic_parity_difference"],
+                ["fairness_assessment", "monitoring", "retraining"],
+                f"largest gap in selection rate between groups of {feature}",
+            )
+        )
+        gates.append(
+            gate(
+                f"equalized_odds[{feature}]",
+                f"equalized_odds_difference[{feature}]",
+                "<=",
+                c["max_equalized_odds_difference"],
+                ["fairness_assessment", "monitoring", "retraining"],
+                f"largest gap in true or false positive rate between groups of {feature}",
+            )
+        )
     gates += [
-        gate("latency", "p99_latency_ms", "<=", c["max_batch_latency_ms"], ["deployment"],
-             "99th percentile latency of one scoring request of a batch of records"),
-        gate("feature_drift", "drifted_features", "<=", c["max_drifted_features"], ["monitoring"],
-             f"number of features whose PSI exceeds {c['psi_alert']} against the training data"),
-        gate("staleness", "model_age_days", "<=", c["max_staleness_days"], ["monitoring", "retraining"],
-             "days since the deployed model was trained"),
+        gate(
+            "latency",
+            "p99_latency_ms",
+            "<=",
+            c["max_batch_latency_ms"],
+            ["deployment"],
+            "99th percentile latency of one scoring request of a batch of records",
+        ),
+        gate(
+            "feature_drift",
+            "drifted_features",
+            "<=",
+            c["max_drifted_features"],
+            ["monitoring"],
+            f"number of features whose PSI exceeds {c['psi_alert']} against the training data",
+        ),
+        gate(
+            "staleness",
+            "model_age_days",
+            "<=",
+            c["max_staleness_days"],
+            ["monitoring", "retraining"],
+            "days since the deployed model was trained",
+        ),
     ]
     return gates
 
@@ -70,14 +115,16 @@ def evaluate(gates: list[dict[str, Any]], observed: dict[str, float]) -> pd.Data
         value = observed.get(g["metric"])
         missing = value is None or pd.isna(value)
         passed = (not missing) and bool(OPERATORS[g["operator"]](float(value), g["threshold"]))
-        rows.append({
-            "gate": g["name"],
-            "metric": g["metric"],
-            "rule": f"{g['operator']} {g['threshold']:g}",
-            "value": None if missing else float(value),
-            "passed": passed,
-            "note": "not measured" if missing else "",
-        })
+        rows.append(
+            {
+                "gate": g["name"],
+                "metric": g["metric"],
+                "rule": f"{g['operator']} {g['threshold']:g}",
+                "value": None if missing else float(value),
+                "passed": passed,
+                "note": "not measured" if missing else "",
+            }
+        )
     return pd.DataFrame(rows, columns=["gate", "metric", "rule", "value", "passed", "note"])
 
 

@@ -44,8 +44,16 @@ class MitigatedModel:
     vote, derandomised so that the same record always gets the same decision).
     """
 
-    def __init__(self, kind: str, pipeline: Pipeline, group_columns: list[str], postprocessor: Any = None,
-                 predictors: list | None = None, weights: np.ndarray | None = None, seed: int = 0):
+    def __init__(
+        self,
+        kind: str,
+        pipeline: Pipeline,
+        group_columns: list[str],
+        postprocessor: Any = None,
+        predictors: list | None = None,
+        weights: np.ndarray | None = None,
+        seed: int = 0,
+    ):
         self.kind = kind
         self.pipeline = pipeline
         self.group_columns = list(group_columns)
@@ -72,11 +80,17 @@ class MitigatedModel:
         return votes @ self.weights / self.weights.sum()
 
 
-def fit_threshold_optimizer(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame,
-                            constraint: str, seed: int) -> tuple[MitigatedModel, dict[str, Any]]:
+def fit_threshold_optimizer(
+    pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame, constraint: str, seed: int
+) -> tuple[MitigatedModel, dict[str, Any]]:
     """Post-process a fitted pipeline; returns the model and the trade-off curve for plotting."""
-    optimizer = ThresholdOptimizer(estimator=pipeline, constraints=constraint, objective="accuracy_score",
-                                   prefit=True, predict_method="predict_proba")
+    optimizer = ThresholdOptimizer(
+        estimator=pipeline,
+        constraints=constraint,
+        objective="accuracy_score",
+        prefit=True,
+        predict_method="predict_proba",
+    )
     optimizer.fit(x, y, sensitive_features=group_key(groups))
     curves = {
         "x_metric": optimizer.x_metric_,
@@ -84,7 +98,9 @@ def fit_threshold_optimizer(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, 
         "groups": {g: c[["x", "y"]].copy() for g, c in optimizer._tradeoff_curve.items()},
     }
     drop_plotting_attributes(optimizer)
-    return MitigatedModel("threshold_optimizer", pipeline, list(groups.columns), postprocessor=optimizer, seed=seed), curves
+    return MitigatedModel(
+        "threshold_optimizer", pipeline, list(groups.columns), postprocessor=optimizer, seed=seed
+    ), curves
 
 
 def drop_plotting_attributes(optimizer: ThresholdOptimizer) -> None:
@@ -101,25 +117,49 @@ def drop_plotting_attributes(optimizer: ThresholdOptimizer) -> None:
             delattr(optimizer, name)
 
 
-def fit_exponentiated_gradient(base: Pipeline, pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame,
-                               constraint: str, seed: int, max_iter: int = 20) -> MitigatedModel:
+def fit_exponentiated_gradient(
+    base: Pipeline,
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    groups: pd.DataFrame,
+    constraint: str,
+    seed: int,
+    max_iter: int = 20,
+) -> MitigatedModel:
     """Retrain ``base`` (an unfitted pipeline) under a fairness constraint: a weighted ensemble.
 
     The reduction refits ``base`` once per iteration, so a fast learner (the logistic
     regression candidate) keeps it affordable; ``pipeline`` still gives the scores.
     """
     reduction = ExponentiatedGradient(
-        clone(base), CONSTRAINTS[constraint](), max_iter=max_iter, sample_weight_name="model__sample_weight",
+        clone(base),
+        CONSTRAINTS[constraint](),
+        max_iter=max_iter,
+        sample_weight_name="model__sample_weight",
     )
     reduction.fit(x, y, sensitive_features=group_key(groups))
     keep = reduction.weights_.to_numpy() > 0
-    predictors = [p for p, k in zip(reduction.predictors_.tolist(), keep) if k]
-    return MitigatedModel("exponentiated_gradient", pipeline, list(groups.columns), predictors=predictors,
-                          weights=reduction.weights_.to_numpy()[keep], seed=seed)
+    predictors = [p for p, k in zip(reduction.predictors_.tolist(), keep, strict=True) if k]
+    return MitigatedModel(
+        "exponentiated_gradient",
+        pipeline,
+        list(groups.columns),
+        predictors=predictors,
+        weights=reduction.weights_.to_numpy()[keep],
+        seed=seed,
+    )
 
 
-def mitigate(kind: str, pipeline: Pipeline, spec: dict[str, Any], frame: pd.DataFrame, features: list[str],
-             constraint: str, seed: int) -> tuple[MitigatedModel, dict[str, Any] | None]:
+def mitigate(
+    kind: str,
+    pipeline: Pipeline,
+    spec: dict[str, Any],
+    frame: pd.DataFrame,
+    features: list[str],
+    constraint: str,
+    seed: int,
+) -> tuple[MitigatedModel, dict[str, Any] | None]:
     """Fit mitigation ``kind`` for ``pipeline`` on ``frame`` (a labelled split, e.g. validation).
 
     Step 08 calls this to choose a mitigation, step 10 to give a challenger the same

@@ -18,41 +18,41 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     gates = pd.DataFrame(card["gates"])[["gate", "rule", "value", "passed"]] if card["gates"] else pd.DataFrame()
     groups = card.get("group_metrics")
     group_table = markdown_table(groups) if groups is not None and len(groups) else "_not computed_"
-    return f"""# Model card: {card['model_name']} {card['version']}
+    return f"""# Model card: {card["model_name"]} {card["version"]}
 
 Sections follow Mitchell et al., *Model Cards for Model Reporting* (FAT* 2019).
 
 ## Model details
-- **Developed by:** {card['owner']}
-- **Model:** scikit-learn pipeline `{card['model_name']}` with parameters `{card['params']}`; decision threshold **{card['threshold']:.3f}** (chosen to minimise the business cost).
-- **Artifact:** `{card['artifact']}` (skops), training data MD5 `{card['training_data_md5']}`.
-- **Status:** {'releasable' if card['releasable'] else 'NOT releasable: ' + '; '.join(card['reasons'])}
+- **Developed by:** {card["owner"]}
+- **Model:** scikit-learn pipeline `{card["model_name"]}` with parameters `{card["params"]}`; decision threshold **{card["threshold"]:.3f}** (chosen to minimise the business cost).
+- **Artifact:** `{card["artifact"]}` (skops), training data MD5 `{card["training_data_md5"]}`.
+- **Status:** {"releasable" if card["releasable"] else "NOT releasable: " + "; ".join(card["reasons"])}
 
 ## Intended use
-- **Primary use:** {card['decision']}, acted on by {card['decision_maker']}.
+- **Primary use:** {card["decision"]}, acted on by {card["decision_maker"]}.
 - **Out of scope:** decisions about individuals outside this purpose; use without the fairness gate of step 08.
 
 ## Factors
-- **Groups assessed:** {', '.join(f'`{f}`' for f in card['sensitive_features'])} (not used as model inputs), and their intersection in step 08.
+- **Groups assessed:** {", ".join(f"`{f}`" for f in card["sensitive_features"])} (not used as model inputs), and their intersection in step 08.
 
 ## Metrics
 - Ranking: ROC AUC and average precision; decisions: accuracy, F1, precision, recall at the threshold;
-  calibration: Brier score; business: expected cost per decision (FP cost {card['cost_false_positive']:g}, FN cost {card['cost_false_negative']:g}).
+  calibration: Brier score; business: expected cost per decision (FP cost {card["cost_false_positive"]:g}, FN cost {card["cost_false_negative"]:g}).
 
 ## Evaluation data
-- Test split of `data/processed/` ({card['test_rows']:,} rows), held out from training and model selection.
+- Test split of `data/processed/` ({card["test_rows"]:,} rows), held out from training and model selection.
 
 ## Training data
-- Training split ({card['train_rows']:,} rows) of the data selected in step 03; remediation from step 04: `{card['remediation']}`.
+- Training split ({card["train_rows"]:,} rows) of the data selected in step 03; remediation from step 04: `{card["remediation"]}`.
 
 ## Quantitative analyses
-{markdown_table(metrics, floatfmt='.4f')}
+{markdown_table(metrics, floatfmt=".4f")}
 
 ### Per-group results (test split)
 {group_table}
 
 ### Gates
-{markdown_table(gates) if len(gates) else '_none_'}
+{markdown_table(gates) if len(gates) else "_none_"}
 
 ## Ethical considerations
 - Historical outcomes may carry past discrimination; step 08 measures demographic parity and equalized odds and mitigates if a gate fails.

@@ -38,23 +38,38 @@ BASELINES = ("majority_class", "shallow_tree")
 def candidate_pipelines(spec: dict[str, Any], seed: int) -> dict[str, Pipeline]:
     """Baselines and candidates, each a full Pipeline: preprocessing travels with the model."""
     return {
-        "majority_class": Pipeline([("preprocess", features.build_preprocessor(spec)),
-                                    ("model", DummyClassifier(strategy="prior"))]),
-        "shallow_tree": Pipeline([("preprocess", features.build_preprocessor(spec)),
-                                  ("model", DecisionTreeClassifier(max_depth=3, min_samples_leaf=50, random_state=seed))]),
-        "logistic_regression": Pipeline([("preprocess", features.build_preprocessor(spec)),
-                                         ("model", LogisticRegression(max_iter=2000))]),
-        "hist_gradient_boosting": Pipeline([
-            ("preprocess", features.build_preprocessor(spec, encoding="ordinal", max_categories=200)),
-            ("model", HistGradientBoostingClassifier(
-                categorical_features=features.categorical_mask(spec) or None, random_state=seed,
-                early_stopping=False, max_iter=100,
-            )),
-        ]),
+        "majority_class": Pipeline(
+            [("preprocess", features.build_preprocessor(spec)), ("model", DummyClassifier(strategy="prior"))]
+        ),
+        "shallow_tree": Pipeline(
+            [
+                ("preprocess", features.build_preprocessor(spec)),
+                ("model", DecisionTreeClassifier(max_depth=3, min_samples_leaf=50, random_state=seed)),
+            ]
+        ),
+        "logistic_regression": Pipeline(
+            [("preprocess", features.build_preprocessor(spec)), ("model", LogisticRegression(max_iter=2000))]
+        ),
+        "hist_gradient_boosting": Pipeline(
+            [
+                ("preprocess", features.build_preprocessor(spec, encoding="ordinal", max_categories=200)),
+                (
+                    "model",
+                    HistGradientBoostingClassifier(
+                        categorical_features=features.categorical_mask(spec) or None,
+                        random_state=seed,
+                        early_stopping=False,
+                        max_iter=100,
+                    ),
+                ),
+            ]
+        ),
     }
 
 
-def training_weights(train: pd.DataFrame, spec: dict[str, Any], plan: dict[str, Any], seed: int) -> tuple[pd.DataFrame, np.ndarray | None]:
+def training_weights(
+    train: pd.DataFrame, spec: dict[str, Any], plan: dict[str, Any], seed: int
+) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Apply step 04's remediation: sample weights (reweighing) or a resampled training set."""
     remediation = plan.get("remediation", "none")
     if remediation == "none":
@@ -111,12 +126,22 @@ class TrainingResult:
     models: dict[str, Pipeline] = field(repr=False, default_factory=dict)
 
 
-def tune(pipeline: Pipeline, space: dict[str, list], x: pd.DataFrame, y: np.ndarray, weights: np.ndarray | None,
-         folds: int, iterations: int, seed: int) -> tuple[dict[str, Any], float]:
+def tune(
+    pipeline: Pipeline,
+    space: dict[str, list],
+    x: pd.DataFrame,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    folds: int,
+    iterations: int,
+    seed: int,
+) -> tuple[dict[str, Any], float]:
     """Random search with stratified cross-validation on the training split; returns best params and CV AUC."""
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fit_params = {"model__sample_weight": weights} if weights is not None else None
-    settings = list(ParameterSampler(space, n_iter=min(iterations, _space_size(space)), random_state=seed)) if space else [{}]
+    settings = (
+        list(ParameterSampler(space, n_iter=min(iterations, _space_size(space)), random_state=seed)) if space else [{}]
+    )
     best, best_score = {}, -np.inf
     for setting in settings:
         candidate = pipeline.set_params(**{f"model__{k}": v for k, v in setting.items()})
@@ -170,13 +195,26 @@ def train_and_select(
         p_val = probabilities(pipeline, x_val)
         threshold, _ = cost_threshold(y_val, p_val, cost_fp, cost_fn)
         metrics = evaluate(y_val, p_val, threshold, cost_fp, cost_fn)
-        rows.append({"model": name, "baseline": name in BASELINES, "cv_roc_auc": cv_auc, "threshold": threshold,
-                     "params": params, **{f"validation_{k}": v for k, v in metrics.items()}})
+        rows.append(
+            {
+                "model": name,
+                "baseline": name in BASELINES,
+                "cv_roc_auc": cv_auc,
+                "threshold": threshold,
+                "params": params,
+                **{f"validation_{k}": v for k, v in metrics.items()},
+            }
+        )
         models[name], scores[name] = pipeline, p_val
     table = pd.DataFrame(rows).set_index("model")
     contenders = table[~table["baseline"]]
     best = contenders.sort_values(["validation_expected_cost", "validation_roc_auc"], ascending=[True, False]).index[0]
     return TrainingResult(
-        name=best, model=models[best], threshold=float(table.loc[best, "threshold"]), params=table.loc[best, "params"],
-        candidates=table, validation_scores=scores[best], models=models,
+        name=best,
+        model=models[best],
+        threshold=float(table.loc[best, "threshold"]),
+        params=table.loc[best, "params"],
+        candidates=table,
+        validation_scores=scores[best],
+        models=models,
     )

@@ -37,7 +37,9 @@ def numeric_bin_edges(reference: pd.Series, bins: int = 10) -> np.ndarray:
     return np.concatenate([[-np.inf], edges[1:-1], [np.inf]]) if len(edges) > 2 else np.array([-np.inf, np.inf])
 
 
-def binned_counts(values: pd.Series, kind: str, edges: np.ndarray | None = None, categories: list[str] | None = None) -> np.ndarray:
+def binned_counts(
+    values: pd.Series, kind: str, edges: np.ndarray | None = None, categories: list[str] | None = None
+) -> np.ndarray:
     """Counts per bin (numeric) or per category, with one extra bucket for missing values."""
     if kind == "numeric":
         numbers = pd.to_numeric(values, errors="coerce")
@@ -63,23 +65,35 @@ def feature_drift(reference: pd.Series, current: pd.Series, kind: str) -> dict[s
         a = pd.to_numeric(reference, errors="coerce").dropna()
         b = pd.to_numeric(current, errors="coerce").dropna()
         ks = stats.ks_2samp(a, b) if len(a) and len(b) else None
-        return {"psi": psi(ref_counts, cur_counts), "statistic": float(ks.statistic) if ks else float("nan"),
-                "p_value": float(ks.pvalue) if ks else float("nan"), "test": "KS"}
+        return {
+            "psi": psi(ref_counts, cur_counts),
+            "statistic": float(ks.statistic) if ks else float("nan"),
+            "p_value": float(ks.pvalue) if ks else float("nan"),
+            "test": "KS",
+        }
     # A category the batch is expected to hold fewer than MIN_EXPECTED_COUNT times joins "other": its PSI
     # term (and the chi-square cell) would be sampling noise, e.g. 300 zip codes in a batch of 100 rows.
     shares = reference.dropna().astype(str).value_counts(normalize=True)
     floor = MIN_EXPECTED_COUNT / max(int(current.notna().sum()), 1)
     categories = sorted(shares.index[shares >= floor].tolist())
-    ref_counts, cur_counts = binned_counts(reference, kind, categories=categories), binned_counts(current, kind, categories=categories)
+    ref_counts, cur_counts = (
+        binned_counts(reference, kind, categories=categories),
+        binned_counts(current, kind, categories=categories),
+    )
     table = np.vstack([ref_counts, cur_counts])
     table = table[:, table.sum(axis=0) > 0]
     p_value = float(stats.chi2_contingency(table)[1]) if table.shape[1] > 1 else 1.0
-    return {"psi": psi(ref_counts, cur_counts),
-            "statistic": float(jensenshannon(_proportions(ref_counts), _proportions(cur_counts), base=2)),
-            "p_value": p_value, "test": "Jensen-Shannon / chi-square"}
+    return {
+        "psi": psi(ref_counts, cur_counts),
+        "statistic": float(jensenshannon(_proportions(ref_counts), _proportions(cur_counts), base=2)),
+        "p_value": p_value,
+        "test": "Jensen-Shannon / chi-square",
+    }
 
 
-def drift_table(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], psi_warning: float, psi_alert: float) -> pd.DataFrame:
+def drift_table(
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], psi_warning: float, psi_alert: float
+) -> pd.DataFrame:
     """One row per feature: PSI, the scipy statistic and p-value, and the PSI status."""
     rows = []
     for column, kind in kinds.items():
@@ -91,7 +105,9 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str,
     return pd.DataFrame(rows)
 
 
-def missing_spikes(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], tolerance: float = 0.05) -> pd.DataFrame:
+def missing_spikes(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], tolerance: float = 0.05
+) -> pd.DataFrame:
     """Columns whose missing rate rose by more than ``tolerance`` over the reference."""
     ref = reference[columns].isna().mean()
     cur = current[[c for c in columns if c in current.columns]].isna().mean()
@@ -121,9 +137,17 @@ def prepare_batch(raw: pd.DataFrame, spec: dict[str, Any], source: str) -> pd.Da
     return out
 
 
-def simulate_batches(source: pd.DataFrame, spec: dict[str, Any], batch_size: int, seed: int,
-                     shift_batch: int = 0, shift_feature: str | None = None, shift_scale: float = 1.0,
-                     group_mix_batch: int = 0, label_shift_batch: int = 0) -> list[tuple[str, pd.DataFrame, str]]:
+def simulate_batches(
+    source: pd.DataFrame,
+    spec: dict[str, Any],
+    batch_size: int,
+    seed: int,
+    shift_batch: int = 0,
+    shift_feature: str | None = None,
+    shift_scale: float = 1.0,
+    group_mix_batch: int = 0,
+    label_shift_batch: int = 0,
+) -> list[tuple[str, pd.DataFrame, str]]:
     """Cut held-out data into batches and inject the requested drifts; returns (name, batch, what was injected)."""
     rng = np.random.default_rng(seed)
     shuffled = source.sample(frac=1.0, random_state=seed).reset_index(drop=True)
@@ -132,7 +156,7 @@ def simulate_batches(source: pd.DataFrame, spec: dict[str, Any], batch_size: int
     target = spec["target"]
     first = spec["sensitive_features"][0]
     for number in range(1, count + 1):
-        batch = shuffled.iloc[(number - 1) * batch_size: number * batch_size].copy()
+        batch = shuffled.iloc[(number - 1) * batch_size : number * batch_size].copy()
         injected = "none"
         if number == shift_batch and shift_feature:
             if shift_feature not in batch.columns:

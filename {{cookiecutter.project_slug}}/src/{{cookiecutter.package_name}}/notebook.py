@@ -76,6 +76,7 @@ def start_step(stage: str) -> Step:
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
+
     def fmt(value: Any) -> str:
         if isinstance(value, float):
             return "" if pd.isna(value) else format(value, floatfmt)

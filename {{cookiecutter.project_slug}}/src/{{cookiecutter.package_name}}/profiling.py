@@ -104,14 +104,18 @@ def flag_columns(
     for row in prof.itertuples(index=False):
         found, drop = [], False
         if row.n_unique <= 1:
-            found.append("constant"); drop = True
+            found.append("constant")
+            drop = True
         if row.kind in (DATETIME, TEXT):
-            found.append(f"{row.kind} (not used as a feature)"); drop = True
+            found.append(f"{row.kind} (not used as a feature)")
+            drop = True
         integer_like = row.kind == CATEGORICAL or (row.kind == NUMERIC and "int" in row.dtype)
         if integer_like and row.unique_ratio >= identifier_unique_ratio and n_rows >= 20:
-            found.append(f"identifier ({row.unique_ratio:.0%} unique)"); drop = True
+            found.append(f"identifier ({row.unique_ratio:.0%} unique)")
+            drop = True
         if not pd.isna(row.auc) and row.auc >= leakage_auc:
-            found.append(f"leakage (AUC {row.auc:.3f} alone)"); drop = True
+            found.append(f"leakage (AUC {row.auc:.3f} alone)")
+            drop = True
         if row.kind == CATEGORICAL and row.n_unique > max_categories:
             found.append(f"high cardinality ({row.n_unique} categories; rare ones grouped)")
         flags.append("; ".join(found))
@@ -127,11 +131,14 @@ def column_schema(frame: pd.DataFrame, kinds: dict[str, str], max_categories: in
         entry: dict[str, Any] = {"kind": kind, "nullable": bool(values.isna().any())}
         if kind == NUMERIC:
             numeric = pd.to_numeric(values, errors="coerce")
-            entry.update(min=float(numeric.min()), max=float(numeric.max()),
-                         integer=bool(pd.api.types.is_integer_dtype(values)))
+            entry.update(
+                min=float(numeric.min()), max=float(numeric.max()), integer=bool(pd.api.types.is_integer_dtype(values))
+            )
         else:
             categories = values.dropna().astype(str).value_counts()
-            entry["categories"] = sorted(categories.index[:max_categories].tolist()) if len(categories) <= max_categories else None
+            entry["categories"] = (
+                sorted(categories.index[:max_categories].tolist()) if len(categories) <= max_categories else None
+            )
         schema[column] = entry
     return schema
 

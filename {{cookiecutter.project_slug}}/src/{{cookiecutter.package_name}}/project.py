@@ -36,9 +36,7 @@ def find_project_root(start: str | os.PathLike | None = None) -> Path:
     for candidate in (here, *here.parents):
         if all((candidate / marker).is_file() for marker in MARKERS):
             return candidate
-    raise FileNotFoundError(
-        f"no project root (a directory with {' and '.join(MARKERS)}) at or above {here}"
-    )
+    raise FileNotFoundError(f"no project root (a directory with {' and '.join(MARKERS)}) at or above {here}")
 
 
 def step_name(stage: str) -> str:

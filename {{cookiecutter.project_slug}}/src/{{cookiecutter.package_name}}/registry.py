@@ -45,13 +45,20 @@ class Registry:
         shutil.copy2(self.champion, self.dir / entry["file"])
         state["history"].append(entry)
 
-    def install(self, model_file: Path, version: str, reason: str, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    def install(
+        self, model_file: Path, version: str, reason: str, metrics: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Make ``model_file`` the champion, keeping the current one in the history."""
         state = self.state()
         self._archive_champion(state)
         self.dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_file, self.champion)
-        state["champion"] = {"version": version, "md5": file_md5(self.champion), "reason": reason, "metrics": metrics or {}}
+        state["champion"] = {
+            "version": version,
+            "md5": file_md5(self.champion),
+            "reason": reason,
+            "metrics": metrics or {},
+        }
         state["events"].append({"event": "install", "version": version, "reason": reason})
         write_json(self.log, state)
         return state

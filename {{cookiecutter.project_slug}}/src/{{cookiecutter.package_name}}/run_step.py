@@ -23,9 +23,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -74,10 +75,7 @@ def stage_parameters(stage_spec: dict[str, Any], params: dict[str, Any]) -> dict
 
 def parameters_cell(notebook: dict[str, Any]) -> dict[str, Any]:
     """The single cell tagged ``parameters``."""
-    cells = [
-        c for c in notebook.get("cells", [])
-        if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])
-    ]
+    cells = [c for c in notebook.get("cells", []) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise StepError(f"the notebook must have exactly one cell tagged {PARAMETERS_TAG!r}, found {len(cells)}")
     return cells[0]

@@ -68,8 +68,9 @@ def required_columns(metadata: dict[str, Any]) -> list[str]:
     return columns
 
 
-def validate_input(frame: pd.DataFrame, metadata: dict[str, Any], allow_extra: bool = False,
-                   allow_unseen: bool = False) -> pd.DataFrame:
+def validate_input(
+    frame: pd.DataFrame, metadata: dict[str, Any], allow_extra: bool = False, allow_unseen: bool = False
+) -> pd.DataFrame:
     """Check columns, types and categories; return the input columns in schema types."""
     if frame.shape[0] == 0:
         raise InputError("input has no records")
@@ -111,14 +112,17 @@ def validate_input(frame: pd.DataFrame, metadata: dict[str, Any], allow_extra: b
     return pd.DataFrame(out, index=frame.index)
 
 
-def score(bundle: dict[str, Any], frame: pd.DataFrame, allow_extra: bool = False, allow_unseen: bool = False) -> pd.DataFrame:
+def score(
+    bundle: dict[str, Any], frame: pd.DataFrame, allow_extra: bool = False, allow_unseen: bool = False
+) -> pd.DataFrame:
     """Scores (probability of the positive outcome) and decisions for every record."""
     meta = bundle["metadata"]
     clean = validate_input(frame, meta, allow_extra=allow_extra, allow_unseen=allow_unseen)
     model = bundle["model"]
     if meta.get("needs_sensitive_features"):
-        groups = data.sensitive_groups(clean, {"sensitive_features": meta["sensitive_features"],
-                                               "sensitive_bins": meta.get("sensitive_bins", {})})
+        groups = data.sensitive_groups(
+            clean, {"sensitive_features": meta["sensitive_features"], "sensitive_bins": meta.get("sensitive_bins", {})}
+        )
         scores = np.asarray(model.score(clean[meta["feature_columns"]]), dtype=float)
         decisions = np.asarray(model.decide(clean[meta["feature_columns"]], groups), dtype=int)
     else:

@@ -44,8 +44,13 @@ def create_app(model_path: str | Path, max_records: int = MAX_RECORDS, max_bytes
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": meta["model_name"], "version": meta["version"],
-                "training_data_md5": meta.get("training_data_md5"), "threshold": bundle["threshold"]}
+        return {
+            "status": "ok",
+            "model": meta["model_name"],
+            "version": meta["version"],
+            "training_data_md5": meta.get("training_data_md5"),
+            "threshold": bundle["threshold"],
+        }
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
