@@ -40,6 +40,7 @@ if mitigation not in CHOICES:
 spec = step.read_report("data_selection", "dataset_spec.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 charter = step.read_report("business_case", "charter.json")
+deployment = step.read_report("deployment", "deployment.json")
 bundle = scoring.load_bundle(step.path("models/model.skops"), allow_unreleased=True)
 meta, target = bundle["metadata"], spec["target"]
 test = pd.read_parquet(step.path("data/processed/test.parquet"))
@@ -155,10 +156,30 @@ curves = None
 if failed and mitigation != "none":
     for kind in ("threshold_optimizer", "exponentiated_gradient"):
         model, kind_curves = mitigate.mitigate(
-            kind, bundle["model"], spec, validation, failing_features, constraint, seed
+            kind,
+            bundle["model"],
+            spec,
+            validation,
+            failing_features,
+            constraint,
+            seed,
+            min_group_size,
+            costs=(cost_fp, cost_fn),
         )
         options[kind] = {"model": model, "decisions": model.decide(test[meta["feature_columns"]], groups)}
         curves = curves or kind_curves
+        if kind == "threshold_optimizer":
+            pooled = model.pooled_groups
+            show(
+                f"The post-processor maximises `{kind_curves['objective']}` under `{constraint}` (the objective "
+                "with the lower business cost on the validation split)"
+                + (
+                    f"; groups with fewer than {min_group_size} validation rows or one outcome only share one "
+                    f"threshold: {', '.join(pooled)}."
+                    if pooled
+                    else "."
+                )
+            )
 rows = []
 for name, option in options.items():
     gaps = assess(option["decisions"])
@@ -232,7 +253,9 @@ quality = gates.evaluate(
     },
 )
 all_gates = pd.concat([gate_after, quality], ignore_index=True)
-reasons = gates.failures(all_gates) + ([] if meta["releasable"] else [f"step 06: {r}" for r in meta["reasons"]])
+# Step 07's verdict carries step 06's: a model that was not deployed is not released either.
+upstream = [] if deployment["deployed"] else [f"step 07: {r}" for r in deployment["reasons"] or ["not deployed"]]
+reasons = gates.failures(all_gates) + upstream
 released = not reasons
 display(all_gates)
 if chosen == "none":

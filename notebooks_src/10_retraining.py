@@ -132,6 +132,8 @@ elif triggered:
                 champion["metadata"]["mitigation_features"],
                 champion["metadata"]["mitigation_constraint"],
                 seed,
+                min_group_size,
+                costs=(cost_fp, cost_fn),
             )
         challenger = scoring.make_bundle(
             challenger_model,

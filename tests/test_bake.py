@@ -240,3 +240,30 @@ def test_every_import_is_a_declared_dependency(default_project):
     for module in sorted(modules - set(sys.stdlib_module_names) - {"income_outreach", "IPython"}):
         owners = {canonicalize_name(d) for d in distributions.get(module, [])}
         assert owners & declared, f"module {module!r} (from {owners or 'nowhere'}) is not a declared dependency"
+
+
+STEP_FILE_RE = re.compile(r"""step\.(?:read_report\("(?P<stage>\w+)", "(?P<file>[^"]+)"\)|path\(f?["'](?P<path>[^"'{]+))""")
+
+
+def test_every_file_a_notebook_touches_is_a_declared_dependency_or_output(default_project):
+    """A file a step reads but dvc.yaml does not list is a stale result waiting to happen."""
+    stages = load_yaml(default_project / "dvc.yaml")["stages"]
+    report_dirs = {name: f"reports/{i:02d}_{name}" for i, name in enumerate(STAGES, start=1)}
+    found, problems = 0, []
+    for number, (name, stage) in enumerate(stages.items(), start=1):
+        declared = [d for d in stage["deps"]] + [
+            next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])
+        ]
+        notebook = json.loads((default_project / NOTEBOOKS[number - 1]).read_text())
+        code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+        touched = set()
+        for match in STEP_FILE_RE.finditer(code):
+            if match["stage"]:
+                touched.add(f"{report_dirs[match['stage']]}/{match['file']}")
+            else:
+                touched.add(match["path"].rstrip("/"))
+        found += len(touched)
+        undeclared = sorted(p for p in touched if not any(p == d or p.startswith(d.rstrip("/") + "/") or d.startswith(p + "/") for d in declared))
+        problems += [f"stage {name} reads or writes {path} without declaring it in dvc.yaml" for path in undeclared]
+    assert not problems, "\n".join(problems)
+    assert found >= 20, "too few file accesses found: the pattern is out of date"

@@ -4,7 +4,7 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference
 from sklearn.base import clone
 
-from {{ cookiecutter.package_name }} import artifacts, data, mitigation, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, data, mitigation, scoring
 
 FEATURES = ["age", "hours", "job"]
 # fairlearn's reductions use pandas idioms that pandas deprecates; not ours to fix
@@ -96,3 +96,53 @@ def test_exponentiated_gradient_round_trip(tmp_path, fitted):
     loaded = artifacts.load(artifacts.save(model, tmp_path / "eg.skops"))
     np.testing.assert_array_equal(loaded.decide(x, g), decisions)
     np.testing.assert_allclose(loaded.score(x), model.score(x))
+
+
+def test_groups_too_small_or_with_one_outcome_are_pooled():
+    key = np.array(["A"] * 40 + ["B"] * 40 + ["C"] * 5 + ["D"] * 35)
+    y = np.array([0, 1] * 20 + [0, 1] * 20 + [0, 1, 0, 1, 0] + [0] * 35)
+    mapping, fallback = mitigation.fittable_groups(key, y, min_group_size=30)
+    assert fallback == mitigation.POOLED_GROUP
+    assert mapping == {"A": "A", "B": "B", "C": fallback, "D": fallback}
+
+
+def test_a_pool_with_one_outcome_joins_the_largest_group():
+    key = np.array(["A"] * 40 + ["B"] * 60 + ["C"] * 5)
+    y = np.array([0, 1] * 20 + [0, 1] * 30 + [0] * 5)
+    mapping, fallback = mitigation.fittable_groups(key, y, min_group_size=30)
+    assert fallback == "B" and mapping["C"] == "B"
+
+
+def test_no_fittable_group_is_a_clear_error():
+    with pytest.raises(ValueError, match="no sensitive group has 30 rows with both outcomes"):
+        mitigation.fittable_groups(np.array(["A"] * 10 + ["B"] * 10), np.array([0, 1] * 10), min_group_size=30)
+
+
+def test_threshold_optimizer_fits_with_a_tiny_one_outcome_intersection(make_frame, make_pipeline, make_spec):
+    """Small intersections with one outcome used to stop fairlearn with 'Degenerate labels'."""
+    spec = make_spec()
+    frame = make_frame(n=1500, seed=7, sex_effect=1.0, proxy_gap=20)
+    tiny = frame.index[:6]
+    frame.loc[tiny, "sex"], frame.loc[tiny, "income"] = "Other", "<=50K"
+    pipeline = make_pipeline(frame, spec)
+    y = (frame["income"] == ">50K").astype(int).to_numpy()
+    groups = data.sensitive_groups(frame, spec)
+    model, _ = mitigation.fit_threshold_optimizer(
+        pipeline, frame[FEATURES], y, groups[["sex"]], "demographic_parity", seed=0
+    )
+    assert model.pooled_groups == ["Other"]
+    unseen = groups.head(3).assign(sex="Never seen")
+    decisions = model.decide(frame[FEATURES].head(3), unseen)
+    assert set(np.unique(decisions)) <= {0, 1}
+
+
+def test_business_costs_choose_the_cheaper_objective(fitted):
+    frame, _, pipeline, groups, accuracy_model, _ = fitted
+    x, y = frame[FEATURES], (frame["income"] == ">50K").astype(int).to_numpy()
+    costs = (1.0, 10.0)  # a missed positive costs ten false alarms
+    model, curves = mitigation.fit_threshold_optimizer(
+        pipeline, x, y, groups[["sex"]], "demographic_parity", seed=0, costs=costs
+    )
+    assert curves["objective"] in mitigation.POSTPROCESSING_OBJECTIVES
+    cost = lambda m: business.cost_of_predictions(y, m.decide(x, groups), *costs)  # noqa: E731
+    assert cost(model) <= cost(accuracy_model)

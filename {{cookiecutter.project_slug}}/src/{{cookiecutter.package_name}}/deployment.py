@@ -85,21 +85,27 @@ def running_service(model_path: str | Path, host: str = "127.0.0.1", startup_tim
 
 
 def latency_profile(
-    url: str, records: list[dict[str, Any]], batch_size: int, requests: int, seed: int
+    url: str, records: list[dict[str, Any]], batch_size: int, requests: int, seed: int, warmup: int = 5
 ) -> dict[str, float]:
-    """Send ``requests`` POSTs of ``batch_size`` records each; p50, p99 and mean in milliseconds."""
+    """Send ``requests`` POSTs of ``batch_size`` records each; p50, p99 and mean in milliseconds.
+
+    The first ``warmup`` requests (lazy imports, first allocations in the server) are
+    sent but not timed, as a load test would.
+    """
     rng = np.random.default_rng(seed)
     timings = []
-    for _ in range(requests):
+    for index in range(warmup + requests):
         pick = rng.choice(len(records), size=min(batch_size, len(records)), replace=False)
         status, body, elapsed = request(f"{url}/predict", json.dumps([records[i] for i in pick]).encode())
         if status != 200:
             raise RuntimeError(f"/predict answered {status}: {body}")
-        timings.append(elapsed)
+        if index >= warmup:
+            timings.append(elapsed)
     return {
         "p50_latency_ms": float(np.percentile(timings, 50)),
         "p99_latency_ms": float(np.percentile(timings, 99)),
         "mean_latency_ms": float(np.mean(timings)),
         "requests": requests,
+        "warmup_requests": warmup,
         "batch_size": batch_size,
     }

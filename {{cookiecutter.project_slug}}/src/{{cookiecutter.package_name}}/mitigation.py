@@ -24,6 +24,11 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 CONSTRAINTS = {"demographic_parity": DemographicParity, "equalized_odds": EqualizedOdds}
+POOLED_GROUP = "(small groups pooled)"
+# ThresholdOptimizer maximises a fixed objective, not a business cost. Accuracy weighs a
+# missed positive like a false alarm; balanced accuracy weighs them by the inverse class
+# frequencies. With costs, both are fitted and the cheaper on the fitting data is kept.
+POSTPROCESSING_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")
 
 
 def group_key(groups: pd.DataFrame | pd.Series) -> np.ndarray:
@@ -33,6 +38,30 @@ def group_key(groups: pd.DataFrame | pd.Series) -> np.ndarray:
     from .data import intersection_labels
 
     return intersection_labels(groups).to_numpy()
+
+
+def fittable_groups(key: np.ndarray, y: np.ndarray, min_group_size: int) -> tuple[dict[str, str], str]:
+    """Which group each label is fitted as, and the group an unknown label falls back to.
+
+    A post-processor needs both outcomes in every group it sets thresholds for. Groups
+    with fewer than ``min_group_size`` rows or a single outcome (typical of small
+    intersections) are pooled into one group; when the pool itself has a single
+    outcome, it joins the largest group. Raises ``ValueError`` when no group qualifies.
+    """
+    frame = pd.DataFrame({"group": key, "y": y})
+    stats = frame.groupby("group")["y"].agg(["size", "nunique"])
+    fittable = stats[(stats["size"] >= min_group_size) & (stats["nunique"] == 2)]
+    if fittable.empty:
+        raise ValueError(
+            f"no sensitive group has {min_group_size} rows with both outcomes; "
+            "a post-processor cannot set group thresholds on this data"
+        )
+    pooled = stats.index.difference(fittable.index)
+    fallback = POOLED_GROUP
+    if len(pooled) == 0 or frame.loc[frame["group"].isin(pooled), "y"].nunique() < 2:
+        fallback = str(fittable["size"].idxmax())
+    mapping = {str(g): str(g) for g in fittable.index} | {str(g): fallback for g in pooled}
+    return mapping, fallback
 
 
 class MitigatedModel:
@@ -53,6 +82,8 @@ class MitigatedModel:
         predictors: list | None = None,
         weights: np.ndarray | None = None,
         seed: int = 0,
+        group_mapping: dict[str, str] | None = None,
+        fallback_group: str | None = None,
     ):
         self.kind = kind
         self.pipeline = pipeline
@@ -61,6 +92,8 @@ class MitigatedModel:
         self.predictors = predictors or []
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
         self.seed = seed
+        self.group_mapping = dict(group_mapping or {})
+        self.fallback_group = fallback_group
 
     def score(self, x: pd.DataFrame) -> np.ndarray:
         """Probability of the positive outcome from the underlying model (for ranking and monitoring)."""
@@ -71,9 +104,20 @@ class MitigatedModel:
     def decide(self, x: pd.DataFrame, groups: pd.DataFrame) -> np.ndarray:
         """0/1 decisions; ``groups`` holds the group labels of the sensitive features."""
         if self.kind == "threshold_optimizer":
-            key = group_key(groups[self.group_columns])
+            key = self.fitted_group(group_key(groups[self.group_columns]))
             return np.asarray(self.postprocessor.predict(x, sensitive_features=key, random_state=self.seed)).astype(int)
         return (self._ensemble_probability(x) >= 0.5).astype(int)
+
+    def fitted_group(self, key: np.ndarray) -> np.ndarray:
+        """The group the post-processor knows for each label (pooled or unseen ones map to the fallback)."""
+        if not self.group_mapping:
+            return key
+        return np.array([self.group_mapping.get(str(k), self.fallback_group) for k in key], dtype=object)
+
+    @property
+    def pooled_groups(self) -> list[str]:
+        """Labels that were fitted as another group (too small or one outcome only)."""
+        return sorted(g for g, fitted in self.group_mapping.items() if g != fitted)
 
     def _ensemble_probability(self, x: pd.DataFrame) -> np.ndarray:
         votes = np.column_stack([np.asarray(p.predict(x)) for p in self.predictors])
@@ -81,26 +125,69 @@ class MitigatedModel:
 
 
 def fit_threshold_optimizer(
-    pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, groups: pd.DataFrame, constraint: str, seed: int
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    groups: pd.DataFrame,
+    constraint: str,
+    seed: int,
+    min_group_size: int = 30,
+    costs: tuple[float, float] | None = None,
 ) -> tuple[MitigatedModel, dict[str, Any]]:
-    """Post-process a fitted pipeline; returns the model and the trade-off curve for plotting."""
+    """Post-process a fitted pipeline; returns the model and the trade-off curve for plotting.
+
+    Groups too small to fit are pooled (see :func:`fittable_groups`); the model's
+    ``pooled_groups`` lists them so the report can say so. ``costs`` (false positive,
+    false negative) choose the objective (see ``POSTPROCESSING_OBJECTIVES``); without
+    them the objective is accuracy.
+    """
+    if costs is None:
+        return _fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed, min_group_size, "accuracy_score")
+    from .business import cost_of_predictions
+
+    fitted = [
+        _fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed, min_group_size, objective)
+        for objective in POSTPROCESSING_OBJECTIVES
+    ]
+    return min(fitted, key=lambda fit: cost_of_predictions(np.asarray(y), fit[0].decide(x, groups), *costs))
+
+
+def _fit_threshold_optimizer(
+    pipeline: Pipeline,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    groups: pd.DataFrame,
+    constraint: str,
+    seed: int,
+    min_group_size: int,
+    objective: str,
+) -> tuple[MitigatedModel, dict[str, Any]]:
     optimizer = ThresholdOptimizer(
         estimator=pipeline,
         constraints=constraint,
-        objective="accuracy_score",
+        objective=objective,
         prefit=True,
         predict_method="predict_proba",
     )
-    optimizer.fit(x, y, sensitive_features=group_key(groups))
+    mapping, fallback = fittable_groups(group_key(groups), np.asarray(y), min_group_size)
+    model = MitigatedModel(
+        "threshold_optimizer",
+        pipeline,
+        list(groups.columns),
+        postprocessor=optimizer,
+        seed=seed,
+        group_mapping=mapping,
+        fallback_group=fallback,
+    )
+    optimizer.fit(x, y, sensitive_features=model.fitted_group(group_key(groups)))
     curves = {
         "x_metric": optimizer.x_metric_,
         "y_metric": optimizer.y_metric_,
+        "objective": objective,
         "groups": {g: c[["x", "y"]].copy() for g, c in optimizer._tradeoff_curve.items()},
     }
     drop_plotting_attributes(optimizer)
-    return MitigatedModel(
-        "threshold_optimizer", pipeline, list(groups.columns), postprocessor=optimizer, seed=seed
-    ), curves
+    return model, curves
 
 
 def drop_plotting_attributes(optimizer: ThresholdOptimizer) -> None:
@@ -159,12 +246,15 @@ def mitigate(
     features: list[str],
     constraint: str,
     seed: int,
+    min_group_size: int = 30,
+    costs: tuple[float, float] | None = None,
 ) -> tuple[MitigatedModel, dict[str, Any] | None]:
     """Fit mitigation ``kind`` for ``pipeline`` on ``frame`` (a labelled split, e.g. validation).
 
     Step 08 calls this to choose a mitigation, step 10 to give a challenger the same
-    treatment as the champion. Returns the model and, for the post-processor, its
-    trade-off curves.
+    treatment as the champion. ``costs`` (false positive, false negative) let the
+    post-processor pick the objective closest to the business cost. Returns the model
+    and, for the post-processor, its trade-off curves.
     """
     from .data import sensitive_groups
     from .modeling import candidate_pipelines
@@ -175,7 +265,7 @@ def mitigate(
     x, y = frame[feature_columns(spec)], frame[spec["target"]].to_numpy()
     groups = sensitive_groups(frame, spec)[list(features)]
     if kind == "threshold_optimizer":
-        return fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed)
+        return fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed, min_group_size, costs)
     if kind == "exponentiated_gradient":
         base = candidate_pipelines(spec, seed)["logistic_regression"]
         return fit_exponentiated_gradient(base, pipeline, x, y, groups, constraint, seed), None
