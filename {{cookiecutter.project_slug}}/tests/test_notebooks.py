@@ -41,9 +41,8 @@ SMALL = {
     "monitoring": {"batch_size": 400, "min_group_size": 30, "fairness_bootstrap_samples": 20},
     "retraining": {"challenger_models": ["logistic_regression"], "min_group_size": 20},
 }
-# Kernels use one OpenMP thread unless told otherwise: scikit-learn's threads spin when the
-# machine is busy (tests run beside other work), which can make a step ten times slower.
-ONE_THREAD = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+# The thread settings `run_step` gives its kernels, for the kernels these tests start.
+ONE_THREAD = {name: os.environ.get(name, value) for name, value in run_step.KERNEL_ENVIRONMENT_DEFAULTS.items()}
 # What the copies need; outputs of the pipeline are added for nbval.
 PROJECT_FILES = ("params.yaml", "dvc.yaml", "notebooks", "src", "data/raw", "data/external", "data/production")
 SKIP_IN_COPY = shutil.ignore_patterns("failed", "__pycache__", ".ipynb_checkpoints")

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,19 @@ def test_every_stage_gets_exactly_the_parameters_its_notebook_declares(stage):
     declared = run_step.declared_parameters(json.loads(source.read_text(encoding="utf-8")))
     run_step.check_parameters(stage, given, declared)
     assert declared == given, "the parameters cell's defaults must equal params.yaml"
+
+
+def test_kernel_environment_puts_the_project_first_and_restores_everything(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "elsewhere")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = dict(os.environ)
+    with run_step._kernel_environment(tmp_path):
+        assert os.environ["PYTHONPATH"].split(os.pathsep) == [str(tmp_path.resolve() / "src"), "elsewhere"]
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert dict(os.environ) == before
+
+
+def test_kernel_environment_keeps_a_thread_count_the_user_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    with run_step._kernel_environment(tmp_path):
+        assert os.environ["OMP_NUM_THREADS"] == "8"
