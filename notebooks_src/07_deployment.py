@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import display
@@ -134,6 +135,27 @@ if modeling["releasable"]:
 else:
     batch_matches = None
     show("**Not deployed:** step 06 marked the model not releasable: " + "; ".join(modeling["reasons"]) + ".")
+
+# %% [markdown]
+# ## What the deployed decision looks like
+# Scores of the test records by their actual outcome, and the threshold step 06 chose for
+# the business cost: records right of the line get the positive decision.
+
+# %%
+actual = test[spec["target"]].to_numpy()
+fig, ax = plt.subplots(figsize=(8, 3.8))
+bins = np.linspace(0, 1, 41)
+for label, name in ((0, spec["negative_label"]), (1, spec["positive_label"])):
+    ax.hist(in_process["score"].to_numpy()[actual == label], bins=bins, alpha=0.6, label=f"actual: {name}")
+ax.axvline(modeling["threshold"], color="black", linestyle="--", label=f"threshold {modeling['threshold']:.3f}")
+ax.set(
+    title="Deployed model's scores on the test split, by actual outcome",
+    xlabel="score (probability of the positive outcome)",
+    ylabel="records",
+)
+ax.legend()
+step.save_figure(fig, "score_distribution.png")
+plt.show()
 
 # %% [markdown]
 # ## The HTTP service on loopback

@@ -150,29 +150,32 @@ if unmeasured:
     )
 cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
 failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
-constraint = "equalized_odds" if any(r.startswith("equalized_odds") for r in failed) else "demographic_parity"
-options = {"none": {"model": None, "decisions": decisions}}
+constraints = mitigate.failing_constraints(failed)
+options = {"none": {"model": None, "decisions": decisions, "constraint": None}}
 curves = None
 if failed and mitigation != "none":
     for kind in ("threshold_optimizer", "exponentiated_gradient"):
-        model, kind_curves = mitigate.mitigate(
+        model, kind_curves, constraint = mitigate.mitigate_to_pass(
             kind,
             bundle["model"],
             spec,
             validation,
             failing_features,
-            constraint,
+            constraints,
+            fair_gates,
             seed,
             min_group_size,
             costs=(cost_fp, cost_fn),
         )
-        options[kind] = {"model": model, "decisions": model.decide(test[meta["feature_columns"]], groups)}
+        decided = model.decide(test[meta["feature_columns"]], groups)
+        options[kind] = {"model": model, "decisions": decided, "constraint": constraint}
         curves = curves or kind_curves
         if kind == "threshold_optimizer":
             pooled = model.pooled_groups
             show(
-                f"The post-processor maximises `{kind_curves['objective']}` under `{constraint}` (the objective "
-                "with the lower business cost on the validation split)"
+                f"The post-processor maximises `{kind_curves['objective']}` under `{constraint}` "
+                f"(of the constraints tried, {', '.join(constraints)}, and of the objectives, the one that passes "
+                "on the validation split at the lower business cost)"
                 + (
                     f"; groups with fewer than {min_group_size} validation rows or one outcome only share one "
                     f"threshold: {', '.join(pooled)}."
@@ -188,6 +191,7 @@ for name, option in options.items():
     rows.append(
         {
             "mitigation": name,
+            "constraint": option["constraint"],
             "accuracy": cost["accuracy"],
             "expected_cost": cost["expected_cost"],
             "selection_rate": cost["selection_rate"],
@@ -241,6 +245,7 @@ if mitigation == "auto":
     )
 else:
     chosen = mitigation if mitigation in options else "none"
+constraint = options[chosen]["constraint"]
 after = assess(options[chosen]["decisions"])
 gate_after = gates.evaluate(fair_gates, after)
 cost_after = float(tradeoff.loc[chosen, "expected_cost"])

@@ -40,6 +40,8 @@ seed = 42
 import tempfile
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from IPython.display import display
 
@@ -123,14 +125,18 @@ elif triggered:
         champion = scoring.load_bundle(registry.champion)
         treatment = champion["metadata"].get("mitigation")
         challenger_model = result.model
+        challenger_constraint = champion["metadata"].get("mitigation_constraint")
         if treatment:  # the champion was mitigated in step 08: the challenger gets the same treatment
-            challenger_model, _ = mitigate.mitigate(
+            # the same procedure as step 08: one fit per constraint with a gate, kept if it passes on validation
+            fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
+            challenger_model, _, challenger_constraint = mitigate.mitigate_to_pass(
                 treatment,
                 result.model,
                 spec,
                 validation,
                 champion["metadata"]["mitigation_features"],
-                champion["metadata"]["mitigation_constraint"],
+                mitigate.failing_constraints([g["name"] for g in fair_gates]),
+                fair_gates,
                 seed,
                 min_group_size,
                 costs=(cost_fp, cost_fn),
@@ -144,6 +150,7 @@ elif triggered:
                 "params": result.params,
                 "version": f"{champion['metadata']['version'].split('+')[0]}+retrained.{scoring.file_md5(step.path('reports/09_monitoring/monitoring_status.json'))[:8]}",
                 "train_rows": len(train),
+                "mitigation_constraint": challenger_constraint,
             },
         )
         y_recent = recent[target].to_numpy().astype(int)
@@ -211,6 +218,31 @@ elif triggered:
                 )
 else:
     decision["reasons"] = ["no trigger fired: nothing retrained, the champion is unchanged"]
+
+# %% [markdown]
+# ## Champion and challenger against the gates
+
+# %%
+if "gates" in decision:
+    rows = [g for g in decision["gates"] if g["metric"].removeprefix("test_") in decision["champion"]]
+    positions = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.6))
+    for offset, who in ((-0.2, "champion"), (0.2, "challenger")):
+        values = [decision[who][g["metric"].removeprefix("test_")] for g in rows]
+        ax.barh(positions + offset, values, height=0.4, label=who)
+    limits = [float(g["rule"].split()[-1]) for g in rows]
+    ax.scatter(limits, positions, marker="|", s=500, color="black", zorder=3, label="gate threshold")
+    ax.set(
+        yticks=positions,
+        yticklabels=[g["gate"] for g in rows],
+        xlabel="value on the most recent labelled batch",
+        title="Champion and challenger against step 02's gates",
+    )
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    step.save_figure(fig, "champion_vs_challenger.png")
+    plt.show()
+else:
+    show("No challenger was trained, so there is nothing to compare: " + "; ".join(decision["reasons"]) + ".")
 
 # %% [markdown]
 # ## Decision

@@ -146,3 +146,39 @@ def test_business_costs_choose_the_cheaper_objective(fitted):
     assert curves["objective"] in mitigation.POSTPROCESSING_OBJECTIVES
     cost = lambda m: business.cost_of_predictions(y, m.decide(x, groups), *costs)  # noqa: E731
     assert cost(model) <= cost(accuracy_model)
+
+
+def test_failing_constraints_from_gate_failures():
+    failures = [
+        "demographic_parity[sex]: demographic_parity_difference[sex] = 0.25, required <= 0.15",
+        "equalized_odds[race]: equalized_odds_difference[race] = 0.17, required <= 0.15",
+        "demographic_parity[race]: demographic_parity_difference[race] = 0.25, required <= 0.15",
+        "latency: p99_latency_ms = 900, required <= 500",
+    ]
+    assert mitigation.failing_constraints(failures) == ["demographic_parity", "equalized_odds"]
+
+
+def test_mitigate_to_pass_keeps_a_fit_that_passes_the_gates(fitted):
+    frame, spec, pipeline, _, _, _ = fitted
+    labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
+    gate = {
+        "name": "demographic_parity[sex]",
+        "metric": "demographic_parity_difference[sex]",
+        "operator": "<=",
+        "threshold": 0.1,
+        "enforced_by": ["fairness_assessment"],
+    }
+    model, _, constraint = mitigation.mitigate_to_pass(
+        "threshold_optimizer",
+        pipeline,
+        spec,
+        labelled,
+        ["sex"],
+        ["demographic_parity", "equalized_odds"],
+        [gate],
+        seed=0,
+        costs=(1.0, 4.0),
+    )
+    assert constraint == "demographic_parity"
+    with pytest.raises(ValueError, match="no fairness constraint"):
+        mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], [], [gate], seed=0)

@@ -270,3 +270,48 @@ def mitigate(
         base = candidate_pipelines(spec, seed)["logistic_regression"]
         return fit_exponentiated_gradient(base, pipeline, x, y, groups, constraint, seed), None
     raise ValueError(f"unknown mitigation {kind!r}; choose threshold_optimizer or exponentiated_gradient")
+
+
+def failing_constraints(failures: list[str]) -> list[str]:
+    """The constraints whose gates fail, from gate failure lines such as ``demographic_parity[sex]: ...``."""
+    return sorted({line.split("[")[0] for line in failures if line.split("[")[0] in CONSTRAINTS})
+
+
+def mitigate_to_pass(
+    kind: str,
+    pipeline: Pipeline,
+    spec: dict[str, Any],
+    frame: pd.DataFrame,
+    features: list[str],
+    constraints: list[str],
+    fairness_gates: list[dict[str, Any]],
+    seed: int,
+    min_group_size: int = 30,
+    costs: tuple[float, float] = (1.0, 1.0),
+) -> tuple[MitigatedModel, dict[str, Any] | None, str]:
+    """Fit ``kind`` once per constraint on ``frame``; keep the fit that passes the gates there at the lowest cost.
+
+    ThresholdOptimizer and the reductions enforce one constraint at a time, and a fit under
+    one (equalized odds) may leave the other (demographic parity) above its gate. Step 08
+    chooses this way, and step 10 gives a challenger the same procedure. When no fit
+    passes, the cheapest is kept and the gates downstream say why. Returns the model,
+    its trade-off curves (post-processor only) and the constraint.
+    """
+    from .business import cost_of_predictions
+    from .data import sensitive_groups
+    from .fairness import gap_metrics
+    from .gates import evaluate
+    from .profiling import feature_columns
+
+    if not constraints:
+        raise ValueError("no fairness constraint to mitigate for: pass the constraints whose gates fail")
+    x, y = frame[feature_columns(spec)], frame[spec["target"]].to_numpy()
+    groups = sensitive_groups(frame, spec)
+    fits = []
+    for constraint in constraints:
+        model, curves = mitigate(kind, pipeline, spec, frame, features, constraint, seed, min_group_size, costs)
+        decided = model.decide(x, groups)
+        passes = bool(evaluate(fairness_gates, gap_metrics(y, decided, frame, spec, min_group_size))["passed"].all())
+        fits.append((not passes, cost_of_predictions(y, decided, *costs), constraint, model, curves))
+    fails, _, constraint, model, curves = min(fits, key=lambda fit: fit[:2])
+    return model, curves, constraint
