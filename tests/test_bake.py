@@ -31,7 +31,7 @@ def expected_files(package: str = "income_outreach", ci: str = "github") -> set[
     files = {
         ".cookiecutter.json", ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml",
         "LICENSE", "Makefile",
-        "README.md", "dvc.yaml", "params.yaml", "pyproject.toml",
+        "README.md", "dvc.yaml", "params.yaml", "pyproject.toml", "readiness_checklist.yaml",
         "data/README.md", "data/production/.gitkeep", "data/raw/.gitignore", "data/raw/adult.csv.gz.dvc",
         "data/external/.gitignore", "data/external/adult_test.csv.gz.dvc",
         *NOTEBOOKS,

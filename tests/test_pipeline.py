@@ -187,3 +187,25 @@ def test_http_service(project_copy):
     assert out["wrong_type"][0] == 422 and "'age'" in out["wrong_type"][1]["error"]
     assert out["missing"][0] == 422 and "missing column" in out["missing"][1]["error"]
     assert out["empty"][0] == 422 and "no records" in out["empty"][1]["error"]
+
+
+def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(project_copy):
+    """Issue 9: the ML Test Score comes from this run's evidence, and breaking a check costs its points."""
+    run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", "-m", "not notebooks",
+         "--junitxml=reports/tests/unit.xml"], project_copy)
+    run([sys.executable, "-m", f"{PACKAGE}.readiness"], project_copy)
+    score = json.loads((project_copy / "reports/readiness.json").read_text())
+    tests = {t["id"]: t for t in score["tests"]}
+    assert len(tests) == 28 and set(score["sections"]) == {"data", "model", "infrastructure", "monitoring"}
+    assert score["final_score"] == min(score["sections"].values())
+    print("ML Test Score on the default project:", score["sections"], "final", score["final_score"])
+    assert tests["data_1"]["status"] == "automated" and tests["data_1"]["points"] == 1
+    assert tests["model_5"]["status"] == "automated", tests["model_5"]["reason"]
+    assert all(t["points"] == 0 for t in tests.values() if t["status"] in ("missing", "failing"))
+    assert "| data | data_1 |" in (project_copy / "reports/readiness.md").read_text()
+
+    (project_copy / "reports/03_data_selection/dataset_spec.json").unlink()
+    run([sys.executable, "-m", f"{PACKAGE}.readiness"], project_copy)
+    broken = {t["id"]: t for t in json.loads((project_copy / "reports/readiness.json").read_text())["tests"]}
+    assert broken["data_1"]["points"] == 0 and broken["data_1"]["status"] == "missing"
+    assert "dataset_spec.json" in broken["data_1"]["reason"]

@@ -1,0 +1,1020 @@
+"""Release readiness: the project scores itself on the ML Test Score (Breck et al., 2017).
+
+``python -m {{ cookiecutter.package_name }}.readiness`` writes ``reports/readiness.md`` and
+``reports/readiness.json`` and prints the final score.
+
+The rubric (E. Breck, S. Cai, E. Nielsen, M. Salib, D. Sculley, "The ML Test Score: A Rubric
+for ML Production Readiness and Technical Debt Reduction", IEEE Big Data 2017) has 28 tests
+in four sections. A test earns 1 point when a system runs it automatically and it holds,
+0.5 when it was done by hand with documented results, 0 otherwise; a section scores the sum
+of its tests and the final score is the minimum of the four sections (above 5 the paper
+calls exceptional).
+
+Why this module only *reads*: points must come from checks that really ran, in this
+pipeline run (the JSON records every step writes under ``reports/``, the model registry,
+``dvc.lock``) or in this test run (pytest's JUnit XML under ``reports/tests/``). Nothing is
+awarded by declaration: an absent record scores ``missing``, a record that shows the check
+failed scores ``failing``, and the reason names the file or the value. Tests a template
+cannot automate for its users (a code review, privacy controls) are items of
+``readiness_checklist.yaml`` that the team fills in; they count 0.5 only when ``done`` is
+true and ``evidence`` is not empty. A checklist entry can also stand in for an automated
+check whose evidence is missing, but never for one that failed.
+
+Monitoring tests hold when the invariant held in every production batch, or when each
+batch that broke it raised an alert in step 09 (``reasons``): a monitor that fires is
+doing its job, a breach nobody was told about is a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import math
+import statistics
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .project import find_project_root, read_json, write_json, write_text
+
+AUTOMATED, MANUAL, FAILING, MISSING = "automated", "manual", "failing", "missing"
+POINTS = {AUTOMATED: 1.0, MANUAL: 0.5, FAILING: 0.0, MISSING: 0.0}
+SECTIONS = ("data", "model", "infrastructure", "monitoring")
+SECTION_PREFIX = {"data": "data", "model": "model", "infrastructure": "infra", "monitoring": "monitor"}
+EXCEPTIONAL = 5.0
+
+CHECKLIST = "readiness_checklist.yaml"
+JUNIT_DIR = "reports/tests"
+JUNIT = f"{JUNIT_DIR}/*.xml"
+OUTPUT_MD = "reports/readiness.md"
+OUTPUT_JSON = "reports/readiness.json"
+
+PARAMS = "params.yaml"
+DVC_LOCK = "dvc.lock"
+CRITERIA = "reports/02_success_criteria/success_criteria.json"
+SPEC = "reports/03_data_selection/dataset_spec.json"
+DICTIONARY = "reports/03_data_selection/data_dictionary.csv"
+BIAS_PLAN = "reports/04_data_bias_plan/bias_plan.json"
+PIPELINE = "reports/05_data_pipeline/data_pipeline.json"
+MODELING = "reports/06_modeling/modeling.json"
+DEPLOYMENT = "reports/07_deployment/deployment.json"
+MODEL_CARD = "reports/07_deployment/model_card.md"
+TEST_SCORES = "reports/07_deployment/test_scores.parquet"
+RELEASE = "reports/08_fairness_assessment/release_decision.json"
+GROUP_METRICS = "reports/08_fairness_assessment/group_metrics_{feature}.csv"
+MONITORING = "reports/09_monitoring/monitoring_status.json"
+# Per-batch scores are not written by step 09 yet; when they are, monitor 5 checks them too.
+BATCH_SCORES = "reports/09_monitoring/scores"
+RETRAINING = "reports/10_retraining/retraining_decision.json"
+REGISTRY = "models/registry/registry.json"
+CHAMPION = "models/registry/champion.skops"
+
+# Offline test ROC AUC may differ from the median over labelled production batches by this much.
+OFFLINE_ONLINE_TOLERANCE = 0.05
+
+# pytest modules and tests whose results answer a rubric test (module -> test names, None = all).
+FEATURE_CODE_TESTS = {m: None for m in ("test_data", "test_profiling", "test_schema", "test_features", "test_scoring")}
+DETERMINISM_TESTS = {
+    "test_artifacts": ("test_two_fits_of_the_same_model_save_to_the_same_bytes",),
+    "test_features": ("test_split_is_deterministic_with_a_seed",),
+    "test_bias": ("test_resample_indices_is_deterministic_with_a_seed",),
+    "test_mitigation": ("test_decisions_are_deterministic",),
+}
+FULL_RETRAIN_TEST = ("test_notebooks", "test_training_is_reproducible")
+MODEL_SPEC_TESTS = {"test_modeling": None, "test_mitigation": None, "test_artifacts": None}
+INTEGRATION_TESTS = {"test_notebooks": ("test_lifecycle_on_a_small_sample",)}
+ROLLBACK_TESTS = {"test_registry": ("test_rollback_restores_the_previous_champion",)}
+
+
+class MissingEvidence(Exception):
+    """An evidence file or field is absent: the test scores ``missing`` and the message says what."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check found: its status and one line saying why."""
+
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RubricItem:
+    """One of the 28 tests: where it sits in the paper, and the check that answers it here."""
+
+    section: str
+    number: int
+    title: str
+    evidence: tuple[str, ...]
+    check: Callable[[Evidence], Outcome]
+
+    @property
+    def id(self) -> str:
+        """The paper's short name: data_1 .. data_7, model_1, infra_1, monitor_1 and so on."""
+        return f"{SECTION_PREFIX[self.section]}_{self.number}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A scored test, as written to the report."""
+
+    section: str
+    id: str
+    number: int
+    test: str
+    status: str
+    points: float
+    evidence: str
+    reason: str
+
+
+# ---------------------------------------------------------------------------- evidence
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_junit_file(path: Path) -> list[tuple[str, str, str]]:
+    """(module, test name without parameters, outcome) for every testcase of one JUnit XML file."""
+    cases = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        parts = (case.get("classname") or "").split(".")
+        module = next((p for p in reversed(parts) if p.startswith("test_")), parts[-1])
+        name = (case.get("name") or "").split("[")[0]
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcome = "failed"
+        elif case.find("skipped") is not None:
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        cases.append((module, name, outcome))
+    return cases
+
+
+class Evidence:
+    """Reads the project's records once each; absent files raise :class:`MissingEvidence`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._json: dict[str, Any] = {}
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def json(self, relative: str) -> Any:
+        if relative not in self._json:
+            if not self.path(relative).is_file():
+                raise MissingEvidence(f"{relative} not found ({where_from(relative)})")
+            self._json[relative] = read_json(self.path(relative))
+        return self._json[relative]
+
+    def csv_rows(self, relative: str) -> list[dict[str, str]]:
+        if not self.path(relative).is_file():
+            raise MissingEvidence(f"{relative} not found ({where_from(relative)})")
+        with open(self.path(relative), encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    def yaml(self, relative: str) -> Any:
+        if not self.path(relative).is_file():
+            raise MissingEvidence(f"{relative} not found")
+        return yaml.safe_load(self.path(relative).read_text(encoding="utf-8")) or {}
+
+    @cached_property
+    def junit_files(self) -> list[Path]:
+        folder = self.path(JUNIT_DIR)
+        return sorted(folder.glob("*.xml")) if folder.is_dir() else []
+
+    @cached_property
+    def test_outcomes(self) -> dict[tuple[str, str], list[str]]:
+        """Outcomes of every test in the JUnit files, keyed by (module, test name)."""
+        outcomes: dict[tuple[str, str], list[str]] = {}
+        for path in self.junit_files:
+            try:
+                cases = read_junit_file(path)
+            except ET.ParseError as exc:
+                raise MissingEvidence(f"{path.relative_to(self.root)} is not valid JUnit XML ({exc})") from None
+            for module, name, outcome in cases:
+                outcomes.setdefault((module, name), []).append(outcome)
+        return outcomes
+
+    @cached_property
+    def checklist(self) -> dict[str, Any]:
+        try:
+            entries = self.yaml(CHECKLIST)
+        except (MissingEvidence, yaml.YAMLError):  # an unreadable checklist earns nothing, like an empty one
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+
+def where_from(relative: str) -> str:
+    """Which command writes a piece of evidence: the reason for a missing file says what to run."""
+    if relative.startswith("reports/tests") or relative == JUNIT:
+        return "run the tests with --junitxml, e.g. `make test`"
+    parts = relative.split("/")
+    if parts[0] == "reports" and len(parts) > 1 and parts[1][:2].isdigit():
+        return f"run `dvc repro` (step {parts[1]})"
+    return "run `dvc repro`"
+
+
+# ---------------------------------------------------------------------------- small helpers
+
+
+def fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def failed_gates(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Gate rows as written by the steps (gate, metric, rule, value, passed) that did not pass."""
+    return [
+        f"{r['gate']}: {r['metric']} = {fmt(r.get('value'))}, required {r['rule']}" for r in rows if not r["passed"]
+    ]
+
+
+def gate_named(criteria: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [g for g in criteria["gates"] if g["name"] == name]
+    if not found:
+        raise MissingEvidence(f"{CRITERIA} has no gate {name!r}")
+    return found[0]
+
+
+def model_inputs(spec: dict[str, Any]) -> list[str]:
+    return list(spec["numeric_features"]) + list(spec["categorical_features"])
+
+
+def alerted_batches(status: dict[str, Any]) -> dict[str, list[str]]:
+    """Step 09's alert reasons ("batch: gate ...") grouped by batch name."""
+    alerts: dict[str, list[str]] = {}
+    for reason in status["reasons"]:
+        batch, _, what = str(reason).partition(": ")
+        alerts.setdefault(batch, []).append(what)
+    return alerts
+
+
+def requirement_of_tests(ev: Evidence, required: dict[str, tuple[str, ...] | None]) -> Outcome:
+    """AUTOMATED when every required test ran in the JUnit files and passed; otherwise names the first gap.
+
+    ``required`` maps a test module to the test names it must have run (None: all its tests, at least one).
+    """
+    if not ev.junit_files:
+        return Outcome(MISSING, f"no pytest JUnit XML in {JUNIT_DIR}/ ({where_from(JUNIT)})")
+    outcomes = ev.test_outcomes
+    passed = 0
+    for module, names in required.items():
+        absent = [n for n in names if (module, n) not in outcomes] if names else []
+        if absent:
+            return Outcome(MISSING, f"tests/{module}.py::{absent[0]} did not run in this test run")
+        keys = [k for k in outcomes if k[0] == module and (names is None or k[1] in names)]
+        failed = [k for k in keys if "failed" in outcomes[k]]
+        if failed:
+            return Outcome(FAILING, f"tests/{module}.py::{failed[0][1]} failed")
+        ran = [k for k in keys if "passed" in outcomes[k]]
+        # a named test must have run; of a whole module, skipped tests (e.g. environment-dependent) are tolerated
+        skipped = [k[1] for k in keys if k not in ran]
+        if names and skipped:
+            return Outcome(MISSING, f"tests/{module}.py::{skipped[0]} was skipped")
+        if not ran:
+            return Outcome(MISSING, f"tests/{module}.py did not run in this test run (no such tests, or all skipped)")
+        passed += len(ran)
+    return Outcome(AUTOMATED, f"{passed} tests passed in {', '.join(f'tests/{m}.py' for m in required)}")
+
+
+def checklist_entry(ev: Evidence, test_id: str) -> dict[str, Any] | None:
+    """The team's checklist entry for a test if it is filled in (done, with evidence), else None."""
+    entry = ev.checklist.get(test_id)
+    if not isinstance(entry, dict):
+        return None
+    if entry.get("done") is True and str(entry.get("evidence") or "").strip():
+        return entry
+    return None
+
+
+def manual_outcome(entry: dict[str, Any]) -> Outcome:
+    reviewer = str(entry.get("reviewer") or "").strip()
+    return Outcome(
+        MANUAL, f"done by hand: {str(entry['evidence']).strip()}" + (f" (reviewed by {reviewer})" if reviewer else "")
+    )
+
+
+def checklist_only(test_id: str, what_to_automate: str) -> Callable[[Evidence], Outcome]:
+    """A check for a test the template cannot automate: 0.5 from a filled checklist entry, else missing."""
+
+    def check(ev: Evidence) -> Outcome:
+        entry = checklist_entry(ev, test_id)
+        if entry:
+            return manual_outcome(entry)
+        return Outcome(
+            MISSING, f"not automated ({what_to_automate}); checklist item {test_id} in {CHECKLIST} is not filled in"
+        )
+
+    check.__name__ = f"checklist_{test_id}"
+    return check
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def data_1_schema(ev: Evidence) -> Outcome:
+    """The step-03 schema covers every input, and steps 05 and 09 enforced it on training and each batch."""
+    spec = ev.json(SPEC)
+    inputs = model_inputs(spec) + list(spec["sensitive_features"])
+    untyped = [c for c in inputs if "kind" not in spec["columns"].get(c, {})]
+    if untyped:
+        return Outcome(FAILING, f"no schema entry for input column(s) {', '.join(untyped)} in {SPEC}")
+    training = ev.json(PIPELINE)
+    if "schema_violations" not in training:
+        raise MissingEvidence(f"{PIPELINE} does not record the schema validation (schema_violations)")
+    if training["schema_violations"]:
+        first = training["schema_violations"][0]
+        return Outcome(
+            FAILING,
+            f"training data breaks the schema: {len(training['schema_violations'])} failed checks, "
+            f"first {first.get('column')} {first.get('check')} ({first.get('rows')} rows)",
+        )
+    batches = ev.json(MONITORING)["batches"]
+    unchecked = [b["batch"] for b in batches if "schema_violations" not in b]
+    if not batches or unchecked:
+        return Outcome(
+            FAILING, f"schema not enforced on production batch(es) {', '.join(unchecked) or '(none monitored)'}"
+        )
+    return Outcome(
+        AUTOMATED,
+        f"{len(inputs)} input columns typed with ranges/categories/nullability; training data passes (05); "
+        f"enforced on all {len(batches)} production batches (09)",
+    )
+
+
+def data_2_features_beneficial(ev: Evidence) -> Outcome:
+    """Permutation importance (step 06, test split): removing any feature must cost quality."""
+    features = model_inputs(ev.json(SPEC))
+    importance = ev.json(MODELING).get("feature_importance")
+    if not importance:
+        raise MissingEvidence(f"{MODELING} has no feature_importance")
+    unmeasured = [f for f in features if f not in importance]
+    if unmeasured:
+        return Outcome(FAILING, f"no importance measured for {', '.join(unmeasured)}")
+    useless = [f for f in features if not importance[f] > 0]
+    if useless:
+        return Outcome(FAILING, f"permutation importance <= 0 (feature not beneficial): {', '.join(useless)}")
+    weakest = min(features, key=lambda f: importance[f])
+    return Outcome(
+        AUTOMATED,
+        f"all {len(features)} features lower test ROC AUC when shuffled; "
+        f"weakest {weakest} ({fmt(importance[weakest])})",
+    )
+
+
+def data_3_feature_cost(ev: Evidence) -> Outcome:
+    """Serving cost of the whole feature set is within the latency gate; per-feature cost indicators exist."""
+    features = model_inputs(ev.json(SPEC))
+    latency = [g for g in ev.json(DEPLOYMENT)["gates"] if g["gate"] == "latency"]
+    if not latency:
+        raise MissingEvidence(f"{DEPLOYMENT} has no latency gate")
+    if failed_gates(latency):
+        return Outcome(FAILING, f"feature set too costly to serve: {failed_gates(latency)[0]}")
+    rows = {r["column"]: r for r in ev.csv_rows(DICTIONARY)}
+    undocumented = [f for f in features if f not in rows]
+    if undocumented:
+        return Outcome(FAILING, f"no cost indicators (missing rate, cardinality) for {', '.join(undocumented)}")
+    widest = max(features, key=lambda f: float(rows[f]["n_unique"] or 0) if rows[f]["kind"] == "categorical" else 0)
+    sparsest = max(features, key=lambda f: float(rows[f]["missing_rate"] or 0))
+    return Outcome(
+        AUTOMATED,
+        f"all {len(features)} features served at p99 {fmt(latency[0]['value'])} ms ({latency[0]['rule']}); "
+        f"widest {widest} ({rows[widest]['n_unique']} values), most missing {sparsest} "
+        f"({float(rows[sparsest]['missing_rate']):.1%}); per-feature latency not measured",
+    )
+
+
+def encodes_one_of(model_feature: str, columns: Iterable[str]) -> bool:
+    """Whether an encoded model feature (``age``, ``job_nurse``) comes from one of the columns."""
+    return any(model_feature == c or model_feature.startswith(f"{c}_") for c in columns)
+
+
+def data_4_meta_level_requirements(ev: Evidence) -> Outcome:
+    """Sensitive and excluded columns (identifiers, leakage, data.drop_columns) are not model inputs."""
+    spec = ev.json(SPEC)
+    inputs = set(model_inputs(spec))
+    forbidden = {**{c: "sensitive" for c in spec["sensitive_features"]}, **spec["excluded_columns"]}
+    breaches = sorted(inputs & set(forbidden))
+    encoded = ev.json(PIPELINE).get("model_features")
+    if encoded is None:
+        raise MissingEvidence(f"{PIPELINE} has no model_features")
+    breaches += sorted(f for f in encoded if encodes_one_of(f, forbidden) and not encodes_one_of(f, inputs))
+    if breaches:
+        return Outcome(FAILING, f"forbidden column(s) used as model input: {', '.join(breaches[:5])}")
+    note = ""
+    release = ev.json(RELEASE) if ev.path(RELEASE).is_file() else {}
+    if release.get("mitigation") not in (None, "none"):
+        note = f"; note: the release decides with {', '.join(spec['sensitive_features'])} ({release['mitigation']})"
+    return Outcome(
+        AUTOMATED,
+        f"{len(forbidden)} sensitive/excluded columns absent from {len(encoded)} model features{note}",
+    )
+
+
+def data_7_feature_code_tested(ev: Evidence) -> Outcome:
+    """The unit tests of the code that reads, validates, infers and encodes inputs (training and serving)."""
+    return requirement_of_tests(ev, FEATURE_CODE_TESTS)
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def model_2_offline_online(ev: Evidence) -> Outcome:
+    """Offline test ROC AUC (06) against the median over labelled production batches (09)."""
+    offline = ev.json(MODELING)["test_metrics"]["roc_auc"]
+    online = [b["roc_auc"] for b in ev.json(MONITORING)["batches"] if is_finite_number(b.get("roc_auc"))]
+    if not online:
+        return Outcome(MISSING, "no labelled production batch: online quality not measured (09)")
+    median = statistics.median(online)
+    gap = abs(offline - median)
+    verdict = AUTOMATED if gap <= OFFLINE_ONLINE_TOLERANCE else FAILING
+    return Outcome(
+        verdict,
+        f"offline ROC AUC {fmt(offline)} vs median {fmt(median)} over {len(online)} labelled batches "
+        f"(gap {fmt(gap)}, allowed {OFFLINE_ONLINE_TOLERANCE})",
+    )
+
+
+def model_3_hyperparameters_tuned(ev: Evidence) -> Outcome:
+    """Every non-baseline candidate was tuned by cross-validation over the search space of params.yaml."""
+    candidates = [c for c in ev.json(MODELING)["candidates"] if not c["baseline"]]
+    if not candidates:
+        return Outcome(FAILING, "no tuned candidate in 06 (only baselines)")
+    space = (ev.yaml(PARAMS).get("modeling") or {}).get("search_space") or {}
+    for candidate in candidates:
+        if not is_finite_number(candidate.get("cv_roc_auc")):
+            return Outcome(FAILING, f"{candidate['model']} has no cross-validated score")
+        allowed = space.get(candidate["model"], {})
+        if allowed and not candidate.get("params"):
+            return Outcome(FAILING, f"{candidate['model']} has a search space but no tuned parameters")
+        outside = [k for k, v in candidate.get("params", {}).items() if k in allowed and v not in allowed[k]]
+        if outside:
+            return Outcome(FAILING, f"{candidate['model']}: {outside[0]} outside modeling.search_space")
+    best = max(candidates, key=lambda c: c["cv_roc_auc"])
+    return Outcome(
+        AUTOMATED,
+        f"{len(candidates)} candidates tuned by CV random search; best {best['model']} CV ROC AUC "
+        f"{fmt(best['cv_roc_auc'])} with {best['params']}",
+    )
+
+
+def model_4_staleness_impact(ev: Evidence) -> Outcome:
+    """Step 10 measures what a model retrained on newer data gains over the champion on the same recent batch."""
+    decision = ev.json(RETRAINING)
+    if not ("champion" in decision and "challenger" in decision):
+        return Outcome(MISSING, f"no champion/challenger comparison this run: {'; '.join(decision['reasons'])}")
+    champion, challenger = decision["champion"], decision["challenger"]
+    gain = challenger["roc_auc"] - champion["roc_auc"]
+    saving = champion["expected_cost"] - challenger["expected_cost"]
+    return Outcome(
+        AUTOMATED,
+        f"refreshed model vs champion on the latest batch ({decision.get('recent_batch_rows')} rows): "
+        f"ROC AUC {gain:+.4f}, expected cost {-saving:+.4f}",
+    )
+
+
+def model_5_simpler_model_not_better(ev: Evidence) -> Outcome:
+    """The chosen model beats every baseline (majority class, shallow tree) on the test split."""
+    record = ev.json(MODELING)
+    chosen, baselines = record["test_metrics"], record["baselines_test_metrics"]
+    if not baselines:
+        return Outcome(MISSING, f"{MODELING} has no baseline metrics")
+    for name, metrics in baselines.items():
+        if metrics["roc_auc"] >= chosen["roc_auc"]:
+            return Outcome(FAILING, f"baseline {name} ROC AUC {fmt(metrics['roc_auc'])} >= {fmt(chosen['roc_auc'])}")
+        if metrics["expected_cost"] <= chosen["expected_cost"]:
+            return Outcome(
+                FAILING,
+                f"baseline {name} expected cost {fmt(metrics['expected_cost'])} <= {fmt(chosen['expected_cost'])}",
+            )
+    best = max(baselines, key=lambda n: baselines[n]["roc_auc"])
+    return Outcome(
+        AUTOMATED,
+        f"{record['model']} ROC AUC {fmt(chosen['roc_auc'])} vs best baseline {best} "
+        f"{fmt(baselines[best]['roc_auc'])}; "
+        f"cheaper than all {len(baselines)} baselines",
+    )
+
+
+def model_6_quality_on_slices(ev: Evidence) -> Outcome:
+    """Per-group error rates (08, with bootstrap intervals) and the equalized-odds gates for every sensitive feature."""
+    features = ev.json(SPEC)["sensitive_features"]
+    absent = [f for f in features if not ev.path(GROUP_METRICS.format(feature=f)).is_file()]
+    if absent:
+        raise MissingEvidence(f"{GROUP_METRICS.format(feature=absent[0])} not found ({where_from(RELEASE)})")
+    rows = [g for g in ev.json(RELEASE)["gates"] if g["gate"].startswith("equalized_odds[")]
+    unchecked = [f for f in features if f"equalized_odds[{f}]" not in {g["gate"] for g in rows}]
+    if unchecked:
+        return Outcome(FAILING, f"no error-rate gate across groups of {', '.join(unchecked)}")
+    if failed_gates(rows):
+        return Outcome(FAILING, failed_gates(rows)[0])
+    return Outcome(
+        AUTOMATED,
+        "TPR/FPR gaps across groups within gate: "
+        + ", ".join(f"{g['gate']} {fmt(g['value'])} {g['rule']}" for g in rows),
+    )
+
+
+def model_7_inclusion(ev: Evidence) -> Outcome:
+    """Data bias plan (04) and the released model's selection-rate gates (08)."""
+    plan = ev.json(BIAS_PLAN)
+    release = ev.json(RELEASE)
+    rows = [g for g in release["gates"] if g["gate"].startswith("demographic_parity[")]
+    if not rows:
+        return Outcome(FAILING, f"{RELEASE} has no demographic-parity gate")
+    if failed_gates(rows):
+        return Outcome(FAILING, failed_gates(rows)[0])
+    if not release["released"]:
+        return Outcome(FAILING, f"not released: {'; '.join(release['reasons'])}")
+    return Outcome(
+        AUTOMATED,
+        f"data remediation {plan['remediation']} (04); released with {release['mitigation']}: "
+        + ", ".join(f"{g['gate']} {fmt(g['value'])}" for g in rows),
+    )
+
+
+# ---------------------------------------------------------------------------- infrastructure
+
+
+def infra_1_reproducible_training(ev: Evidence) -> Outcome:
+    """Fits with the same seed give byte-identical artifacts (unit tests); a full-stage retrain test counts too."""
+    outcome = requirement_of_tests(ev, DETERMINISM_TESTS)
+    if outcome.status != AUTOMATED:
+        return outcome
+    full = ev.test_outcomes.get(FULL_RETRAIN_TEST)
+    if full and "failed" in full:
+        return Outcome(FAILING, f"tests/{FULL_RETRAIN_TEST[0]}.py::{FULL_RETRAIN_TEST[1]} failed")
+    scope = (
+        "and the modeling stage retrained twice"
+        if full and "passed" in full
+        else "(toy data; no full-stage retrain test)"
+    )
+    return Outcome(AUTOMATED, f"same seed, same bytes: {outcome.reason} {scope}")
+
+
+def infra_2_model_specs_unit_tested(ev: Evidence) -> Outcome:
+    return requirement_of_tests(ev, MODEL_SPEC_TESTS)
+
+
+def infra_3_pipeline_integration_tested(ev: Evidence) -> Outcome:
+    return requirement_of_tests(ev, INTEGRATION_TESTS)
+
+
+def infra_4_quality_validated_before_serving(ev: Evidence) -> Outcome:
+    """Gates of 06, 07 and 08 passed, and the champion in the registry is that release (or a promoted challenger)."""
+    modeling, deployment, release = ev.json(MODELING), ev.json(DEPLOYMENT), ev.json(RELEASE)
+    for step, record, verdict in (
+        (MODELING, modeling, "releasable"),
+        (DEPLOYMENT, deployment, "deployed"),
+        (RELEASE, release, "released"),
+    ):
+        failures = failed_gates(record["gates"])
+        if failures or not record[verdict]:
+            return Outcome(FAILING, f"{step}: not {verdict}: {'; '.join(failures or record['reasons'])}")
+    registry = ev.json(REGISTRY)
+    champion = registry.get("champion")
+    if not champion or not ev.path(CHAMPION).is_file():
+        return Outcome(FAILING, f"no champion in {REGISTRY}: nothing validated is in service")
+    actual = file_md5(ev.path(CHAMPION))
+    if actual != champion["md5"]:
+        return Outcome(
+            FAILING, f"{CHAMPION} differs from the md5 recorded in {REGISTRY} (changed outside the registry?)"
+        )
+    decision = ev.json(RETRAINING) if ev.path(RETRAINING).is_file() else {}
+    promoted = decision.get("promoted") and decision.get("challenger_version") == champion["version"]
+    if actual != registry.get("release_md5") and not promoted:
+        return Outcome(
+            FAILING, "the champion is neither step 08's release nor a challenger promoted by step 10's gates"
+        )
+    gates = sum(len(r["gates"]) for r in (modeling, deployment, release))
+    return Outcome(AUTOMATED, f"{gates} gates passed in 06-08; champion {champion['version']} is the validated model")
+
+
+def infra_5_debuggable(ev: Evidence) -> Outcome:
+    """One record can be scored and explained: /predict on a single record, the model card, feature importance."""
+    service = ev.json(DEPLOYMENT).get("service") or {}
+    if service.get("single_status") != 200:
+        return Outcome(
+            FAILING, f"scoring a single record over HTTP did not answer 200 ({service.get('single_status')})"
+        )
+    if not ev.path(MODEL_CARD).is_file() or not ev.path(MODEL_CARD).read_text(encoding="utf-8").strip():
+        raise MissingEvidence(f"{MODEL_CARD} not found ({where_from(MODEL_CARD)})")
+    if not ev.json(MODELING).get("feature_importance"):
+        return Outcome(FAILING, f"{MODELING} has no feature importance to explain the model with")
+    return Outcome(
+        AUTOMATED,
+        f"single record scored via /predict (200, version {service.get('health', {}).get('version')}); model card and "
+        "permutation importance explain it; the artifact reloads identically in a fresh process (07)",
+    )
+
+
+def infra_6_canary(ev: Evidence) -> Outcome:
+    """A canary record (``canary`` with ``passed``) in step 10's decision, written before any promotion."""
+    decision = ev.json(RETRAINING)
+    canary = decision.get("canary")
+    if not isinstance(canary, dict) or "passed" not in canary:
+        return Outcome(
+            MISSING,
+            "no canary: step 10 compares challenger and champion offline, but never serves the challenger on live "
+            "traffic before promotion",
+        )
+    if not canary["passed"]:
+        verdict = FAILING if decision.get("promoted") else AUTOMATED
+        return Outcome(
+            verdict,
+            f"canary failed{' yet the challenger was promoted' if verdict == FAILING else ', promotion blocked'}",
+        )
+    return Outcome(AUTOMATED, f"canary passed before promotion: {canary.get('summary', '')}".rstrip(": "))
+
+
+def infra_7_rollback(ev: Evidence) -> Outcome:
+    """The rollback command is tested, and the registry's history files are intact."""
+    registry = ev.json(REGISTRY)
+    if not registry.get("champion"):
+        return Outcome(FAILING, f"no champion in {REGISTRY}: nothing is served, nothing to roll back")
+    lost = [e["file"] for e in registry.get("history", []) if not ev.path(f"models/registry/{e['file']}").is_file()]
+    if lost:
+        return Outcome(FAILING, f"previous model models/registry/{lost[0]} is gone: rollback would fail")
+    tested = requirement_of_tests(ev, ROLLBACK_TESTS)
+    if tested.status != AUTOMATED:
+        return tested
+    count = len(registry.get("history", []))
+    return Outcome(
+        AUTOMATED,
+        f"`rollback` tested; {count} previous model(s) kept"
+        + ("" if count else " (nothing to restore until the first promotion)"),
+    )
+
+
+# ---------------------------------------------------------------------------- monitoring
+
+
+def lock_dependencies(lock: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, md5) of every file dependency recorded in dvc.lock; directories (``.dir``) are skipped."""
+    deps = []
+    for stage in (lock.get("stages") or {}).values():
+        for dep in stage.get("deps") or []:
+            md5 = str(dep.get("md5") or "")
+            if md5 and not md5.endswith(".dir"):
+                deps.append((dep["path"], md5))
+    return sorted(set(deps))
+
+
+def monitor_1_dependency_changes(ev: Evidence) -> Outcome:
+    """Every file dependency in dvc.lock (raw data, external data, notebooks, records) is the one the run used."""
+    deps = lock_dependencies(ev.yaml(DVC_LOCK))
+    if not deps:
+        return Outcome(MISSING, f"{DVC_LOCK} records no file dependencies")
+    changed = [p for p, md5 in deps if not ev.path(p).is_file() or file_md5(ev.path(p)) != md5]
+    if changed:
+        return Outcome(FAILING, f"changed since the last `dvc repro`: {', '.join(changed[:4])}: rerun it")
+    return Outcome(
+        AUTOMATED,
+        f"{len(deps)} file dependencies match {DVC_LOCK} (a change is named here); Python packages are not watched",
+    )
+
+
+def monitor_2_data_invariants(ev: Evidence) -> Outcome:
+    """Schema violations and missing-value spikes per batch (09); a breach must have raised an alert."""
+    status = ev.json(MONITORING)
+    batches = status["batches"]
+    if not batches:
+        return Outcome(MISSING, "no production batch was monitored (09)")
+    unmeasured = [b["batch"] for b in batches if "schema_violations" not in b or "missing_spikes" not in b]
+    if unmeasured:
+        return Outcome(FAILING, f"invariants not checked on batch(es) {', '.join(unmeasured)}")
+    alerts = alerted_batches(status)
+    breaches = [b for b in batches if b["schema_violations"] or b["missing_spikes"]]
+    silent = [b for b in breaches if b["batch"] not in alerts]
+    if silent:
+        b = silent[0]
+        return Outcome(
+            FAILING,
+            f"{b['batch']}: {b['schema_violations']} schema violations, {b['missing_spikes']} missing spikes, no alert",
+        )
+    indirect = [b["batch"] for b in breaches if not any("schema" in a or "missing" in a for a in alerts[b["batch"]])]
+    note = f" ({', '.join(indirect)} alerted by other gates only)" if indirect else ""
+    return Outcome(AUTOMATED, f"{len(batches)} batches checked; {len(breaches)} breach(es), all alerted{note}")
+
+
+def served_artifact_caveat(ev: Evidence) -> str:
+    """Step 07 exercises models/model.skops; when step 08 mitigated it, the served release is another artifact.
+
+    The checks still ran, so they count, but the report must not suggest they covered the model in service.
+    """
+    release = ev.json(RELEASE) if ev.path(RELEASE).is_file() else {}
+    mitigation = release.get("mitigation")
+    if mitigation in (None, "none"):
+        return ""
+    return f" (checked on models/model.skops; the served release adds {mitigation} and is not re-checked)"
+
+
+def monitor_3_training_serving_skew(ev: Evidence) -> Outcome:
+    """Batch CLI and HTTP service reproduce in-process scores of the same artifact (07)."""
+    deployment = ev.json(DEPLOYMENT)
+    service = deployment.get("service") or {}
+    if "batch_scoring_matches" not in deployment or "matches_in_process" not in service:
+        raise MissingEvidence(f"{DEPLOYMENT} does not record the batch and HTTP comparisons")
+    if deployment["batch_scoring_matches"] is not True:
+        return Outcome(
+            FAILING, f"batch scoring does not match in-process scores ({deployment.get('batch_scoring_matches')})"
+        )
+    if service.get("matches_in_process") is not True:
+        return Outcome(
+            FAILING, f"HTTP service scores differ from in-process scores ({service.get('matches_in_process')})"
+        )
+    return Outcome(
+        AUTOMATED,
+        "CLI batch scores and HTTP /predict scores equal in-process scores of the same artifact"
+        + served_artifact_caveat(ev),
+    )
+
+
+def monitor_4_staleness(ev: Evidence) -> Outcome:
+    """The staleness gate is evaluated per run (09) and retraining fires on schedule when it is exceeded (10)."""
+    status, decision = ev.json(MONITORING), ev.json(RETRAINING)
+    gate = gate_named(ev.json(CRITERIA), "staleness")
+    age = status.get("model_age_days")
+    if not is_finite_number(age):
+        return Outcome(MISSING, f"{MONITORING} records no model_age_days")
+    if "schedule" not in decision.get("triggers", {}):
+        return Outcome(FAILING, "step 10 has no schedule trigger")
+    if age > gate["threshold"] and not decision["triggers"]["schedule"]:
+        return Outcome(FAILING, f"model is {age} days old (> {fmt(gate['threshold'])}) and no retraining was scheduled")
+    return Outcome(
+        AUTOMATED,
+        f"model age {age} days against {fmt(gate['threshold'])}; schedule trigger "
+        f"{'fired' if decision['triggers']['schedule'] else 'armed'} "
+        "(age is monitoring.model_age_days, set by the scheduler)",
+    )
+
+
+def non_finite_scores(path: Path) -> tuple[int, int]:
+    """(non-finite scores, scores outside [0, 1]) in a scores file with a ``score`` column."""
+    import numpy as np
+    import pandas as pd
+
+    scores = pd.read_parquet(path, columns=["score"])["score"].to_numpy(dtype=float)
+    finite = np.isfinite(scores)
+    return int((~finite).sum()), int(((scores[finite] < 0) | (scores[finite] > 1)).sum())
+
+
+def monitor_5_numerically_stable(ev: Evidence) -> Outcome:
+    """No NaN or infinite score in 07's batch scores, in stored production scores, or in 09's per-batch summaries."""
+    files = [ev.path(TEST_SCORES)] + (
+        sorted(ev.path(BATCH_SCORES).glob("*.parquet")) if ev.path(BATCH_SCORES).is_dir() else []
+    )
+    if not files[0].is_file():
+        raise MissingEvidence(f"{TEST_SCORES} not found ({where_from(TEST_SCORES)})")
+    for path in files:
+        bad, outside = non_finite_scores(path)
+        if bad or outside:
+            return Outcome(
+                FAILING, f"{path.relative_to(ev.root).as_posix()}: {bad} NaN/infinite and {outside} out-of-range scores"
+            )
+    batches = ev.json(MONITORING)["batches"]
+    unstable = [
+        b["batch"] for b in batches if not all(is_finite_number(b.get(k)) for k in ("score_psi", "positive_rate"))
+    ]
+    if unstable:
+        return Outcome(FAILING, f"batch {unstable[0]}: score summary is not finite (NaN scores?) in {MONITORING}")
+    return Outcome(
+        AUTOMATED,
+        f"all scores finite and in [0, 1] in {len(files)} score file(s); {len(batches)} batches with finite score PSI "
+        "(scoring refuses non-finite scores)",
+    )
+
+
+def monitor_6_computing_performance(ev: Evidence) -> Outcome:
+    """p99 latency of a scoring request against the step-02 budget, measured on the real service (07)."""
+    latency = [g for g in ev.json(DEPLOYMENT)["gates"] if g["gate"] == "latency"]
+    if not latency:
+        raise MissingEvidence(f"{DEPLOYMENT} has no latency gate")
+    if failed_gates(latency):
+        return Outcome(FAILING, failed_gates(latency)[0])
+    return Outcome(
+        AUTOMATED,
+        f"p99 latency {fmt(latency[0]['value'])} ms ({latency[0]['rule']}) on loopback, each release"
+        + served_artifact_caveat(ev),
+    )
+
+
+def monitor_7_prediction_quality(ev: Evidence) -> Outcome:
+    """Quality gate on every labelled batch (09); a batch below it must have raised an alert."""
+    status = ev.json(MONITORING)
+    gate = gate_named(ev.json(CRITERIA), "model_quality")
+    labelled = [b for b in status["batches"] if is_finite_number(b.get("roc_auc"))]
+    if not labelled:
+        return Outcome(MISSING, "no labelled production batch: prediction quality not monitored (09)")
+    below = [b for b in labelled if b["roc_auc"] < gate["threshold"]]
+    silent = [b["batch"] for b in below if b["batch"] not in alerted_batches(status)]
+    if silent:
+        return Outcome(FAILING, f"{silent[0]}: ROC AUC below {fmt(gate['threshold'])} without an alert")
+    worst = min(labelled, key=lambda b: b["roc_auc"])
+    return Outcome(
+        AUTOMATED,
+        f"{len(labelled)} labelled batches against ROC AUC >= {fmt(gate['threshold'])}; lowest {worst['batch']} "
+        f"{fmt(worst['roc_auc'])}; {len(below)} below, all alerted",
+    )
+
+
+# ---------------------------------------------------------------------------- the rubric
+
+RUBRIC: tuple[RubricItem, ...] = (
+    RubricItem("data", 1, "Feature expectations are captured in a schema", (SPEC, PIPELINE, MONITORING), data_1_schema),
+    RubricItem("data", 2, "All features are beneficial", (MODELING,), data_2_features_beneficial),
+    RubricItem("data", 3, "No feature's cost is too much", (DEPLOYMENT, DICTIONARY), data_3_feature_cost),
+    RubricItem(
+        "data", 4, "Features adhere to meta-level requirements", (SPEC, PIPELINE), data_4_meta_level_requirements
+    ),
+    RubricItem(
+        "data",
+        5,
+        "The data pipeline has appropriate privacy controls",
+        (CHECKLIST,),
+        checklist_only("data_5", "access control and deletion of personal data are organisational"),
+    ),
+    RubricItem(
+        "data",
+        6,
+        "New features can be added quickly",
+        (CHECKLIST,),
+        checklist_only("data_6", "the calendar time to add a feature is not measured"),
+    ),
+    RubricItem("data", 7, "All input feature code is tested", (JUNIT,), data_7_feature_code_tested),
+    RubricItem(
+        "model",
+        1,
+        "Model specs are reviewed and submitted",
+        (CHECKLIST,),
+        checklist_only("model_1", "code review happens in your forge"),
+    ),
+    RubricItem("model", 2, "Offline and online metrics correlate", (MODELING, MONITORING), model_2_offline_online),
+    RubricItem("model", 3, "All hyperparameters have been tuned", (MODELING, PARAMS), model_3_hyperparameters_tuned),
+    RubricItem("model", 4, "The impact of model staleness is known", (RETRAINING,), model_4_staleness_impact),
+    RubricItem("model", 5, "A simpler model is not better", (MODELING,), model_5_simpler_model_not_better),
+    RubricItem(
+        "model",
+        6,
+        "Model quality is sufficient on important data slices",
+        (RELEASE, GROUP_METRICS),
+        model_6_quality_on_slices,
+    ),
+    RubricItem(
+        "model", 7, "The model is tested for considerations of inclusion", (BIAS_PLAN, RELEASE), model_7_inclusion
+    ),
+    RubricItem("infrastructure", 1, "Training is reproducible", (JUNIT,), infra_1_reproducible_training),
+    RubricItem("infrastructure", 2, "Model specs are unit tested", (JUNIT,), infra_2_model_specs_unit_tested),
+    RubricItem(
+        "infrastructure", 3, "The ML pipeline is integration tested", (JUNIT,), infra_3_pipeline_integration_tested
+    ),
+    RubricItem(
+        "infrastructure",
+        4,
+        "Model quality is validated before serving",
+        (MODELING, DEPLOYMENT, RELEASE, REGISTRY),
+        infra_4_quality_validated_before_serving,
+    ),
+    RubricItem("infrastructure", 5, "The model is debuggable", (DEPLOYMENT, MODEL_CARD, MODELING), infra_5_debuggable),
+    RubricItem("infrastructure", 6, "Models are canaried before serving", (RETRAINING,), infra_6_canary),
+    RubricItem("infrastructure", 7, "Serving models can be rolled back", (REGISTRY, JUNIT), infra_7_rollback),
+    RubricItem("monitoring", 1, "Dependency changes result in notification", (DVC_LOCK,), monitor_1_dependency_changes),
+    RubricItem("monitoring", 2, "Data invariants hold for inputs", (MONITORING,), monitor_2_data_invariants),
+    RubricItem("monitoring", 3, "Training and serving are not skewed", (DEPLOYMENT,), monitor_3_training_serving_skew),
+    RubricItem("monitoring", 4, "Models are not too stale", (MONITORING, RETRAINING, CRITERIA), monitor_4_staleness),
+    RubricItem(
+        "monitoring", 5, "Models are numerically stable", (TEST_SCORES, MONITORING), monitor_5_numerically_stable
+    ),
+    RubricItem(
+        "monitoring", 6, "Computing performance has not regressed", (DEPLOYMENT,), monitor_6_computing_performance
+    ),
+    RubricItem(
+        "monitoring", 7, "Prediction quality has not regressed", (MONITORING, CRITERIA), monitor_7_prediction_quality
+    ),
+)
+
+
+def run_check(item: RubricItem, ev: Evidence) -> Outcome:
+    """The item's check; absent or malformed evidence scores ``missing``, and a filled checklist may stand in."""
+    try:
+        outcome = item.check(ev)
+    except MissingEvidence as exc:
+        outcome = Outcome(MISSING, str(exc))
+    except (KeyError, TypeError, ValueError, OSError, yaml.YAMLError) as exc:
+        outcome = Outcome(MISSING, f"evidence unreadable or incomplete ({type(exc).__name__}: {exc})")
+    if outcome.status == MISSING and item.check.__name__ != f"checklist_{item.id}":
+        entry = checklist_entry(ev, item.id)
+        if entry:
+            return Outcome(MANUAL, f"{manual_outcome(entry).reason}; automated check: {outcome.reason}")
+    return outcome
+
+
+def score_item(item: RubricItem, ev: Evidence) -> Result:
+    outcome = run_check(item, ev)
+    return Result(
+        section=item.section,
+        id=item.id,
+        number=item.number,
+        test=item.title,
+        status=outcome.status,
+        points=POINTS[outcome.status],
+        evidence=", ".join(item.evidence),
+        reason=outcome.reason,
+    )
+
+
+def score_project(root: Path) -> dict[str, Any]:
+    """The 28 results, each section's sum and the final score (the minimum of the sections)."""
+    ev = Evidence(root)
+    results = [score_item(item, ev) for item in RUBRIC]
+    sections = {s: sum(r.points for r in results if r.section == s) for s in SECTIONS}
+    return {
+        "rubric": "The ML Test Score (Breck et al., IEEE Big Data 2017): "
+        "1 automated, 0.5 manual; final = min of sections",
+        "final_score": min(sections.values()),
+        "sections": sections,
+        "tests": [r.__dict__ for r in results],
+        "junit": [p.relative_to(ev.root).as_posix() for p in ev.junit_files],
+    }
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def readiness_markdown(score: dict[str, Any]) -> str:
+    sections = score["sections"]
+    weakest = min(sections, key=sections.get)
+    lines = [
+        "# Release readiness: the ML Test Score",
+        "",
+        "Breck et al., *The ML Test Score: A Rubric for ML Production Readiness and Technical Debt Reduction* "
+        "(IEEE Big Data 2017). Each test: **1** when checked automatically by this pipeline or test run and passing, "
+        f"**0.5** when done by hand and documented in `{CHECKLIST}`, **0** when failing or without evidence. "
+        "A section scores the sum of its tests; the final score is the minimum of the four sections.",
+        "",
+        f"**Final score: {score['final_score']:g}** "
+        f"(weakest section: {weakest}; above {EXCEPTIONAL:g} is exceptional).",
+        "",
+        "| section | points |",
+        "|---|---|",
+        *(f"| {s} | {sections[s]:g} / 7 |" for s in SECTIONS),
+        "",
+        "| section | id | test | status | points | evidence | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in score["tests"]:
+        lines.append(
+            f"| {t['section']} | {t['id']} | {cell(t['test'])} | {t['status']} | {t['points']:g} | "
+            f"{cell(t['evidence'])} | {cell(t['reason'])} |"
+        )
+    lines += [
+        "",
+        "Test-run evidence: " + (", ".join(f"`{p}`" for p in score["junit"]) or f"none in `{JUNIT_DIR}/`"),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_reports(root: Path, score: dict[str, Any]) -> None:
+    write_json(root / OUTPUT_JSON, score)
+    write_text(root / OUTPUT_MD, readiness_markdown(score))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Score the project on the ML Test Score from this run's evidence.")
+    parser.add_argument("--root", help="project directory (default: the project around the working directory)")
+    parser.add_argument("--fail-under", type=float, help="exit 1 when the final score is below this")
+    args = parser.parse_args(argv)
+    root = Path(args.root) if args.root else find_project_root()
+    score = score_project(root)
+    write_reports(root, score)
+    sums = ", ".join(f"{s} {score['sections'][s]:g}" for s in SECTIONS)
+    print(f"ML Test Score: {score['final_score']:g} ({sums}) -> {OUTPUT_MD}")
+    if args.fail_under is not None and score["final_score"] < args.fail_under:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

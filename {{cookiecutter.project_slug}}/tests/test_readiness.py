@@ -1,0 +1,488 @@
+"""The ML Test Score is computed from evidence: fabricated records in a temporary project score
+full points, and breaking one check (removing the schema, NaN scores in a batch, a failed
+test, an unfilled checklist) takes that test's points away with a reason that says why."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }} import readiness
+from {{ cookiecutter.package_name }}.project import write_json
+
+PASSING_TESTS = {
+    "test_data": ["test_read_table_round_trips_every_format"],
+    "test_profiling": ["test_column_kind"],
+    "test_schema": ["test_training_like_data_has_no_violations"],
+    "test_features": ["test_split_is_deterministic_with_a_seed"],
+    "test_scoring": ["test_missing_column"],
+    "test_artifacts": ["test_two_fits_of_the_same_model_save_to_the_same_bytes"],
+    "test_bias": ["test_resample_indices_is_deterministic_with_a_seed"],
+    "test_mitigation": ["test_decisions_are_deterministic"],
+    "test_modeling": ["test_train_and_select_beats_the_baselines"],
+    "test_notebooks": ["test_lifecycle_on_a_small_sample"],
+    "test_registry": ["test_rollback_restores_the_previous_champion"],
+}
+
+
+def gate_row(gate: str, metric: str, value: float, rule: str, passed: bool = True) -> dict:
+    return {"gate": gate, "metric": metric, "value": value, "rule": rule, "passed": passed, "note": ""}
+
+
+def write_junit(path: Path, tests: dict[str, list[str]], failed: tuple[str, str] | None = None) -> None:
+    cases = []
+    for module, names in tests.items():
+        for name in names:
+            body = '<failure message="assert False"/>' if failed == (module, name) else ""
+            cases.append(f'<testcase classname="tests.{module}" name="{name}" time="0.1">{body}</testcase>')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{"".join(cases)}</testsuite></testsuites>'
+    )
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def batch(name: str, **overrides) -> dict:
+    row = {
+        "batch": name,
+        "rows": 500,
+        "schema_violations": 0,
+        "missing_spikes": 0,
+        "roc_auc": 0.88,
+        "score_psi": 0.01,
+        "positive_rate": 0.3,
+    }
+    return row | overrides
+
+
+@pytest.fixture
+def project(tmp_path, spec) -> Path:
+    """A project directory holding every record a passing pipeline and test run leave behind."""
+    root = tmp_path / "project"
+    reports = root / "reports"
+    (root / "params.yaml").parent.mkdir(parents=True)
+    (root / "params.yaml").write_text(
+        yaml.safe_dump({"modeling": {"search_space": {"logistic_regression": {"C": [0.1, 1.0]}}}})
+    )
+    write_json(
+        reports / "02_success_criteria/success_criteria.json",
+        {
+            "gates": [
+                {"name": "model_quality", "metric": "test_roc_auc", "operator": ">=", "threshold": 0.8},
+                {"name": "staleness", "metric": "model_age_days", "operator": "<=", "threshold": 180.0},
+            ]
+        },
+    )
+    write_json(reports / "03_data_selection/dataset_spec.json", spec)
+    (reports / "03_data_selection/data_dictionary.csv").write_text(
+        "column,role,kind,missing_rate,n_unique\nage,feature,numeric,0.0,52\n"
+        "hours,feature,numeric,0.05,300\njob,feature,categorical,0.05,4\nsex,sensitive,categorical,0.0,2\n"
+    )
+    write_json(reports / "04_data_bias_plan/bias_plan.json", {"remediation": "reweighing"})
+    write_json(
+        reports / "05_data_pipeline/data_pipeline.json",
+        {"schema_violations": [], "model_features": ["age", "hours", "job_clerk", "job_engineer", "job_nurse"]},
+    )
+    write_json(
+        reports / "06_modeling/modeling.json",
+        {
+            "model": "logistic_regression",
+            "test_metrics": {"roc_auc": 0.9, "expected_cost": 0.3},
+            "baselines_test_metrics": {"majority_class": {"roc_auc": 0.5, "expected_cost": 0.7}},
+            "candidates": [
+                {"model": "majority_class", "baseline": True, "cv_roc_auc": None, "params": {}},
+                {"model": "logistic_regression", "baseline": False, "cv_roc_auc": 0.88, "params": {"C": 1.0}},
+            ],
+            "feature_importance": {"age": 0.05, "hours": 0.02, "job": 0.01},
+            "gates": [gate_row("model_quality", "test_roc_auc", 0.9, ">= 0.8")],
+            "releasable": True,
+            "reasons": [],
+        },
+    )
+    write_json(
+        reports / "07_deployment/deployment.json",
+        {
+            "deployed": True,
+            "reasons": [],
+            "batch_scoring_matches": True,
+            "service": {"single_status": 200, "matches_in_process": True, "health": {"version": "1.0.0"}},
+            "gates": [gate_row("latency", "p99_latency_ms", 50.0, "<= 500")],
+        },
+    )
+    (reports / "07_deployment/model_card.md").write_text("# Model card\n")
+    scores = np.random.default_rng(0).random(200)
+    pd.DataFrame({"score": scores, "decision": (scores > 0.5).astype(int)}).to_parquet(
+        reports / "07_deployment/test_scores.parquet"
+    )
+    write_json(
+        reports / "08_fairness_assessment/release_decision.json",
+        {
+            "released": True,
+            "reasons": [],
+            "mitigation": "none",
+            "gates": [
+                gate_row("demographic_parity[sex]", "demographic_parity_difference[sex]", 0.05, "<= 0.15"),
+                gate_row("equalized_odds[sex]", "equalized_odds_difference[sex]", 0.04, "<= 0.15"),
+            ],
+        },
+    )
+    (reports / "08_fairness_assessment/group_metrics_sex.csv").write_text(
+        "sex,count,true_positive_rate\nFemale,80,0.7\n"
+    )
+    write_json(
+        reports / "09_monitoring/monitoring_status.json",
+        {
+            "batches": [batch("b_001"), batch("b_002")],
+            "reasons": [],
+            "retrain_recommended": False,
+            "model_age_days": 30,
+        },
+    )
+    write_json(
+        reports / "10_retraining/retraining_decision.json",
+        {
+            "triggered": True,
+            "triggers": {"monitoring": False, "schedule": False, "forced": True},
+            "champion": {"roc_auc": 0.88, "expected_cost": 0.31},
+            "challenger": {"roc_auc": 0.89, "expected_cost": 0.30},
+            "recent_batch_rows": 500,
+            "canary": {"passed": True, "summary": "5% of traffic for a day"},
+            "promoted": False,
+            "reasons": ["forced retrain, not better enough"],
+        },
+    )
+    registry = root / "models/registry"
+    (registry / "history").mkdir(parents=True)
+    (registry / "champion.skops").write_bytes(b"the champion")
+    (registry / "history/001_old.skops").write_bytes(b"the previous champion")
+    write_json(
+        registry / "registry.json",
+        {
+            "champion": {"version": "1.0.0", "md5": md5(registry / "champion.skops")},
+            "history": [{"version": "0.9.0", "file": "history/001_old.skops"}],
+            "release_md5": md5(registry / "champion.skops"),
+        },
+    )
+    raw = root / "data/raw/data.csv"
+    raw.parent.mkdir(parents=True)
+    raw.write_text("age,income\n30,>50K\n")
+    lock = {
+        "schema": "2.0",
+        "stages": {"data_selection": {"deps": [{"path": "data/raw/data.csv", "hash": "md5", "md5": md5(raw)}]}},
+    }
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    write_junit(reports / "tests/unit.xml", PASSING_TESTS)
+    (root / readiness.CHECKLIST).write_text(
+        yaml.safe_dump({i: {"done": False, "evidence": "", "reviewer": ""} for i in ("data_5", "data_6", "model_1")})
+    )
+    return root
+
+
+def results(root: Path) -> dict[str, dict]:
+    return {t["id"]: t for t in readiness.score_project(root)["tests"]}
+
+
+def edit_json(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    change(record)
+    write_json(path, record)
+
+
+def test_the_rubric_has_the_28_tests_of_the_2017_paper():
+    assert len(readiness.RUBRIC) == 28
+    for section in readiness.SECTIONS:
+        numbers = [item.number for item in readiness.RUBRIC if item.section == section]
+        assert numbers == list(range(1, 8))
+    assert len({item.id for item in readiness.RUBRIC}) == 28
+    titles = {item.id: item.title for item in readiness.RUBRIC}
+    assert titles["data_1"] == "Feature expectations are captured in a schema"
+    assert titles["infra_6"] == "Models are canaried before serving"
+    assert titles["monitor_5"] == "Models are numerically stable"
+
+
+def test_full_evidence_scores_every_automatable_test(project):
+    score = readiness.score_project(project)
+    statuses = {t["id"]: t["status"] for t in score["tests"]}
+    manual_only = {"data_5", "data_6", "model_1"}
+    assert {i for i, s in statuses.items() if s != readiness.AUTOMATED} == manual_only
+    assert all(statuses[i] == readiness.MISSING for i in manual_only)
+    assert score["sections"] == {"data": 5.0, "model": 6.0, "infrastructure": 7.0, "monitoring": 7.0}
+    assert score["final_score"] == 5.0
+
+
+def test_reports_are_written_and_main_prints_the_score(project, capsys):
+    assert readiness.main(["--root", str(project)]) == 0
+    assert "ML Test Score: 5 (data 5, model 6, infrastructure 7, monitoring 7)" in capsys.readouterr().out
+    table = (project / readiness.OUTPUT_MD).read_text()
+    rows = ("| data | data_", "| model | model_", "| infrastructure | infra_", "| monitoring | monitor_")
+    assert sum(line.startswith(rows) for line in table.splitlines()) == 28
+    assert "**Final score: 5**" in table
+    record = json.loads((project / readiness.OUTPUT_JSON).read_text())
+    assert record["final_score"] == 5.0 and len(record["tests"]) == 28
+    assert readiness.main(["--root", str(project), "--fail-under", "6"]) == 1
+
+
+def test_an_empty_project_scores_zero_and_names_what_is_missing(tmp_path):
+    score = readiness.score_project(tmp_path)
+    assert score["final_score"] == 0
+    assert {t["status"] for t in score["tests"]} == {readiness.MISSING}
+    by_id = {t["id"]: t for t in score["tests"]}
+    assert "dataset_spec.json not found" in by_id["data_1"]["reason"] and "dvc repro" in by_id["data_1"]["reason"]
+    assert "no pytest JUnit XML" in by_id["infra_3"]["reason"]
+
+
+def test_removing_the_schema_takes_data_1_points(project):
+    (project / readiness.SPEC).unlink()
+    data_1 = results(project)["data_1"]
+    assert data_1["status"] == readiness.MISSING and data_1["points"] == 0
+    assert "reports/03_data_selection/dataset_spec.json not found" in data_1["reason"]
+
+
+def test_training_data_that_breaks_the_schema_fails_data_1(project):
+    edit_json(
+        project / readiness.PIPELINE,
+        lambda r: r.update(schema_violations=[{"column": "age", "check": "in_range(18, 69)", "rows": 3}]),
+    )
+    data_1 = results(project)["data_1"]
+    assert data_1["status"] == readiness.FAILING and data_1["points"] == 0
+    assert "age in_range(18, 69) (3 rows)" in data_1["reason"]
+
+
+def test_a_batch_never_validated_fails_data_1(project):
+    edit_json(project / readiness.MONITORING, lambda r: r["batches"][1].pop("schema_violations"))
+    data_1 = results(project)["data_1"]
+    assert data_1["status"] == readiness.FAILING and "b_002" in data_1["reason"]
+
+
+def test_a_batch_with_nan_scores_fails_monitor_5(project):
+    scores = project / readiness.BATCH_SCORES / "b_002.parquet"
+    scores.parent.mkdir(parents=True)
+    pd.DataFrame({"score": [0.2, np.nan, np.inf, 0.7]}).to_parquet(scores)
+    monitor_5 = results(project)["monitor_5"]
+    assert monitor_5["status"] == readiness.FAILING and monitor_5["points"] == 0
+    assert "reports/09_monitoring/scores/b_002.parquet: 2 NaN/infinite" in monitor_5["reason"]
+
+
+def test_a_batch_summary_with_a_nan_score_psi_fails_monitor_5(project):
+    edit_json(project / readiness.MONITORING, lambda r: r["batches"][0].update(score_psi=None))
+    monitor_5 = results(project)["monitor_5"]
+    assert monitor_5["status"] == readiness.FAILING and "b_001" in monitor_5["reason"]
+
+
+def test_scores_outside_zero_one_fail_monitor_5(project):
+    pd.DataFrame({"score": [0.5, 1.5]}).to_parquet(project / readiness.TEST_SCORES)
+    assert "1 out-of-range" in results(project)["monitor_5"]["reason"]
+
+
+def test_schema_violations_without_an_alert_fail_monitor_2(project):
+    edit_json(project / readiness.MONITORING, lambda r: r["batches"][1].update(schema_violations=20))
+    monitor_2 = results(project)["monitor_2"]
+    assert monitor_2["status"] == readiness.FAILING
+    assert "b_002: 20 schema violations, 0 missing spikes, no alert" in monitor_2["reason"]
+
+
+def test_schema_violations_that_raised_an_alert_keep_monitor_2(project):
+    def breach(record):
+        record["batches"][1]["schema_violations"] = 20
+        record["reasons"] = ["b_002: feature_drift: drifted_features = 1, required <= 0"]
+
+    edit_json(project / readiness.MONITORING, breach)
+    monitor_2 = results(project)["monitor_2"]
+    assert monitor_2["status"] == readiness.AUTOMATED
+    assert "b_002 alerted by other gates only" in monitor_2["reason"]
+
+
+def test_quality_below_the_gate_without_an_alert_fails_monitor_7(project):
+    edit_json(project / readiness.MONITORING, lambda r: r["batches"][0].update(roc_auc=0.7))
+    monitor_7 = results(project)["monitor_7"]
+    assert monitor_7["status"] == readiness.FAILING and "b_001: ROC AUC below 0.8" in monitor_7["reason"]
+
+
+def test_no_labelled_batch_means_quality_is_not_monitored(project):
+    edit_json(project / readiness.MONITORING, lambda r: [b.pop("roc_auc") for b in r["batches"]])
+    found = results(project)
+    assert found["monitor_7"]["status"] == readiness.MISSING and found["model_2"]["status"] == readiness.MISSING
+
+
+def test_a_better_baseline_fails_model_5(project):
+    edit_json(
+        project / readiness.MODELING,
+        lambda r: r["baselines_test_metrics"].update(shallow_tree={"roc_auc": 0.95, "expected_cost": 0.2}),
+    )
+    model_5 = results(project)["model_5"]
+    assert model_5["status"] == readiness.FAILING and "shallow_tree ROC AUC 0.95 >= 0.9" in model_5["reason"]
+
+
+def test_a_feature_without_benefit_fails_data_2(project):
+    edit_json(project / readiness.MODELING, lambda r: r["feature_importance"].update(job=-0.001))
+    data_2 = results(project)["data_2"]
+    assert data_2["status"] == readiness.FAILING and "job" in data_2["reason"]
+
+
+def test_a_sensitive_feature_used_as_input_fails_data_4(project, spec):
+    spec["categorical_features"].append("sex")
+    write_json(project / readiness.SPEC, spec)
+    data_4 = results(project)["data_4"]
+    assert data_4["status"] == readiness.FAILING and "sex" in data_4["reason"]
+
+
+def test_a_failed_fairness_gate_fails_model_7(project):
+    edit_json(
+        project / readiness.RELEASE,
+        lambda r: r["gates"].__setitem__(
+            0, gate_row("demographic_parity[sex]", "demographic_parity_difference[sex]", 0.3, "<= 0.15", passed=False)
+        ),
+    )
+    model_7 = results(project)["model_7"]
+    assert model_7["status"] == readiness.FAILING
+    assert model_7["reason"] == "demographic_parity[sex]: demographic_parity_difference[sex] = 0.3, required <= 0.15"
+
+
+def test_a_failed_test_in_the_junit_report_fails_its_rubric_test(project):
+    write_junit(
+        project / "reports/tests/unit.xml",
+        PASSING_TESTS,
+        failed=("test_schema", "test_training_like_data_has_no_violations"),
+    )
+    data_7 = results(project)["data_7"]
+    assert data_7["status"] == readiness.FAILING
+    assert data_7["reason"] == "tests/test_schema.py::test_training_like_data_has_no_violations failed"
+
+
+def test_without_junit_reports_the_test_based_checks_are_missing(project):
+    (project / "reports/tests/unit.xml").unlink()
+    found = results(project)
+    for test_id in ("data_7", "infra_1", "infra_2", "infra_3", "infra_7"):
+        assert found[test_id]["status"] == readiness.MISSING, test_id
+        assert "no pytest JUnit XML in reports/tests/" in found[test_id]["reason"]
+
+
+def test_a_required_test_that_did_not_run_is_named(project):
+    write_junit(project / "reports/tests/unit.xml", {k: v for k, v in PASSING_TESTS.items() if k != "test_modeling"})
+    infra_2 = results(project)["infra_2"]
+    assert infra_2["status"] == readiness.MISSING and "tests/test_modeling.py did not run" in infra_2["reason"]
+
+
+def test_junit_files_are_merged(project):
+    write_junit(project / "reports/tests/unit.xml", {k: v for k, v in PASSING_TESTS.items() if k != "test_notebooks"})
+    assert results(project)["infra_3"]["status"] == readiness.MISSING
+    write_junit(project / "reports/tests/notebooks.xml", {"test_notebooks": PASSING_TESTS["test_notebooks"]})
+    assert results(project)["infra_3"]["status"] == readiness.AUTOMATED
+
+
+def test_without_a_canary_record_infra_6_is_missing_and_says_what_is_absent(project):
+    edit_json(project / readiness.RETRAINING, lambda r: r.pop("canary"))
+    infra_6 = results(project)["infra_6"]
+    assert infra_6["status"] == readiness.MISSING and infra_6["reason"].startswith("no canary")
+
+
+def test_a_failed_canary_followed_by_a_promotion_fails_infra_6(project):
+    edit_json(project / readiness.RETRAINING, lambda r: r.update(canary={"passed": False}, promoted=True))
+    assert results(project)["infra_6"]["status"] == readiness.FAILING
+
+
+def test_a_champion_changed_outside_the_registry_fails_infra_4(project):
+    (project / readiness.CHAMPION).write_bytes(b"swapped by hand")
+    infra_4 = results(project)["infra_4"]
+    assert infra_4["status"] == readiness.FAILING and "differs from the md5 recorded" in infra_4["reason"]
+
+
+def test_a_lost_history_file_fails_infra_7(project):
+    (project / "models/registry/history/001_old.skops").unlink()
+    infra_7 = results(project)["infra_7"]
+    assert infra_7["status"] == readiness.FAILING and "001_old.skops is gone" in infra_7["reason"]
+
+
+def test_a_changed_dependency_fails_monitor_1(project):
+    (project / "data/raw/data.csv").write_text("age,income\n31,<=50K\n")
+    monitor_1 = results(project)["monitor_1"]
+    assert monitor_1["status"] == readiness.FAILING and "data/raw/data.csv" in monitor_1["reason"]
+
+
+def test_a_stale_model_without_a_scheduled_retrain_fails_monitor_4(project):
+    edit_json(project / readiness.MONITORING, lambda r: r.update(model_age_days=400))
+    monitor_4 = results(project)["monitor_4"]
+    assert monitor_4["status"] == readiness.FAILING and "400 days old" in monitor_4["reason"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "status", "points"),
+    [
+        ({"done": False, "evidence": "", "reviewer": ""}, readiness.MISSING, 0.0),
+        ({"done": True, "evidence": "  ", "reviewer": "Ada"}, readiness.MISSING, 0.0),
+        ({"done": "yes", "evidence": "https://review/1", "reviewer": ""}, readiness.MISSING, 0.0),
+        ({"done": True, "evidence": "https://review/1", "reviewer": "Ada"}, readiness.MANUAL, 0.5),
+    ],
+)
+def test_a_checklist_item_counts_half_only_when_filled(project, entry, status, points):
+    (project / readiness.CHECKLIST).write_text(yaml.safe_dump({"model_1": entry}))
+    model_1 = results(project)["model_1"]
+    assert (model_1["status"], model_1["points"]) == (status, points)
+    if status == readiness.MANUAL:
+        assert model_1["reason"] == "done by hand: https://review/1 (reviewed by Ada)"
+    else:
+        assert "model_1" in model_1["reason"] and "not filled in" in model_1["reason"]
+
+
+def test_a_checklist_entry_stands_in_for_missing_evidence_but_not_for_a_failure(project):
+    (project / readiness.CHECKLIST).write_text(
+        yaml.safe_dump(
+            {
+                "infra_6": {"done": True, "evidence": "canary log 2024-05", "reviewer": "Ada"},
+                "model_5": {"done": True, "evidence": "we looked", "reviewer": "Ada"},
+            }
+        )
+    )
+    edit_json(project / readiness.RETRAINING, lambda r: r.pop("canary"))
+    edit_json(
+        project / readiness.MODELING,
+        lambda r: r["baselines_test_metrics"].update(shallow_tree={"roc_auc": 0.95, "expected_cost": 0.2}),
+    )
+    found = results(project)
+    assert (found["infra_6"]["status"], found["infra_6"]["points"]) == (readiness.MANUAL, 0.5)
+    assert "automated check: no canary" in found["infra_6"]["reason"]
+    assert found["model_5"]["status"] == readiness.FAILING
+
+
+def test_an_incomplete_record_is_missing_evidence_not_a_crash(project):
+    write_json(project / readiness.DEPLOYMENT, {"deployed": True})
+    found = results(project)
+    assert found["monitor_3"]["status"] == readiness.MISSING
+    assert "does not record the batch and HTTP comparisons" in found["monitor_3"]["reason"]
+    assert found["monitor_6"]["status"] == readiness.MISSING
+    assert "gates" in found["monitor_6"]["reason"]
+
+
+def test_a_mitigated_release_is_named_as_not_rechecked_by_the_serving_checks(project):
+    edit_json(project / readiness.RELEASE, lambda r: r.update(mitigation="threshold_optimizer"))
+    found = results(project)
+    for test_id in ("monitor_3", "monitor_6"):
+        assert found[test_id]["status"] == readiness.AUTOMATED
+        assert "the served release adds threshold_optimizer and is not re-checked" in found[test_id]["reason"]
+    assert "the release decides with sex (threshold_optimizer)" in found["data_4"]["reason"]
+
+
+def test_skipped_tests_of_a_module_are_tolerated_but_a_skipped_named_test_is_not(project):
+    junit = project / "reports/tests/unit.xml"
+    write_junit(junit, PASSING_TESTS | {"test_data": [*PASSING_TESTS["test_data"], "test_needs_network"]})
+    text = junit.read_text().replace(
+        'name="test_needs_network" time="0.1">', 'name="test_needs_network" time="0.1"><skipped message="offline"/>'
+    )
+    text = text.replace(
+        'name="test_rollback_restores_the_previous_champion" time="0.1">',
+        'name="test_rollback_restores_the_previous_champion" time="0.1"><skipped message="no"/>',
+    )
+    junit.write_text(text)
+    found = results(project)
+    assert found["data_7"]["status"] == readiness.AUTOMATED
+    assert found["infra_7"]["status"] == readiness.MISSING
+    assert "test_rollback_restores_the_previous_champion was skipped" in found["infra_7"]["reason"]
