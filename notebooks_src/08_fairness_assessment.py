@@ -186,7 +186,7 @@ if failed and mitigation != "none":
 rows = []
 for name, option in options.items():
     gaps = assess(option["decisions"])
-    cost = modeling.evaluate(y_test, option["decisions"].astype(float), 0.5, cost_fp, cost_fn)
+    cost = modeling.evaluate_served(y_test, scores, option["decisions"], cost_fp, cost_fn)  # decision metrics
     passes = gates.evaluate(fair_gates, gaps)["passed"].all()
     rows.append(
         {
@@ -318,8 +318,11 @@ step.write_plot_data(
     "selection_rate.csv",
     pd.DataFrame({"group": [f"{f}={g}" for f, g in selection.index], "selection_rate": selection.round(4).to_numpy()}),
 )
+# Per-group metrics of the deployed model's decisions (with intervals), and of the released decisions.
 for column, table in tables.items():
     table.round(4).to_csv(step.out / f"group_metrics_{column}.csv")
+    released_table = fairness.metric_frame(y_test, options[chosen]["decisions"], groups[column]).by_group
+    released_table.round(4).to_csv(step.out / f"group_metrics_released_{column}.csv")
 step.write_json(
     "release_decision.json",
     {

@@ -184,10 +184,10 @@ for name, batch, injected in batches:
     if labelled.sum() >= 50 and len(np.unique(batch.loc[labelled, target])) == 2:
         y = batch.loc[labelled, target].to_numpy().astype(int)
         decided = scored["decision"].to_numpy()[labelled]
-        quality = modeling.evaluate(
+        quality = modeling.evaluate_served(
             y,
             scored["score"].to_numpy()[labelled],
-            bundle["threshold"],
+            decided,
             charter["cost_false_positive"],
             charter["cost_false_negative"],
         )

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, business, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import artifacts, fairness, gates, modeling, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.registry import Registry
@@ -157,14 +157,12 @@ elif triggered:
         compared = {}
         for name, model in (("champion", champion), ("challenger", challenger)):
             scored = scoring.score(model, recent, allow_extra=True, allow_unseen=True)
-            metrics = modeling.evaluate(y_recent, scored["score"].to_numpy(), model["threshold"], cost_fp, cost_fn)
-            metrics["expected_cost"] = business.cost_of_predictions(
-                y_recent, scored["decision"].to_numpy(), cost_fp, cost_fn
-            )
+            decided = scored["decision"].to_numpy()
+            metrics = modeling.evaluate_served(y_recent, scored["score"].to_numpy(), decided, cost_fp, cost_fn)
             metrics["cost_reduction_vs_baseline"] = (
                 charter["baseline_expected_cost"] - metrics["expected_cost"]
             ) / charter["baseline_expected_cost"]
-            metrics.update(fairness.gap_metrics(y_recent, scored["decision"].to_numpy(), recent, spec, min_group_size))
+            metrics.update(fairness.gap_metrics(y_recent, decided, recent, spec, min_group_size))
             compared[name] = metrics
         comparison = pd.DataFrame(compared)
         display(comparison.round(4))

@@ -203,6 +203,8 @@ def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(p
     assert tests["model_5"]["status"] == "automated", tests["model_5"]["reason"]
     assert all(t["points"] == 0 for t in tests.values() if t["status"] in ("missing", "failing"))
     assert "| data | data_1 |" in (project_copy / "reports/readiness.md").read_text()
+    run([sys.executable, "-m", f"{PACKAGE}.report", "--index-only"], project_copy)
+    assert f"ML Test Score {score['final_score']:g}" in (project_copy / "reports/index.html").read_text()
 
     (project_copy / "reports/03_data_selection/dataset_spec.json").unlink()
     run([sys.executable, "-m", f"{PACKAGE}.readiness"], project_copy)

@@ -75,3 +75,13 @@ def test_unknown_models_are_named_in_the_error(splits):
     spec, train, validation = splits
     with pytest.raises(ValueError, match="unknown model 'xgboost'"):
         select(spec, train, validation, include=["xgboost"])
+
+
+def test_served_decisions_not_a_threshold_decide_the_cost():
+    y = np.array([0, 1, 0, 1])
+    scores = np.array([0.9, 0.8, 0.2, 0.1])
+    decisions = np.array([0, 1, 0, 1])  # e.g. group-specific thresholds of a mitigated model
+    served = modeling.evaluate_served(y, scores, decisions, 1.0, 4.0)
+    assert served["expected_cost"] == 0 and served["accuracy"] == 1
+    assert served["roc_auc"] == modeling.evaluate(y, scores, 0.5, 1.0, 4.0)["roc_auc"] == 0.25
+    assert modeling.evaluate(y, scores, 0.5, 1.0, 4.0)["expected_cost"] > 0

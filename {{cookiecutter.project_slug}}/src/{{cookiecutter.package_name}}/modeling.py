@@ -97,8 +97,19 @@ def cost_threshold(y: np.ndarray, scores: np.ndarray, cost_fp: float, cost_fn: f
 
 def evaluate(y: np.ndarray, scores: np.ndarray, threshold: float, cost_fp: float, cost_fn: float) -> dict[str, float]:
     """Ranking, decision and calibration metrics at a given threshold."""
+    return evaluate_served(y, scores, (np.asarray(scores) >= threshold).astype(int), cost_fp, cost_fn)
+
+
+def evaluate_served(
+    y: np.ndarray, scores: np.ndarray, decisions: np.ndarray, cost_fp: float, cost_fn: float
+) -> dict[str, float]:
+    """Metrics of the decisions a model actually made, with ranking and calibration from its scores.
+
+    A mitigated model's decisions depend on the group as well as the score, so its cost
+    and decision metrics must come from ``decisions``, not from one threshold on ``scores``.
+    """
     y = np.asarray(y).astype(int)
-    decisions = (scores >= threshold).astype(int)
+    decisions = np.asarray(decisions).astype(int)
     both = len(np.unique(y)) == 2
     return {
         "roc_auc": float(roc_auc_score(y, scores)) if both else float("nan"),

@@ -388,6 +388,11 @@ def build(root: Path | None = None, render: bool = True, exclude_input: bool = F
     extra = []
     if (root / "reports" / "dvc_plots" / "index.html").is_file():
         extra.append(("dvc_plots/index.html", "DVC plots (dvc plots show)"))
+    readiness = root / "reports" / "readiness.json"
+    if readiness.is_file():  # written by `make readiness` after the tests
+        score = json.loads(readiness.read_text(encoding="utf-8"))
+        sections = ", ".join(f"{name} {points:g}" for name, points in score["sections"].items())
+        extra.append(("readiness.md", f"ML Test Score {score['final_score']:g} ({sections})"))
     return _shareable(write_text(root / "reports" / "index.html", index_html(summaries, metrics_rows(root), extra)))
 
 
