@@ -37,6 +37,7 @@ challenger_overrides = {}
 seed = 42
 
 # %%
+import json
 import tempfile
 from pathlib import Path
 
@@ -45,7 +46,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import artifacts, deployment, fairness, gates, modeling, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.registry import Registry
@@ -154,10 +155,11 @@ elif triggered:
             },
         )
         y_recent = recent[target].to_numpy().astype(int)
-        compared = {}
+        compared, offline_scores = {}, {}
         for name, model in (("champion", champion), ("challenger", challenger)):
             scored = scoring.score(model, recent, allow_extra=True, allow_unseen=True)
             decided = scored["decision"].to_numpy()
+            offline_scores[name] = scored["score"].to_numpy()
             metrics = modeling.evaluate_served(y_recent, scored["score"].to_numpy(), decided, cost_fp, cost_fn)
             metrics["cost_reduction_vs_baseline"] = (
                 charter["baseline_expected_cost"] - metrics["expected_cost"]
@@ -189,27 +191,52 @@ elif triggered:
             ],
             ignore_index=True,
         )
-        display(blessing)
         reasons = gates.failures(blessing)
-        decision.update(
-            champion=compared["champion"],
-            challenger=compared["challenger"],
-            challenger_model=result.name,
-            challenger_params=result.params,
-            challenger_version=challenger["metadata"]["version"],
-            challenger_mitigation=treatment,
-            gates=blessing.to_dict(orient="records"),
-            recent_batch_rows=len(recent),
-            training_rows=len(train),
-            promoted=not reasons,
-            reasons=reasons or ["the challenger passes every gate and does not regress against the champion"],
-        )
-        if decision["promoted"]:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = artifacts.save(challenger, Path(tmp) / "challenger.skops")
+        canary = None
+        with tempfile.TemporaryDirectory() as tmp:
+            challenger_path = artifacts.save(challenger, Path(tmp) / "challenger.skops")
+            if not reasons:
+                # Canary: a challenger that passes offline is served beside the champion on the same
+                # records (requests of 100, as the latency gate is defined) before it may replace it.
+                columns = [c for c in challenger["metadata"]["schema"] if c in recent.columns]
+                canary = deployment.canary(
+                    registry.champion,
+                    challenger_path,
+                    json.loads(recent[columns].to_json(orient="records")),
+                    offline_scores["challenger"],
+                    batch_size=100,
+                    max_latency_ms=criteria["criteria"]["max_batch_latency_ms"],
+                )
+                canary_row = {
+                    "gate": "canary",
+                    "metric": "failed canary checks",
+                    "rule": "== 0",
+                    "value": len(canary["failed_checks"]),
+                    "passed": canary["passed"],
+                    "note": canary["summary"],
+                }
+                blessing = pd.concat([blessing, pd.DataFrame([canary_row])], ignore_index=True)
+                reasons = gates.failures(blessing) + canary["failed_checks"]
+            display(blessing)
+            decision.update(
+                champion=compared["champion"],
+                challenger=compared["challenger"],
+                challenger_model=result.name,
+                challenger_params=result.params,
+                challenger_version=challenger["metadata"]["version"],
+                challenger_mitigation=treatment,
+                gates=blessing.to_dict(orient="records"),
+                canary=canary,
+                recent_batch_rows=len(recent),
+                training_rows=len(train),
+                promoted=not reasons,
+                reasons=reasons
+                or ["the challenger passes every gate, does not regress against the champion, and passed its canary"],
+            )
+            if decision["promoted"]:
                 fired = ", ".join(name for name, on in triggers.items() if on)
                 registry.install(
-                    path,
+                    challenger_path,
                     challenger["metadata"]["version"],
                     f"promoted by step 10 (trigger: {fired})",
                     compared["challenger"],

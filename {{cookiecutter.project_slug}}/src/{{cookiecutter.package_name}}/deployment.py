@@ -109,3 +109,64 @@ def latency_profile(
         "warmup_requests": warmup,
         "batch_size": batch_size,
     }
+
+
+def served_scores(url: str, records: list[dict[str, Any]], batch_size: int) -> dict[str, Any]:
+    """Send ``records`` to a running service in batches; the scores of accepted batches, rejections, latencies."""
+    scores = np.full(len(records), np.nan)
+    rejected, timings = 0, []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        status, body, elapsed = request(f"{url}/predict", json.dumps(chunk).encode())
+        timings.append(elapsed)
+        if status == 200:
+            scores[start : start + len(chunk)] = [p["score"] for p in body["predictions"]]
+        else:
+            rejected += 1
+    return {"scores": scores, "rejected_requests": rejected, "requests": len(timings), "timings": timings}
+
+
+def canary(
+    champion_path: str | Path,
+    challenger_path: str | Path,
+    records: list[dict[str, Any]],
+    expected_scores: np.ndarray,
+    batch_size: int,
+    max_latency_ms: float,
+) -> dict[str, Any]:
+    """Serve champion and challenger side by side on the same records before a promotion.
+
+    The challenger passes when it rejects no more requests than the champion, every score
+    it serves is finite and equals its offline score (``expected_scores``), and its p99
+    latency is within ``max_latency_ms``. Returns the measurements and the verdict.
+    """
+    with running_service(champion_path) as url:
+        champion = served_scores(url, records, batch_size)
+    with running_service(challenger_path) as url:
+        challenger = served_scores(url, records, batch_size)
+    served = ~np.isnan(challenger["scores"])
+    finite = bool(np.isfinite(challenger["scores"][served]).all())
+    difference = float(np.max(np.abs(challenger["scores"][served] - expected_scores[served]), initial=0.0))
+    p99 = float(np.percentile(challenger["timings"], 99)) if challenger["timings"] else float("nan")
+    checks = {
+        "no more rejections than the champion": challenger["rejected_requests"] <= champion["rejected_requests"],
+        "served scores are finite": finite,
+        "served scores equal offline scores": difference < 1e-9,
+        f"p99 latency within {max_latency_ms:g} ms": p99 <= max_latency_ms,
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    return {
+        "records": len(records),
+        "requests": challenger["requests"],
+        "rejected_requests": {"champion": champion["rejected_requests"], "challenger": challenger["rejected_requests"]},
+        "served_records": int(served.sum()),
+        "max_score_difference": difference,
+        "p99_latency_ms": p99,
+        "passed": not failed,
+        "failed_checks": failed,
+        "summary": (
+            f"{int(served.sum()):,} of {len(records):,} records served by the challenger "
+            f"(rejected requests: champion {champion['rejected_requests']}, challenger {challenger['rejected_requests']}), "
+            f"max |served - offline| {difference:.1e}, p99 {p99:.0f} ms"
+        ),
+    }
