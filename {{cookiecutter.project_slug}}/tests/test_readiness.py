@@ -385,6 +385,20 @@ def test_without_a_canary_record_infra_6_is_missing_and_says_what_is_absent(proj
     assert infra_6["status"] == readiness.MISSING and infra_6["reason"].startswith("no canary")
 
 
+def test_a_promotion_without_a_canary_fails_infra_6(project):
+    edit_json(project / readiness.RETRAINING, lambda r: (r.pop("canary"), r.update(promoted=True)))
+    infra_6 = results(project)["infra_6"]
+    assert infra_6["status"] == readiness.FAILING and "without a canary" in infra_6["reason"]
+
+
+def test_no_promotion_this_run_counts_the_tested_canary(project):
+    edit_json(project / readiness.RETRAINING, lambda r: r.pop("canary"))
+    write_junit(
+        project / "reports/tests/canary.xml", {"test_deployment": list(readiness.CANARY_TESTS["test_deployment"])}
+    )
+    assert results(project)["infra_6"]["status"] == readiness.AUTOMATED
+
+
 def test_a_failed_canary_followed_by_a_promotion_fails_infra_6(project):
     edit_json(project / readiness.RETRAINING, lambda r: r.update(canary={"passed": False}, promoted=True))
     assert results(project)["infra_6"]["status"] == readiness.FAILING

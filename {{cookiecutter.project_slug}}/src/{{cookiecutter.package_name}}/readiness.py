@@ -91,6 +91,7 @@ FULL_RETRAIN_TEST = ("test_notebooks", "test_training_is_reproducible")
 MODEL_SPEC_TESTS = {"test_modeling": None, "test_mitigation": None, "test_artifacts": None}
 INTEGRATION_TESTS = {"test_notebooks": ("test_lifecycle_on_a_small_sample",)}
 ROLLBACK_TESTS = {"test_registry": ("test_rollback_restores_the_previous_champion",)}
+CANARY_TESTS = {"test_deployment": ("test_canary_passes_a_faithful_challenger_and_catches_training_serving_skew",)}
 
 
 class MissingEvidence(Exception):
@@ -630,10 +631,17 @@ def infra_6_canary(ev: Evidence) -> Outcome:
     decision = ev.json(RETRAINING)
     canary = decision.get("canary")
     if not isinstance(canary, dict) or "passed" not in canary:
+        if decision.get("promoted"):
+            return Outcome(FAILING, "a challenger was promoted without a canary record")
+        # Step 10 runs the canary only for a challenger that passed every offline gate. In a run where
+        # none did, the evidence is the test of the canary itself.
+        tested = requirement_of_tests(ev, CANARY_TESTS)
+        if tested.status != AUTOMATED:
+            return Outcome(tested.status, f"no canary in this run (no promotion attempted), and {tested.reason}")
         return Outcome(
-            MISSING,
-            "no canary: step 10 compares challenger and champion offline, but never serves the challenger on live "
-            "traffic before promotion",
+            AUTOMATED,
+            "no promotion attempted in this run; the canary that guards every promotion (champion and challenger "
+            "served side by side) is tested",
         )
     if not canary["passed"]:
         verdict = FAILING if decision.get("promoted") else AUTOMATED
