@@ -132,6 +132,7 @@ def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:
         _, printed = timed([sys.executable, "-c", wrapper, sys.executable, "-m", f"{PACKAGE}.run_step", stage], project, env)
         seconds, peak = printed.split()[-2:]
         out[stage] = (float(seconds), float(peak))
+        print(f"  {stage}: {float(seconds):.1f} s, {float(peak):.0f} MB", flush=True)
     return out
 
 
@@ -139,7 +140,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="*", default=[])
+    parser.add_argument("--scale-only", action="store_true", help="skip figures 1-4 (needs --sizes)")
     args = parser.parse_args()
+    if args.scale_only:
+        args.repeat = 0
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     gen, full, noop, floors, stages = [], [], [], [], []
     for _ in range(args.repeat):
@@ -151,10 +155,17 @@ def main() -> int:
         stages.append(stage_times(out))
         noop.append(timed([sys.executable, "-m", "dvc", "repro"], project, env)[0])
         floors.append(floor(project))
+    if args.repeat:
+        print_default_figures(args.repeat, gen, full, noop, floors, stages)
+    scale(work, args.sizes)
+    return 0
+
+
+def print_default_figures(repeat, gen, full, noop, floors, stages) -> None:
     med = statistics.median
     per_stage = {s: med(r[s] for r in stages) for s in stages[0]}
     per_floor = {s: med(f[s] for f in floors) for s in floors[0]}
-    print(f"\nruns: {args.repeat} (medians)\n")
+    print(f"\nruns: {repeat} (medians)\n")
     print(f"{'figure':40s} {'seconds':>10s}")
     print(f"{'generation (cookiecutter + hooks)':40s} {med(gen):10.1f}")
     print(f"{'full dvc repro':40s} {med(full):10.1f}")
@@ -164,8 +175,12 @@ def main() -> int:
     print(f"\n{'stage':22s} {'repro s':>8s} {'floor s':>8s} {'overhead s':>10s}")
     for stage, seconds in per_stage.items():
         print(f"{stage:22s} {seconds:8.1f} {per_floor.get(stage, float('nan')):8.1f} {seconds - per_floor.get(stage, 0):10.1f}")
+    sys.stdout.flush()
+
+
+def scale(work: Path, sizes: list[int]) -> None:
     previous = None
-    for rows in args.sizes:
+    for rows in sizes:
         _, project = generate(work)
         resample(project, rows)
         figures = peak_memory_per_stage(project)
@@ -178,8 +193,8 @@ def main() -> int:
                 prev_rows, prev_figures = previous
                 exponent = f"{math.log(seconds / prev_figures[stage][0]) / math.log(rows / prev_rows):9.2f}"
             print(f"{stage:22s} {seconds:8.1f} {peak:8.0f} {exponent:>9s}")
+        sys.stdout.flush()
         previous = (rows, figures)
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .project import STEPS, find_project_root, step_name, write_text
+from .project import STEPS, find_project_root, skip_iri_format_checker, step_name, write_text
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"
 HTML_DIR = "html"
@@ -248,6 +248,7 @@ def notebook_title(notebook: dict[str, Any] | None, stage: str) -> str:
 
 def render_notebook(executed: Path, target: Path, exclude_input: bool = False) -> Path:
     """One executed notebook as a standalone HTML page (images embedded)."""
+    skip_iri_format_checker()
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(template_name="lab", exclude_input=exclude_input)

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from .project import STEPS, find_project_root, load_params, step_name, write_text
+from .project import STEPS, find_project_root, load_params, skip_iri_format_checker, step_name, write_text
 
 PARAMETERS_TAG = "parameters"
 VOLATILE_NOTEBOOK_KEYS = ("start_time", "end_time", "duration", "exception", "environment_variables")
@@ -186,6 +186,7 @@ def _kernel_environment(root: Path) -> Iterator[None]:
 
 def execute(stage: str, root: Path | None = None, log_output: bool = False) -> Path:
     """Run the stage's notebook; return the path of the executed copy."""
+    skip_iri_format_checker()
     import papermill  # imported here: `--help` and errors above stay fast
 
     root = root or find_project_root()
