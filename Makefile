@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR := demo
+# pytest-xdist workers: the pipelines run one thread each, so two workers use both cores of CI
+WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test test-fast test-e2e demo notebooks clean
@@ -20,11 +23,11 @@ $(BIN)/.installed: requirements-dev.txt
 venv: $(BIN)/.installed ## Create .venv with everything the tests need
 
 test: venv ## All template tests: fast checks, then end-to-end runs of generated projects
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests -m "not e2e"
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests -m e2e
+	PATH="$(abspath $(BIN)):$$PATH" $(PYTEST) tests -m "not e2e"
+	PATH="$(abspath $(BIN)):$$PATH" $(PYTEST) tests -m e2e
 
 test-fast: venv ## Only the fast checks (no pipeline runs)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests -m "not e2e"
+	PATH="$(abspath $(BIN)):$$PATH" $(PYTEST) tests -m "not e2e"
 
 demo: venv ## Generate the default project into demo/ and run its whole lifecycle
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)

@@ -104,8 +104,9 @@ def resample(project: Path, rows: int, seed: int = 0) -> None:
 
     raw = pd.read_csv(project / "data/raw/adult.csv.gz")
     rng = np.random.default_rng(seed)
-    sample = raw.groupby(["sex", "race"], group_keys=False).apply(
-        lambda g: g.sample(n=max(1, round(rows * len(g) / len(raw))), replace=True, random_state=seed)
+    groups = raw.groupby(["sex", "race"])
+    sample = pd.concat(
+        g.sample(n=max(1, round(rows * len(g) / len(raw))), replace=True, random_state=seed) for _, g in groups
     )
     for column in ("age", "hours_per_week", "education_num"):
         noise = rng.normal(0, 0.05 * sample[column].std(), len(sample))
@@ -122,7 +123,7 @@ def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:
     env = env_for(project)
     wrapper = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "subprocess.run(sys.argv[1:], check=True); "
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
     out = {}

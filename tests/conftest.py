@@ -12,9 +12,28 @@ from pathlib import Path
 import pytest
 import yaml
 from cookiecutter.main import cookiecutter
+from filelock import FileLock
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 DEFAULT_CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+
+
+# `make test` runs two pytest-xdist workers with `--dist loadgroup`: work units start in
+# collection order, two per worker, the rest as workers free up. These long, independent units
+# go first, so one worker reproduces the default project while the other runs the own-data
+# chains, instead of both waiting for the same build.
+LONG_UNITS_FIRST = (
+    "test_pipeline.py::test_every_stage_ran",
+    "test_own_data.py::test_every_step_runs",
+    "test_lifecycle_gates.py::test_an_unfair_dataset",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, unit in enumerate(LONG_UNITS_FIRST) if unit in item.nodeid), len(LONG_UNITS_FIRST))
+
+    items.sort(key=rank)
 
 
 def bake(output_dir: Path, **answers: str) -> Path:
@@ -58,12 +77,41 @@ def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default project after a full `dvc repro` (shared by the end-to-end tests)."""
+    """The default project after a full `dvc repro` (shared by the end-to-end tests).
+
+    Reproduced once per run, even with several pytest-xdist workers (`make test` runs two): the
+    first worker to need it builds it under a file lock in the run's shared temporary directory,
+    and every worker then works in its own copy, so two workers never run DVC in one project.
+    """
     reuse = os.environ.get("TEMPLATE_TESTS_REPRODUCED_PROJECT")
+    worker_copy = tmp_path_factory.mktemp("reproduced")
     if reuse:  # developer shortcut: a copy of an already reproduced default project
-        project = tmp_path_factory.mktemp("reproduced") / Path(reuse).name
-        shutil.copytree(reuse, project, symlinks=True)
-        return project
-    project = bake(tmp_path_factory.mktemp("reproduced"))
-    dvc(project, "repro")
+        source = Path(reuse)
+    else:
+        source = shared_reproduced_project(shared_temp_dir(tmp_path_factory))
+    project = worker_copy / source.name
+    shutil.copytree(source, project, symlinks=True)
     return project
+
+
+def shared_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The temporary directory every worker of this run sees (the run's own one without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def shared_reproduced_project(shared: Path) -> Path:
+    """Bake and reproduce the default project in ``shared`` once; a failure is kept for every worker."""
+    done, failed = shared / "reproduced.done", shared / "reproduced.failed"
+    with FileLock(shared / "reproduced.lock"):
+        if failed.is_file():
+            pytest.fail(f"the default project did not reproduce (another worker tried):\n{failed.read_text()}")
+        if not done.is_file():
+            try:
+                project = bake(shared / "reproduced")
+                dvc(project, "repro")
+            except BaseException as exc:
+                failed.write_text(str(exc)[-6000:])
+                raise
+            done.write_text(str(project))
+        return Path(done.read_text())
