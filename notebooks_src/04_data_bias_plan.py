@@ -17,6 +17,7 @@
 min_group_size = 30
 remediation = "auto"
 proxy_auc_alert = 0.8
+max_rows = 50000
 seed = 42
 
 # %%
@@ -87,20 +88,28 @@ inter.head(15).round(3)
 # %% [markdown]
 # ## Proxy scan
 # How well each feature alone predicts membership in each group (one-vs-rest AUC, out of fold,
-# weighted by group size), and all features together.
+# weighted by group size), and all features together. The scan and the remediation comparison
+# below fit models, so on large data they use a random sample of `max_rows` rows (the group
+# mix is kept in expectation); the tables above and the weights in the plan use every row.
 
 # %%
+scan_rows = bias.sample_positions(len(selected), max_rows, seed)
+scan, scan_groups, scan_y = selected.iloc[scan_rows], groups.iloc[scan_rows], y.iloc[scan_rows]
+if len(scan) < len(selected):
+    show(
+        f"Proxy scan and remediation comparison on a random sample of **{len(scan):,}** of {len(selected):,} rows (`max_rows`)."
+    )
 feature_cols = spec["numeric_features"] + spec["categorical_features"]
 kinds = {c: spec["columns"][c]["kind"] for c in feature_cols}
 preprocessor = features.build_preprocessor(spec)
-encoded = preprocessor.fit_transform(selected[feature_cols])
+encoded = preprocessor.fit_transform(scan[feature_cols])
 proxies = pd.DataFrame(
     {
-        f: bias.proxy_scan(selected[feature_cols], groups[f], kinds, min_group_size, seed)
+        f: bias.proxy_scan(scan[feature_cols], scan_groups[f], kinds, min_group_size, seed)
         for f in spec["sensitive_features"]
     }
 )
-joint = {f: bias.joint_proxy_auc(encoded, groups[f], min_group_size, seed) for f in spec["sensitive_features"]}
+joint = {f: bias.joint_proxy_auc(encoded, scan_groups[f], min_group_size, seed) for f in spec["sensitive_features"]}
 proxies.round(3)
 
 # %%
@@ -118,22 +127,25 @@ show(
 # %% [markdown]
 # ## Candidate remediations, measured
 # Each candidate trains the same quick model (logistic regression on the step-05 style
-# features) on 70% of the rows and is measured on the other 30%: accuracy, and the largest
-# selection-rate gap (demographic parity difference) over the sensitive features.
+# features) on 70% of the rows (of the sample, on large data) and is measured on the other
+# 30%: accuracy, and the largest selection-rate gap (demographic parity difference) over the
+# sensitive features. The reweighing weights come from every row.
 
 # %%
 weights_table = bias.reweighing_table(intersection, y)
-train_idx, hold_idx = train_test_split(np.arange(len(selected)), test_size=0.3, stratify=y, random_state=seed)
-x_train, x_hold = selected.iloc[train_idx][feature_cols], selected.iloc[hold_idx][feature_cols]
-y_train, y_hold = y.iloc[train_idx], y.iloc[hold_idx]
-train_weights = bias.row_weights(intersection.iloc[train_idx], y_train, weights_table)
+train_idx, hold_idx = train_test_split(np.arange(len(scan)), test_size=0.3, stratify=scan_y, random_state=seed)
+x_train, x_hold = scan.iloc[train_idx][feature_cols], scan.iloc[hold_idx][feature_cols]
+y_train, y_hold = scan_y.iloc[train_idx], scan_y.iloc[hold_idx]
+train_weights = bias.row_weights(intersection.iloc[scan_rows].iloc[train_idx], y_train, weights_table)
 
 
 def measure(fit_x, fit_y, sample_weight=None):
     model = make_pipeline(features.build_preprocessor(spec), LogisticRegression(max_iter=1000))
     model.fit(fit_x, fit_y, logisticregression__sample_weight=sample_weight)
     pred = model.predict(x_hold)
-    gaps = [bias.selection_rate_gap(pred, groups[f].iloc[hold_idx], min_group_size) for f in spec["sensitive_features"]]
+    gaps = [
+        bias.selection_rate_gap(pred, scan_groups[f].iloc[hold_idx], min_group_size) for f in spec["sensitive_features"]
+    ]
     return {"accuracy": float((pred == y_hold.to_numpy()).mean()), "max_parity_gap": float(np.nanmax(gaps))}
 
 

@@ -18,6 +18,7 @@
 # %% tags=["parameters"]
 cv_folds = 3
 search_iterations = 4
+search_max_rows = 100000
 search_space = {
     "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]},
     "hist_gradient_boosting": {
@@ -66,6 +67,7 @@ result = modeling.train_and_select(
     folds=cv_folds,
     iterations=search_iterations,
     seed=seed,
+    search_max_rows=search_max_rows,
 )
 table = result.candidates.drop(columns=["params"])
 table.round(4)
@@ -76,7 +78,13 @@ show(
     f"Chosen on validation: **{result.name}** with {result.params or 'default settings'}; validation ROC AUC "
     f"**{table.loc[result.name, 'validation_roc_auc']:.3f}** and expected cost **{table.loc[result.name, 'validation_expected_cost']:.3f}** "
     f"per decision at threshold {result.threshold:.3f}, against {best_baseline:.3f} for the best baseline "
-    f"(remediation from step 04: `{plan['remediation']}`)."
+    f"(remediation from step 04: `{plan['remediation']}`). "
+    + (
+        f"The search compared settings on a stratified sample of {result.search_rows:,} of the "
+        f"{result.training_rows:,} training rows (`search_max_rows`); every model was then fitted on all of them."
+        if result.search_rows < result.training_rows
+        else f"The search and the fits used all {result.training_rows:,} training rows."
+    )
 )
 
 # %% [markdown]

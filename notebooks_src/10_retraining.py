@@ -27,6 +27,7 @@ search_space = {
 }
 cv_folds = 3
 search_iterations = 4
+search_max_rows = 100000
 trigger_on_monitoring = True
 trigger_on_schedule = True
 force = False
@@ -122,6 +123,7 @@ elif triggered:
             iterations=search_iterations,
             seed=seed,
             include=list(challenger_models),
+            search_max_rows=search_max_rows,
         )
         champion = scoring.load_bundle(registry.champion)
         treatment = champion["metadata"].get("mitigation")

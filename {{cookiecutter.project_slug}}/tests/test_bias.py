@@ -116,3 +116,12 @@ def test_proxy_scan_finds_a_proxy():
     scores = bias.proxy_scan(features, groups, {"noise": "numeric"}, min_group_size=30, seed=0)
     assert scores.index[0] == "relationship" and scores["relationship"] == pytest.approx(1.0)
     assert scores["noise"] < 0.6
+
+
+def test_sample_positions_are_all_rows_or_a_sorted_reproducible_sample():
+    assert np.array_equal(bias.sample_positions(5, 10, seed=0), np.arange(5))
+    sample = bias.sample_positions(1000, 100, seed=0)
+    assert len(sample) == 100 and len(set(sample)) == 100 and np.all(np.diff(sample) > 0) and sample.max() < 1000
+    assert np.array_equal(sample, bias.sample_positions(1000, 100, seed=0))
+    with pytest.raises(ValueError, match="max_rows must be a positive number of rows, got 0"):
+        bias.sample_positions(1000, 0, seed=0)

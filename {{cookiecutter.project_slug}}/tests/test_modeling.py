@@ -85,3 +85,24 @@ def test_served_decisions_not_a_threshold_decide_the_cost():
     assert served["expected_cost"] == 0 and served["accuracy"] == 1
     assert served["roc_auc"] == modeling.evaluate(y, scores, 0.5, 1.0, 4.0)["roc_auc"] == 0.25
     assert modeling.evaluate(y, scores, 0.5, 1.0, 4.0)["expected_cost"] > 0
+
+
+def test_search_rows_are_all_rows_or_a_label_stratified_sample():
+    y = np.array([0] * 900 + [1] * 100)
+    assert np.array_equal(modeling.search_rows(y, None, seed=0), np.arange(1000))
+    assert np.array_equal(modeling.search_rows(y, 1000, seed=0), np.arange(1000))
+    rows = modeling.search_rows(y, 200, seed=0)
+    assert len(rows) == 200 and len(set(rows)) == 200 and np.all(np.diff(rows) > 0)
+    assert y[rows].mean() == pytest.approx(0.1)
+    assert np.array_equal(rows, modeling.search_rows(y, 200, seed=0))
+    with pytest.raises(ValueError, match="search_max_rows must be at least 4"):
+        modeling.search_rows(y, 3, seed=0)
+
+
+def test_a_capped_search_still_fits_the_chosen_model_on_every_row(splits):
+    spec, train, validation = splits
+    result = select(spec, train, validation, search_max_rows=200)
+    assert (result.search_rows, result.training_rows) == (200, len(train))
+    assert result.model.named_steps["model"].n_features_in_ > 0
+    full = select(spec, train, validation)
+    assert (full.search_rows, full.training_rows) == (len(train), len(train))

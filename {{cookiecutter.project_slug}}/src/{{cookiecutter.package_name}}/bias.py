@@ -43,6 +43,15 @@ def base_rate_gap(table: pd.DataFrame) -> tuple[float, str, str]:
     return float(ok.loc[hi, "positive_rate"] - ok.loc[lo, "positive_rate"]), str(hi), str(lo)
 
 
+def sample_positions(rows: int, max_rows: int, seed: int) -> np.ndarray:
+    """Sorted positions of a random sample of ``max_rows`` of ``rows`` rows (all of them when fewer)."""
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be a positive number of rows, got {max_rows}")
+    if rows <= max_rows:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+
+
 def proxy_scan(
     features: pd.DataFrame, groups: pd.Series, kinds: dict[str, str], min_group_size: int, seed: int
 ) -> pd.Series:

@@ -24,7 +24,7 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import ParameterSampler, StratifiedKFold, cross_val_score
+from sklearn.model_selection import ParameterSampler, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
@@ -135,6 +135,8 @@ class TrainingResult:
     candidates: pd.DataFrame
     validation_scores: np.ndarray
     models: dict[str, Pipeline] = field(repr=False, default_factory=dict)
+    training_rows: int = 0  # rows every model is fitted on
+    search_rows: int = 0  # rows the hyperparameter search compared settings on
 
 
 def tune(
@@ -146,8 +148,16 @@ def tune(
     folds: int,
     iterations: int,
     seed: int,
+    max_rows: int | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """Random search with stratified cross-validation on the training split; returns best params and CV AUC."""
+    """Random search with stratified cross-validation on the training split; returns best params and CV AUC.
+
+    With ``max_rows``, the search runs on a stratified sample of at most that many rows (the
+    settings are compared; the chosen one is then fitted on every row by the caller).
+    """
+    rows = search_rows(y, max_rows, seed)
+    x, y = x.iloc[rows], y[rows]
+    weights = weights[rows] if weights is not None else None
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fit_params = {"model__sample_weight": weights} if weights is not None else None
     settings = (
@@ -160,6 +170,17 @@ def tune(
         if score > best_score:
             best, best_score = setting, score
     return best, best_score
+
+
+def search_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """Positions of the rows the search uses: all of them, or a sample of ``max_rows`` stratified by label."""
+    y = np.asarray(y)
+    if max_rows is None or len(y) <= max_rows:
+        return np.arange(len(y))
+    if max_rows < 2 * len(np.unique(y)):
+        raise ValueError(f"search_max_rows must be at least {2 * len(np.unique(y))} (one row per label in each part)")
+    rows, _ = train_test_split(np.arange(len(y)), train_size=max_rows, stratify=y, random_state=seed)
+    return np.sort(rows)
 
 
 def _space_size(space: dict[str, list]) -> int:
@@ -178,10 +199,12 @@ def train_and_select(
     iterations: int,
     seed: int,
     include: list[str] | None = None,
+    search_max_rows: int | None = None,
 ) -> TrainingResult:
     """Tune every candidate on train (CV), compare all on validation, pick by validation cost then AUC.
 
     ``include`` limits the contenders (the baselines are always trained, for comparison).
+    ``search_max_rows`` caps the rows of the search (see :func:`tune`); every model is fitted on all rows.
     """
     known = candidate_pipelines(spec, seed)
     for name in [*search_space, *(include or [])]:
@@ -200,7 +223,7 @@ def train_and_select(
         if name in BASELINES:
             params, cv_auc = {}, float("nan")
         else:
-            params, cv_auc = tune(pipeline, space, x, y, weights, folds, iterations, seed)
+            params, cv_auc = tune(pipeline, space, x, y, weights, folds, iterations, seed, search_max_rows)
             pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
         pipeline.fit(x, y, **({"model__sample_weight": weights} if weights is not None else {}))
         p_val = probabilities(pipeline, x_val)
@@ -228,4 +251,6 @@ def train_and_select(
         candidates=table,
         validation_scores=scores[best],
         models=models,
+        training_rows=len(y),
+        search_rows=len(search_rows(y, search_max_rows, seed)),
     )
