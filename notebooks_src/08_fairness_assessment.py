@@ -155,18 +155,22 @@ options = {"none": {"model": None, "decisions": decisions, "constraint": None}}
 curves = None
 if failed and mitigation != "none":
     for kind in ("threshold_optimizer", "exponentiated_gradient"):
-        model, kind_curves, constraint = mitigate.mitigate_to_pass(
-            kind,
-            bundle["model"],
-            spec,
-            validation,
-            failing_features,
-            constraints,
-            fair_gates,
-            seed,
-            min_group_size,
-            costs=(cost_fp, cost_fn),
-        )
+        try:
+            model, kind_curves, constraint = mitigate.mitigate_to_pass(
+                kind,
+                bundle["model"],
+                spec,
+                validation,
+                failing_features,
+                constraints,
+                fair_gates,
+                seed,
+                min_group_size,
+                costs=(cost_fp, cost_fn),
+            )
+        except mitigate.MitigationUnavailable as exc:
+            show(f"`{kind}` is not available on this data: {exc}.")
+            continue
         decided = model.decide(test[meta["feature_columns"]], groups)
         options[kind] = {"model": model, "decisions": decided, "constraint": constraint}
         curves = curves or kind_curves

@@ -114,7 +114,7 @@ def test_a_pool_with_one_outcome_joins_the_largest_group():
 
 
 def test_no_fittable_group_is_a_clear_error():
-    with pytest.raises(ValueError, match="no sensitive group has 30 rows with both outcomes"):
+    with pytest.raises(mitigation.MitigationUnavailable, match="no sensitive group has 30 rows with both outcomes"):
         mitigation.fittable_groups(np.array(["A"] * 10 + ["B"] * 10), np.array([0, 1] * 10), min_group_size=30)
 
 

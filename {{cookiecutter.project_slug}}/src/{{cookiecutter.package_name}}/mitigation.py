@@ -31,6 +31,10 @@ POOLED_GROUP = "(small groups pooled)"
 POSTPROCESSING_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")
 
 
+class MitigationUnavailable(ValueError):
+    """A mitigation cannot be fitted on this data (the message says why); other options may still be."""
+
+
 def group_key(groups: pd.DataFrame | pd.Series) -> np.ndarray:
     """One label per row combining the sensitive features the mitigation acts on."""
     if isinstance(groups, pd.Series):
@@ -46,13 +50,13 @@ def fittable_groups(key: np.ndarray, y: np.ndarray, min_group_size: int) -> tupl
     A post-processor needs both outcomes in every group it sets thresholds for. Groups
     with fewer than ``min_group_size`` rows or a single outcome (typical of small
     intersections) are pooled into one group; when the pool itself has a single
-    outcome, it joins the largest group. Raises ``ValueError`` when no group qualifies.
+    outcome, it joins the largest group. Raises :class:`MitigationUnavailable` when no group qualifies.
     """
     frame = pd.DataFrame({"group": key, "y": y})
     stats = frame.groupby("group")["y"].agg(["size", "nunique"])
     fittable = stats[(stats["size"] >= min_group_size) & (stats["nunique"] == 2)]
     if fittable.empty:
-        raise ValueError(
+        raise MitigationUnavailable(
             f"no sensitive group has {min_group_size} rows with both outcomes; "
             "a post-processor cannot set group thresholds on this data"
         )
