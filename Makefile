@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_DIR := demo
 # pytest-xdist workers: the pipelines run one thread each, so two workers use both cores of CI
 WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -n $(WORKERS)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test test-fast test-e2e demo notebooks clean

@@ -18,10 +18,20 @@ TEMPLATE = Path(__file__).resolve().parents[1]
 DEFAULT_CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 
 
-# `make test` runs two pytest-xdist workers with `--dist loadgroup`: work units start in
-# collection order, two per worker, the rest as workers free up. These long, independent units
-# go first, so one worker reproduces the default project while the other runs the own-data
-# chains, instead of both waiting for the same build.
+# `make test` runs two pytest-xdist workers. Work units start in collection order, two per
+# worker, the rest as workers free up; a unit is one test, except the tests below, which must
+# share a worker (a module fixture built once, or a file one test writes for the next).
+# pytest-xdist's `xdist_group` mark does nothing under pytest 9 (it rewrites `Item._nodeid`,
+# which pytest 9 no longer reads), so the groups are declared here and a scheduler applies them.
+SAME_WORKER = {
+    "tests/test_own_data.py::test_bad_input_stops": "own-data contract project",
+    "tests/test_own_data.py::test_dvc_exp_run": "own-data contract project",
+    "tests/test_own_data.py::": "own-data projects",
+    "tests/test_pipeline.py::test_generated_project_own_tests_pass": "generated unit tests and readiness",
+    "tests/test_pipeline.py::test_readiness_is_scored": "generated unit tests and readiness",
+}
+# Long, independent units go first, so one worker reproduces the default project while the
+# other runs the own-data chains, instead of both waiting for the same build.
 LONG_UNITS_FIRST = (
     "test_pipeline.py::test_every_stage_ran",
     "test_own_data.py::test_every_step_runs",
@@ -29,12 +39,26 @@ LONG_UNITS_FIRST = (
 )
 
 
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its SAME_WORKER group, or the test itself."""
+    return next((unit for prefix, unit in SAME_WORKER.items() if nodeid.startswith(prefix)), nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SameWorkerScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return SameWorkerScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next((i for i, unit in enumerate(LONG_UNITS_FIRST) if unit in item.nodeid), len(LONG_UNITS_FIRST))
 
     items.sort(key=rank)
-
 
 def bake(output_dir: Path, **answers: str) -> Path:
     """Generate a project non-interactively; returns its directory."""

@@ -27,8 +27,7 @@ import yaml
 from conftest import bake, dvc, project_env, run
 from datasets import DATASETS, Dataset, churn
 
-# the chains are built once, by one xdist worker, for every test of the group
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("own_data")]
+pytestmark = pytest.mark.e2e  # one xdist worker runs the whole file (conftest.SAME_WORKER)
 PACKAGE = "income_outreach"
 STAGES = [
     "business_case", "success_criteria", "data_selection", "data_bias_plan", "data_pipeline",
@@ -440,7 +439,6 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], dict], str, list[str]]] = {
 }
 
 
-@pytest.mark.xdist_group("own_data_contract")
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_stops_with_one_clear_message_and_nothing_lost(contract_project, case):
     project = contract_project
@@ -479,7 +477,6 @@ def test_bad_input_stops_with_one_clear_message_and_nothing_lost(contract_projec
     assert "up to date" in dvc(project, "status", "business_case", "data_selection").stdout
 
 
-@pytest.mark.xdist_group("own_data_contract")
 def test_dvc_exp_run_with_set_params(contract_project):
     """`dvc exp run -S data.path=... -S data.target=...` points the pipeline at other data."""
     project = contract_project

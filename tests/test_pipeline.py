@@ -105,7 +105,6 @@ def test_stage_rerun_is_byte_identical(reproduced_project):
     assert "up to date" in dvc(reproduced_project, "status").stdout
 
 
-@pytest.mark.xdist_group("unit_tests")  # the readiness test scores the JUnit XML of the unit tests
 def test_generated_project_own_tests_pass(reproduced_project):
     # JUnit XML as `make test-unit` writes it, kept beside the shared project (whose files other
     # tests compare): the readiness test below scores from it
@@ -197,7 +196,6 @@ def test_http_service(project_copy):
     assert out["empty"][0] == 422 and "no records" in out["empty"][1]["error"]
 
 
-@pytest.mark.xdist_group("unit_tests")  # the readiness test scores the JUnit XML of the unit tests
 def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(reproduced_project, project_copy):
     """Issue 9: the ML Test Score comes from this run's evidence, and breaking a check costs its points."""
     junit = project_copy / "reports/tests/unit.xml"
