@@ -98,7 +98,10 @@ print(json.dumps(times))
 
 
 def resample(project: Path, rows: int, seed: int = 0) -> None:
-    """Replace the raw data by a resample of it with noise on numeric columns, keeping the group mix."""
+    """Replace the raw data by a resample of it with noise on numeric columns, keeping the group mix.
+
+    Duplicates are kept through step 05 (see below), so every stage sees ``rows`` rows.
+    """
     import numpy as np
     import pandas as pd
 
@@ -112,6 +115,13 @@ def resample(project: Path, rows: int, seed: int = 0) -> None:
         noise = rng.normal(0, 0.05 * sample[column].std(), len(sample))
         sample[column] = np.clip(np.round(sample[column] + noise), raw[column].min(), raw[column].max()).astype(int)
     sample.sample(frac=1, random_state=seed).to_csv(project / "data/raw/adult.csv.gz", index=False)
+    # A resample with replacement repeats rows; step 05 would drop the repeats (300k rows became
+    # 147k), so the scaled project keeps them: the figures are for the stated number of rows.
+    params = project / "params.yaml"
+    text = params.read_text()
+    if "  drop_duplicates: true" not in text:
+        raise RuntimeError("params.yaml no longer has data_pipeline.drop_duplicates: true; update resample()")
+    params.write_text(text.replace("  drop_duplicates: true", "  drop_duplicates: false", 1))
 
 
 def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:

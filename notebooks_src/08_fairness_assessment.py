@@ -20,6 +20,7 @@
 bootstrap_samples = 200
 min_group_size = 30
 mitigation = "auto"
+mitigation_max_rows = 20000
 seed = 42
 
 # %%
@@ -154,6 +155,11 @@ constraints = mitigate.failing_constraints(failed)
 options = {"none": {"model": None, "decisions": decisions, "constraint": None}}
 curves = None
 if failed and mitigation != "none":
+    if len(validation) > mitigation_max_rows:
+        show(
+            f"The mitigations are fitted and chosen on a random sample of {mitigation_max_rows:,} of the "
+            f"{len(validation):,} validation rows (`mitigation_max_rows`), then assessed on the whole test split."
+        )
     for kind in ("threshold_optimizer", "exponentiated_gradient"):
         try:
             model, kind_curves, constraint = mitigate.mitigate_to_pass(
@@ -167,6 +173,7 @@ if failed and mitigation != "none":
                 seed,
                 min_group_size,
                 costs=(cost_fp, cost_fn),
+                max_rows=mitigation_max_rows,
             )
         except mitigate.MitigationUnavailable as exc:
             show(f"`{kind}` is not available on this data: {exc}.")

@@ -28,6 +28,7 @@ search_space = {
 cv_folds = 3
 search_iterations = 4
 search_max_rows = 100000
+mitigation_max_rows = 20000
 trigger_on_monitoring = True
 trigger_on_schedule = True
 force = False
@@ -143,6 +144,7 @@ elif triggered:
                 seed,
                 min_group_size,
                 costs=(cost_fp, cost_fn),
+                max_rows=mitigation_max_rows,
             )
         challenger = scoring.make_bundle(
             challenger_model,

@@ -182,3 +182,31 @@ def test_mitigate_to_pass_keeps_a_fit_that_passes_the_gates(fitted):
     assert constraint == "demographic_parity"
     with pytest.raises(ValueError, match="no fairness constraint"):
         mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], [], [gate], seed=0)
+
+
+def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypatch):
+    frame, spec, pipeline, _, _, _ = fitted
+    labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
+    gate = {
+        "name": "demographic_parity[sex]",
+        "metric": "demographic_parity_difference[sex]",
+        "operator": "<=",
+        "threshold": 0.1,
+        "enforced_by": ["fairness_assessment"],
+    }
+    fitted_rows = []
+    fit = mitigation.mitigate
+
+    def recording_fit(kind, pipeline, spec, frame, *args, **kwargs):
+        fitted_rows.append(len(frame))
+        return fit(kind, pipeline, spec, frame, *args, **kwargs)
+
+    monkeypatch.setattr(mitigation, "mitigate", recording_fit)
+    constraints = ["demographic_parity", "equalized_odds"]
+    mitigation.mitigate_to_pass(
+        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], 0, max_rows=300
+    )
+    assert fitted_rows == [300, 300]
+    fitted_rows.clear()
+    mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], 0)
+    assert fitted_rows == [len(labelled), len(labelled)] and len(labelled) > 300

@@ -292,8 +292,13 @@ def mitigate_to_pass(
     seed: int,
     min_group_size: int = 30,
     costs: tuple[float, float] = (1.0, 1.0),
+    max_rows: int | None = None,
 ) -> tuple[MitigatedModel, dict[str, Any] | None, str]:
     """Fit ``kind`` once per constraint on ``frame``; keep the fit that passes the gates there at the lowest cost.
+
+    With ``max_rows``, fitting and choosing use a random sample of at most that many rows of
+    ``frame``: the reduction refits its learner about twenty times per constraint, which on a
+    large validation split costs minutes per fit.
 
     ThresholdOptimizer and the reductions enforce one constraint at a time, and a fit under
     one (equalized odds) may leave the other (demographic parity) above its gate. Step 08
@@ -301,6 +306,7 @@ def mitigate_to_pass(
     passes, the cheapest is kept and the gates downstream say why. Returns the model,
     its trade-off curves (post-processor only) and the constraint.
     """
+    from .bias import sample_positions
     from .business import cost_of_predictions
     from .data import sensitive_groups
     from .fairness import gap_metrics
@@ -309,6 +315,8 @@ def mitigate_to_pass(
 
     if not constraints:
         raise ValueError("no fairness constraint to mitigate for: pass the constraints whose gates fail")
+    if max_rows is not None:
+        frame = frame.iloc[sample_positions(len(frame), max_rows, seed)]
     x, y = frame[feature_columns(spec)], frame[spec["target"]].to_numpy()
     groups = sensitive_groups(frame, spec)
     fits = []
