@@ -60,6 +60,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     items.sort(key=rank)
 
+
 def bake(output_dir: Path, **answers: str) -> Path:
     """Generate a project non-interactively; returns its directory."""
     return Path(cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)))
