@@ -148,16 +148,8 @@ def tune(
     folds: int,
     iterations: int,
     seed: int,
-    max_rows: int | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """Random search with stratified cross-validation on the training split; returns best params and CV AUC.
-
-    With ``max_rows``, the search runs on a stratified sample of at most that many rows (the
-    settings are compared; the chosen one is then fitted on every row by the caller).
-    """
-    rows = search_rows(y, max_rows, seed)
-    x, y = x.iloc[rows], y[rows]
-    weights = weights[rows] if weights is not None else None
+    """Random search with stratified cross-validation on the training split; returns best params and CV AUC."""
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     fit_params = {"model__sample_weight": weights} if weights is not None else None
     settings = (
@@ -204,7 +196,8 @@ def train_and_select(
     """Tune every candidate on train (CV), compare all on validation, pick by validation cost then AUC.
 
     ``include`` limits the contenders (the baselines are always trained, for comparison).
-    ``search_max_rows`` caps the rows of the search (see :func:`tune`); every model is fitted on all rows.
+    ``search_max_rows`` caps the rows of the search (a label-stratified sample, see :func:`search_rows`);
+    every model is fitted on all rows.
     """
     known = candidate_pipelines(spec, seed)
     for name in [*search_space, *(include or [])]:
@@ -215,6 +208,10 @@ def train_and_select(
     fit_frame, weights = training_weights(train, spec, plan, seed)
     x, y = fit_frame[cols], fit_frame[target].to_numpy()
     x_val, y_val = validation[cols], validation[target].to_numpy()
+    # the search compares settings on these rows; every model is then fitted on all of them
+    searched = search_rows(y, search_max_rows, seed)
+    x_search, y_search = x.iloc[searched], y[searched]
+    w_search = weights[searched] if weights is not None else None
     rows, models, scores = [], {}, {}
     for name, pipeline in known.items():
         if name not in contenders_wanted:
@@ -223,7 +220,7 @@ def train_and_select(
         if name in BASELINES:
             params, cv_auc = {}, float("nan")
         else:
-            params, cv_auc = tune(pipeline, space, x, y, weights, folds, iterations, seed, search_max_rows)
+            params, cv_auc = tune(pipeline, space, x_search, y_search, w_search, folds, iterations, seed)
             pipeline.set_params(**{f"model__{k}": v for k, v in params.items()})
         pipeline.fit(x, y, **({"model__sample_weight": weights} if weights is not None else {}))
         p_val = probabilities(pipeline, x_val)
@@ -252,5 +249,5 @@ def train_and_select(
         validation_scores=scores[best],
         models=models,
         training_rows=len(y),
-        search_rows=len(search_rows(y, search_max_rows, seed)),
+        search_rows=len(searched),
     )
