@@ -158,16 +158,19 @@ def test_failing_constraints_from_gate_failures():
     assert mitigation.failing_constraints(failures) == ["demographic_parity", "equalized_odds"]
 
 
+DEMOGRAPHIC_PARITY_SEX_GATE = {
+    "name": "demographic_parity[sex]",
+    "metric": "demographic_parity_difference[sex]",
+    "operator": "<=",
+    "threshold": 0.1,
+    "enforced_by": ["fairness_assessment"],
+}
+
+
 def test_mitigate_to_pass_keeps_a_fit_that_passes_the_gates(fitted):
     frame, spec, pipeline, _, _, _ = fitted
     labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
-    gate = {
-        "name": "demographic_parity[sex]",
-        "metric": "demographic_parity_difference[sex]",
-        "operator": "<=",
-        "threshold": 0.1,
-        "enforced_by": ["fairness_assessment"],
-    }
+    gate = DEMOGRAPHIC_PARITY_SEX_GATE
     model, _, constraint = mitigation.mitigate_to_pass(
         "threshold_optimizer",
         pipeline,
@@ -187,13 +190,7 @@ def test_mitigate_to_pass_keeps_a_fit_that_passes_the_gates(fitted):
 def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypatch):
     frame, spec, pipeline, _, _, _ = fitted
     labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
-    gate = {
-        "name": "demographic_parity[sex]",
-        "metric": "demographic_parity_difference[sex]",
-        "operator": "<=",
-        "threshold": 0.1,
-        "enforced_by": ["fairness_assessment"],
-    }
+    gate = DEMOGRAPHIC_PARITY_SEX_GATE
     fitted_rows = []
     fit = mitigation.mitigate
 
