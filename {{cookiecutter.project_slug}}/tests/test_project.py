@@ -148,3 +148,14 @@ print(sys.modules["rfc3987_syntax"])
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines() == ["invalid notebook rejected", "None"], result.stdout + result.stderr
+
+
+def test_dvc_parses_yaml_with_the_c_parser():
+    """DVC reads dvc.yaml, dvc.lock and params.yaml with ruamel's safe loader: the C one, if installed."""
+    from dvc.utils.serialize import parse_yaml
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser
+
+    assert CParser is not None, "ruamel.yaml.clib is missing: every dvc command parses YAML in pure Python"
+    assert YAML(typ="safe").Parser is CParser
+    assert parse_yaml("stage: {cmd: run, deps: [a, b]}", "dvc.yaml") == {"stage": {"cmd": "run", "deps": ["a", "b"]}}
