@@ -40,6 +40,9 @@ def env_for(project: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(project / "src")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
+    # the floor runs on the one OpenMP thread the step kernels get by default (run_step's
+    # KERNEL_ENVIRONMENT_DEFAULTS), so the two are compared on equal terms
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
@@ -60,8 +63,6 @@ def generate(workdir: Path) -> tuple[float, Path]:
 
 def stage_times(output: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in STAGE_LINE.finditer(output)}
-
-
 
 
 def floor(project: Path) -> dict[str, float]:
