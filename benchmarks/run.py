@@ -220,8 +220,18 @@ def scale(work: Path, sizes: list[int]) -> None:
                 prev_rows, prev_figures = previous
                 exponent = f"{math.log(seconds / prev_figures[stage][0]) / math.log(rows / prev_rows):9.2f}"
             print(f"{stage:22s} {seconds:8.1f} {peak:8.0f} {exponent:>9s}")
+        print(paths_taken(project))
         sys.stdout.flush()
         previous = (rows, figures)
+
+
+def paths_taken(project: Path) -> str:
+    """Which way steps 08 and 10 went: their cost depends on it (compare sizes that went the same way)."""
+    release = json.loads((project / "reports/08_fairness_assessment/release_decision.json").read_text())
+    decision = json.loads((project / "reports/10_retraining/retraining_decision.json").read_text())
+    step_08 = "released" if release["released"] else "not released (" + "; ".join(release.get("reasons", [])) + ")"
+    step_10 = "challenger trained and judged" if "challenger" in decision else "no challenger (" + decision["reasons"][0] + ")"
+    return f"step 08: {step_08}\nstep 10: {step_10}"
 
 
 if __name__ == "__main__":
