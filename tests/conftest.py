@@ -30,16 +30,19 @@ SAME_WORKER = {
     "tests/test_pipeline.py::test_generated_project_own_tests_pass": "generated unit tests and readiness",
     "tests/test_pipeline.py::test_readiness_is_scored": "generated unit tests and readiness",
 }
-# Long, independent units start first, in this order (pytest-xdist would otherwise start the
-# units with the most tests first: the two own-data groups, so the default project, which most
-# other units need, was reproduced only minutes later and a worker waited for it). Two workers
-# begin: one reproduces the default project, then runs the contract cases; the other runs the
-# own-data chains, then the unfair dataset; the rest is shared as workers free up.
+# Long units start first, in this order (pytest-xdist would otherwise start the units with the
+# most tests first: the two own-data groups, so the default project, which most other units need,
+# was reproduced only minutes later and a worker waited for it). Two workers begin: one reproduces
+# the default project, then runs the contract cases; the other runs the own-data chains, then the
+# unfair dataset. The longest units on the reproduced project come next, so that short ones, not
+# a three-minute one, end the run.
 LONG_UNITS_FIRST = (
     "test_pipeline.py::test_every_stage_ran",
     "test_own_data.py::test_every_step_runs",
     "test_own_data.py::test_bad_input_stops",
     "test_lifecycle_gates.py::test_an_unfair_dataset",
+    "test_team.py::test_generated_notebook_tests_pass",
+    "test_lifecycle_gates.py::test_promotion",
 )
 
 
