@@ -78,13 +78,7 @@ show(
     f"Chosen on validation: **{result.name}** with {result.params or 'default settings'}; validation ROC AUC "
     f"**{table.loc[result.name, 'validation_roc_auc']:.3f}** and expected cost **{table.loc[result.name, 'validation_expected_cost']:.3f}** "
     f"per decision at threshold {result.threshold:.3f}, against {best_baseline:.3f} for the best baseline "
-    f"(remediation from step 04: `{plan['remediation']}`). "
-    + (
-        f"The search compared settings on a stratified sample of {result.search_rows:,} of the "
-        f"{result.training_rows:,} training rows (`search_max_rows`); every model was then fitted on all of them."
-        if result.search_rows < result.training_rows
-        else f"The search and the fits used all {result.training_rows:,} training rows."
-    )
+    f"(remediation from step 04: `{plan['remediation']}`). " + modeling.search_sample_note(result)
 )
 
 # %% [markdown]

@@ -155,11 +155,9 @@ constraints = mitigate.failing_constraints(failed)
 options = {"none": {"model": None, "decisions": decisions, "constraint": None}}
 curves = None
 if failed and mitigation != "none":
-    if len(validation) > mitigation_max_rows:
-        show(
-            f"The mitigations are fitted and chosen on a random sample of {mitigation_max_rows:,} of the "
-            f"{len(validation):,} validation rows (`mitigation_max_rows`), then assessed on the whole test split."
-        )
+    sampled = mitigate.sample_note(len(validation), mitigation_max_rows, "the whole test split")
+    if sampled:
+        show(sampled)
     for kind in ("threshold_optimizer", "exponentiated_gradient"):
         try:
             model, kind_curves, constraint = mitigate.mitigate_to_pass(

@@ -126,6 +126,7 @@ elif triggered:
             include=list(challenger_models),
             search_max_rows=search_max_rows,
         )
+        show(modeling.search_sample_note(result))
         champion = scoring.load_bundle(registry.champion)
         treatment = champion["metadata"].get("mitigation")
         challenger_model = result.model
@@ -133,6 +134,9 @@ elif triggered:
         if treatment:  # the champion was mitigated in step 08: the challenger gets the same treatment
             # the same procedure as step 08: one fit per constraint with a gate, kept if it passes on validation
             fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
+            sampled = mitigate.sample_note(len(validation), mitigation_max_rows, "the recent batch")
+            if sampled:
+                show(sampled)
             challenger_model, _, challenger_constraint = mitigate.mitigate_to_pass(
                 treatment,
                 result.model,

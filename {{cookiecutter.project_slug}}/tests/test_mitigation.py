@@ -207,3 +207,11 @@ def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypat
     fitted_rows.clear()
     mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], 0)
     assert fitted_rows == [len(labelled), len(labelled)] and len(labelled) > 300
+
+
+def test_sample_note_only_when_the_mitigation_fits_on_a_sample():
+    assert mitigation.sample_note(20_000, 20_000, "the whole test split") == ""
+    assert mitigation.sample_note(25_000, 20_000, "the whole test split") == (
+        "The mitigations are fitted and chosen on a random sample of 20,000 of the 25,000 validation rows "
+        "(`mitigation_max_rows`), then assessed on the whole test split."
+    )

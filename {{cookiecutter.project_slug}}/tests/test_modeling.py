@@ -106,3 +106,14 @@ def test_a_capped_search_still_fits_the_chosen_model_on_every_row(splits):
     assert result.model.named_steps["model"].n_features_in_ > 0
     full = select(spec, train, validation)
     assert (full.search_rows, full.training_rows) == (len(train), len(train))
+
+
+def test_search_sample_note_says_whether_the_search_used_a_sample(splits):
+    spec, train, validation = splits
+    capped = select(spec, train, validation, search_max_rows=200)
+    assert modeling.search_sample_note(capped) == (
+        f"The search compared settings on a stratified sample of 200 of the {len(train):,} training rows "
+        "(`search_max_rows`); every model was then fitted on all of them."
+    )
+    full = select(spec, train, validation)
+    assert modeling.search_sample_note(full) == f"The search and the fits used all {len(train):,} training rows."

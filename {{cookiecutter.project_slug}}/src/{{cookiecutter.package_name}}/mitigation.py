@@ -281,6 +281,16 @@ def failing_constraints(failures: list[str]) -> list[str]:
     return sorted({line.split("[")[0] for line in failures if line.split("[")[0] in CONSTRAINTS})
 
 
+def sample_note(rows: int, max_rows: int, assessed_on: str) -> str:
+    """The notebook's sentence when :func:`mitigate_to_pass` fits on a sample of ``rows`` (empty otherwise)."""
+    if rows <= max_rows:
+        return ""
+    return (
+        f"The mitigations are fitted and chosen on a random sample of {max_rows:,} of the "
+        f"{rows:,} validation rows (`mitigation_max_rows`), then assessed on {assessed_on}."
+    )
+
+
 def mitigate_to_pass(
     kind: str,
     pipeline: Pipeline,

@@ -175,6 +175,16 @@ def search_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
     return np.sort(rows)
 
 
+def search_sample_note(result: TrainingResult) -> str:
+    """What the search and the fits of :func:`train_and_select` used, for the notebook."""
+    if result.search_rows < result.training_rows:
+        return (
+            f"The search compared settings on a stratified sample of {result.search_rows:,} of the "
+            f"{result.training_rows:,} training rows (`search_max_rows`); every model was then fitted on all of them."
+        )
+    return f"The search and the fits used all {result.training_rows:,} training rows."
+
+
 def _space_size(space: dict[str, list]) -> int:
     return int(np.prod([len(v) for v in space.values()])) if space else 1
 
