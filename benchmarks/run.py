@@ -33,7 +33,7 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 PACKAGE = "income_outreach"
-STAGE_LINE = re.compile(r"^(\w+): reports/\S+ \(([\d.]+) s\)$", re.M)
+STAGE_LINE = re.compile(r"^(\w+): reports/\S+ \(([\d.]+) s(?:, \w+ kernel)?\)$", re.M)
 
 
 def env_for(project: Path) -> dict[str, str]:

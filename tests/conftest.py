@@ -86,16 +86,19 @@ def project_env(project: Path) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], project: Path, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess:
-    """Run a command in a baked project; on failure the assertion shows its output."""
-    result = subprocess.run(cmd, cwd=project, env=project_env(project), capture_output=True, text=True, timeout=timeout)
+def run(
+    cmd: list[str], project: Path, check: bool = True, timeout: float = 3600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command in a baked project (``env`` adds variables); on failure the assertion shows its output."""
+    env = {**project_env(project), **(env or {})}
+    result = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
     if check:
         assert result.returncode == 0, f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 
 
-def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], project, check=check)
+def dvc(project: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], project, check=check, env=env)
 
 
 def load_yaml(path: Path) -> dict:

@@ -69,3 +69,13 @@ def test_paths_taken_says_whether_step_08_released_and_step_10_challenged(tmp_pa
         "step 08: released",
         "step 10: challenger trained and judged",
     ]
+
+
+def test_stage_times_read_run_step_lines_with_and_without_the_kernel_kind():
+    output = (
+        "Running stage 'business_case':\n"
+        "business_case: reports/01_business_case/01_business_case.ipynb (5.1 s, warm kernel)\n"
+        "modeling: reports/06_modeling/06_modeling.ipynb (27.9 s)\n"
+        "note: reports/x.md is not a stage line (1.0 s)\n"
+    )
+    assert benchmark.stage_times(output) == {"business_case": 5.1, "modeling": 27.9}

@@ -105,7 +105,7 @@ def test_lifecycle_on_a_small_sample(tmp_path, monkeypatch):
     for stage in STEPS:
         started = time.perf_counter()
         try:
-            executed = run_step.execute(stage, root=root)
+            executed = run_step.execute(stage, root=root).report
         except run_step.StepError as exc:
             pytest.fail(f"step {step_name(stage)} failed on the small sample: {exc}")
         durations[stage] = time.perf_counter() - started

@@ -26,10 +26,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
+from . import warm_kernels
 from .project import STEPS, find_project_root, load_params, skip_iri_format_checker, step_name, write_text
 
 PARAMETERS_TAG = "parameters"
@@ -148,10 +149,12 @@ def remove_outputs(paths: list[Path]) -> None:
 
 
 def _local_kernel_manager(sockets: Path):
-    """A kernel talking over Unix sockets in a private directory instead of loopback TCP."""
-    from jupyter_client.manager import KernelManager
+    """A kernel talking over Unix sockets in a private directory instead of loopback TCP.
 
-    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+    The kernel comes warm (forked from a server that has the imports done) where it can:
+    see ``warm_kernels``.
+    """
+    return warm_kernels.kernel_manager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
 
 
 # Set for the kernels unless the environment already sets them. scikit-learn's OpenMP
@@ -184,11 +187,13 @@ def _kernel_environment(root: Path) -> Iterator[None]:
         os.environ.update(before)
 
 
-def execute(stage: str, root: Path | None = None, log_output: bool = False) -> Path:
-    """Run the stage's notebook; return the path of the executed copy."""
-    skip_iri_format_checker()
-    import papermill  # imported here: `--help` and errors above stay fast
+class StepRun(NamedTuple):
+    report: Path  # the executed notebook
+    kernel: str  # "warm" (forked by the kernel server, see warm_kernels) or "fresh"
 
+
+def execute(stage: str, root: Path | None = None, log_output: bool = False) -> StepRun:
+    """Run the stage's notebook; return where the executed copy is and which kernel ran it."""
     root = root or find_project_root()
     name = step_name(stage)
     source = root / "notebooks" / f"{name}.ipynb"
@@ -196,6 +201,10 @@ def execute(stage: str, root: Path | None = None, log_output: bool = False) -> P
     given = stage_parameters(stage_spec, load_params(root))
     notebook = json.loads(source.read_text(encoding="utf-8"))
     check_parameters(stage, given, declared_parameters(notebook))
+    with _kernel_environment(root):  # the server imports while this process imports papermill
+        warm_kernels.start_server_unless_running(str(source.parent.resolve()), warm_kernels.kernel_environment())
+    skip_iri_format_checker()
+    import papermill  # imported here: `--help` and errors above stay fast
 
     target = root / "reports" / name / f"{name}.ipynb"
     failed = root / "reports" / "failed" / f"{name}.ipynb"
@@ -216,6 +225,7 @@ def execute(stage: str, root: Path | None = None, log_output: bool = False) -> P
                     request_save_on_cell_execute=False,
                 )
             finally:
+                kernel_kind = "warm" if kernel.warm_pid else "fresh"
                 if kernel.has_kernel:
                     kernel.shutdown_kernel(now=True)
     except papermill.PapermillExecutionError as exc:
@@ -233,7 +243,7 @@ def execute(stage: str, root: Path | None = None, log_output: bool = False) -> P
     failed.unlink(missing_ok=True)
     if not any(failed.parent.iterdir()):
         failed.parent.rmdir()
-    return target
+    return StepRun(target, kernel_kind)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,11 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        target = execute(args.stage, log_output=args.log_output)
+        run = execute(args.stage, log_output=args.log_output)
     except StepError as exc:
         print(f"ERROR [{args.stage}]: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.stage}: {target.relative_to(find_project_root())} ({time.perf_counter() - started:.1f} s)")
+    elapsed = time.perf_counter() - started
+    print(f"{args.stage}: {run.report.relative_to(find_project_root())} ({elapsed:.1f} s, {run.kernel} kernel)")
     return 0
 
 
