@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,15 @@ def test_kernel_environment_keeps_a_thread_count_the_user_set(tmp_path, monkeypa
     monkeypatch.setenv("OMP_NUM_THREADS", "8")
     with run_step._kernel_environment(tmp_path):
         assert os.environ["OMP_NUM_THREADS"] == "8"
+
+
+def test_the_step_process_runs_papermill_without_loading_pyarrow():
+    code = (
+        "import sys\n"
+        "from {{ cookiecutter.package_name }}.run_step import skip_hdfs_support\n"
+        "skip_hdfs_support()\n"
+        "import papermill\n"
+        "print('pyarrow.lib' in sys.modules, callable(papermill.execute_notebook))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]

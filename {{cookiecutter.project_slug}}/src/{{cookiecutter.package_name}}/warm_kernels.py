@@ -30,7 +30,6 @@ import argparse
 import ast
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import importlib
 import importlib.util
@@ -165,6 +164,8 @@ def start_server_unless_running(cwd: str, env: Mapping[str, str]) -> None:
 
 def server_running(path: Path) -> bool:
     """Whether a server holds ``path``'s lock (it does from its start to its exit)."""
+    import fcntl  # POSIX only, like everything past enabled()
+
     with open(path.with_suffix(".lock"), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -311,6 +312,8 @@ def preload(module: str, names: tuple[str, ...] = ()) -> None:
 
 def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
     """Listen on ``path`` and fork a kernel per request until idle; 0 if another server has the key."""
+    import fcntl
+
     lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the server's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
