@@ -146,7 +146,7 @@ def test_a_warm_kernel_is_a_new_kernel_with_the_same_outputs(tmp_path, monkeypat
     while warm_kernels.server_running(server) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not warm_kernels.server_running(server), "an idle server should exit"
-    assert not server.exists()
+    assert not server.exists() and not server.with_suffix(".lock").exists(), "and leave no files behind"
 
 
 @linux_only

@@ -5,7 +5,8 @@ This is the command of every stage in dvc.yaml. It
    params.yaml (``section`` injects every key of the section, ``section.key`` one key),
 2. refuses a parameter the notebook's ``parameters`` cell does not declare (and a
    declared one params.yaml does not give), instead of papermill's silent no-op,
-3. executes ``notebooks/NN_stage.ipynb`` with papermill on the ``python3`` kernel,
+3. executes ``notebooks/NN_stage.ipynb`` with papermill on the ``python3`` kernel (a warm
+   one where it can: forked from a server that has imported the stack, see ``warm_kernels``),
 4. on success writes the executed notebook to ``reports/NN_stage/NN_stage.ipynb``
    without volatile metadata (timings, random ids), so a rerun is byte-identical,
 5. on failure prints one line with the error, removes the stage's half-written
@@ -249,14 +250,13 @@ def execute(stage: str, root: Path | None = None, log_output: bool = False) -> S
 def skip_hdfs_support() -> None:
     """Keep papermill from loading pyarrow for its ``hdfs://`` handler: 0.25 s of every stage.
 
-    For the step process only (``main``): its notebooks are local files. The kernels, other
-    processes, keep pyarrow; a process that reads Parquet itself must not call this.
+    For the step process only (``python -m ...run_step``): its notebooks are local files. The
+    kernels, other processes, keep pyarrow; a process that reads Parquet itself must not call this.
     """
     sys.modules.setdefault("pyarrow.fs", None)  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> int:
-    skip_hdfs_support()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=STEPS)
     parser.add_argument("--log-output", action="store_true", help="stream cell output while running")
@@ -273,4 +273,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_hdfs_support()  # this process is the step process
     sys.exit(main())

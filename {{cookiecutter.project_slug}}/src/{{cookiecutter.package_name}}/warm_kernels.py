@@ -134,6 +134,8 @@ def request_kernel(
         except OSError as exc:
             print(f"the kernel server did not answer ({exc}); the kernel starts fresh", file=sys.stderr)
             return None
+        if server is not None and server.poll() == 0 and not server_running(path):
+            server = None  # it found the lock taken, by a server that has exited since
         if server is None and not server_running(path):
             server = start_server(path, cwd, env)
         elif server is not None and server.poll() not in (None, 0):
@@ -166,7 +168,11 @@ def server_running(path: Path) -> bool:
     """Whether a server holds ``path``'s lock (it does from its start to its exit)."""
     import fcntl  # POSIX only, like everything past enabled()
 
-    with open(path.with_suffix(".lock"), "a") as lock:
+    try:
+        lock = open(path.with_suffix(".lock"))  # noqa: SIM115 - closed below; never created here
+    except FileNotFoundError:
+        return False
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -315,9 +321,14 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
     import fcntl
 
     lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the server's life
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    for _ in range(50):  # a client's server_running() holds it for microseconds
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            time.sleep(0.01)
+    else:
+        lock.close()
         return 0
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)  # what ipykernel sets before matplotlib loads
     for module in KERNEL_MACHINERY:
@@ -351,8 +362,20 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
                     return 0
     finally:
         listener.close()
-        if not _superseded(path, identity):
+        remove_server_files(path, identity)
+        lock.close()
+
+
+def remove_server_files(path: Path, identity: int) -> None:
+    """The socket (unless another server has taken it), the lock, and the log if it is empty."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_ino == identity:
             path.unlink()
+    with contextlib.suppress(OSError):
+        path.with_suffix(".lock").unlink()
+    with contextlib.suppress(OSError):
+        if path.with_suffix(".log").stat().st_size == 0:
+            path.with_suffix(".log").unlink()
 
 
 def _alive(pid: int) -> bool:
