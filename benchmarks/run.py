@@ -8,8 +8,10 @@ Figures (medians over --repeat runs):
 1. generation time (cookiecutter plus hooks);
 2. full `dvc repro` wall time, and per stage (as reported by run_step);
 3. the floor: the same notebooks' code cells with the same parameters, run in sequence in
-   ONE Python process with no kernel, no papermill and no DVC; the ratio of 2 to 3 and the
-   per-stage overhead (2 minus 3);
+   ONE Python process with no kernel, no papermill and no DVC, (a) as scripts (figures never
+   rendered) and (b) also rendering the outputs as the kernel does for the report (figures to
+   PNG, tables to HTML); the ratios of 2 to each, and the per-stage overhead (2 minus each);
+   and what DVC and the step process's start add per stage beyond what run_step reports;
 4. no-op `dvc repro`;
 5. with --sizes: the full chain on synthetic data drawn from the default data (new rows,
    keeping the sensitive-group mix and base rates, see resample()) at each size: wall time
@@ -33,7 +35,7 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 PACKAGE = "income_outreach"
-STAGE_LINE = re.compile(r"^(\w+): reports/\S+ \(([\d.]+) s(?:, \w+ kernel)?\)$", re.M)
+STAGE_LINE = re.compile(r"^(\w+): reports/\S+ \(([\d.]+) s(?:, \w+ kernel)?\)$", re.MULTILINE)
 
 
 def env_for(project: Path) -> dict[str, str]:
@@ -48,7 +50,7 @@ def env_for(project: Path) -> dict[str, str]:
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
     started = time.perf_counter()
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)  # raised below, with output
     elapsed = time.perf_counter() - started
     if result.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -65,16 +67,40 @@ def stage_times(output: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in STAGE_LINE.finditer(output)}
 
 
-def floor(project: Path) -> dict[str, float]:
-    """Run every notebook's code cells, parameters injected, in one process; seconds per stage."""
+def floor(project: Path, render_outputs: bool = False) -> dict[str, float]:
+    """Run every notebook's code cells, parameters injected, in one process; seconds per stage.
+
+    With ``render_outputs`` the process also does the output work a kernel does for the
+    report: each cell's figures rendered to PNG (``bbox_inches="tight"``, as the inline
+    backend does) and closed; displayed objects and each cell's last expression turned into
+    their rich representation (HTML, Markdown), not just printed. Without it, this is the
+    notebooks exported to scripts: figures are drawn on Agg but never rendered.
+    """
     driver = f'''
-import ast, json, os, sys, time, yaml
+import ast, io, json, os, sys, time, yaml
 from pathlib import Path
 sys.path.insert(0, "src")
 os.environ["MPLBACKEND"] = "Agg"
+import matplotlib.pyplot as plt
 from {PACKAGE} import run_step
 from {PACKAGE}.project import STEPS, load_params, step_name
 import IPython.display
+RENDER = {render_outputs!r}
+
+def rich(*objects, **_):
+    for obj in objects:
+        for method in ("_repr_html_", "_repr_markdown_", "_repr_png_"):
+            if callable(getattr(obj, method, None)):
+                getattr(obj, method)()
+                break
+        else:
+            repr(obj)
+
+def render_figures():
+    for number in plt.get_fignums():
+        plt.figure(number).savefig(io.BytesIO(), format="png", bbox_inches="tight")
+    plt.close("all")
+
 root = Path.cwd()
 params = load_params(root)
 times = {{}}
@@ -83,12 +109,20 @@ for stage in STEPS:
     name = step_name(stage)
     notebook = json.loads((root / "notebooks" / f"{{name}}.ipynb").read_text())
     given = run_step.stage_parameters(run_step.load_stage(root, stage), params)
-    namespace = {{"__name__": "__main__", "display": IPython.display.display}}
+    namespace = {{"__name__": "__main__", "display": rich if RENDER else IPython.display.display}}
     started = time.perf_counter()
     for cell in notebook["cells"]:
         if cell["cell_type"] != "code":
             continue
-        exec(compile("".join(cell["source"]), name, "exec"), namespace)
+        tree = ast.parse("".join(cell["source"]))
+        last = tree.body.pop() if RENDER and tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, name, "exec"), namespace)
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), name, "eval"), namespace)
+            if value is not None:
+                rich(value)
+        if RENDER:
+            render_figures()
         if "parameters" in cell.get("metadata", {{}}).get("tags", []):
             namespace.update(given)
     times[stage] = time.perf_counter() - started
@@ -172,7 +206,7 @@ def main() -> int:
     if args.scale_only:
         args.repeat = 0
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    gen, full, noop, floors, stages = [], [], [], [], []
+    gen, full, noop, floors, rendered, stages = [], [], [], [], [], []
     for _ in range(args.repeat):
         g, project = generate(work)
         gen.append(g)
@@ -182,26 +216,43 @@ def main() -> int:
         stages.append(stage_times(out))
         noop.append(timed([sys.executable, "-m", "dvc", "repro"], project, env)[0])
         floors.append(floor(project))
+        rendered.append(floor(project, render_outputs=True))
     if args.repeat:
-        print_default_figures(args.repeat, gen, full, noop, floors, stages)
+        print_default_figures(args.repeat, gen, full, noop, floors, rendered, stages)
     scale(work, args.sizes)
     return 0
 
 
-def print_default_figures(repeat, gen, full, noop, floors, stages) -> None:
+def print_default_figures(repeat, gen, full, noop, floors, rendered, stages) -> None:
     med = statistics.median
     per_stage = {s: med(r[s] for r in stages) for s in stages[0]}
     per_floor = {s: med(f[s] for f in floors) for s in floors[0]}
+    per_rendered = {s: med(f[s] for f in rendered) for s in rendered[0]}
+    floor_total, rendered_total = sum(per_floor.values()), sum(per_rendered.values())
+    outside = (med(full) - sum(per_stage.values())) / len(per_stage)
     print(f"\nruns: {repeat} (medians)\n")
+    rows = [
+        ("generation (cookiecutter + hooks)", med(gen), 1),
+        ("full dvc repro", med(full), 1),
+        ("floor: scripts in one python (a)", floor_total, 1),
+        ("floor (a) + outputs rendered (b)", rendered_total, 1),
+        ("ratio full / (a)", med(full) / floor_total, 2),
+        ("ratio full / (b)", med(full) / rendered_total, 2),
+        ("DVC + step process start, per stage", outside, 1),
+        ("no-op dvc repro", med(noop), 1),
+    ]
     print(f"{'figure':40s} {'seconds':>10s}")
-    print(f"{'generation (cookiecutter + hooks)':40s} {med(gen):10.1f}")
-    print(f"{'full dvc repro':40s} {med(full):10.1f}")
-    print(f"{'in-process floor (one python, no kernels)':40s} {sum(per_floor.values()):10.1f}")
-    print(f"{'ratio full / floor':40s} {med(full) / sum(per_floor.values()):10.2f}")
-    print(f"{'no-op dvc repro':40s} {med(noop):10.1f}")
-    print(f"\n{'stage':22s} {'repro s':>8s} {'floor s':>8s} {'overhead s':>10s}")
+    for label, value, digits in rows:
+        print(f"{label:40s} {value:10.{digits}f}")
+    print("(b) also renders each figure to PNG and each table to HTML, as the kernel does for the report")
+    print(f"\n{'stage':22s} {'repro s':>8s} {'(a) s':>8s} {'(b) s':>8s} {'- (a) s':>8s} {'- (b) s':>8s}")
     for stage, seconds in per_stage.items():
-        print(f"{stage:22s} {seconds:8.1f} {per_floor.get(stage, float('nan')):8.1f} {seconds - per_floor.get(stage, 0):10.1f}")
+        a, b = per_floor.get(stage, float("nan")), per_rendered.get(stage, float("nan"))
+        print(f"{stage:22s} {seconds:8.1f} {a:8.1f} {b:8.1f} {seconds - a:8.1f} {seconds - b:8.1f}")
+    print(f"{'median overhead':22s} {'':8s} {'':8s} {'':8s} "
+          f"{med(per_stage[s] - per_floor[s] for s in per_stage):8.1f} "
+          f"{med(per_stage[s] - per_rendered[s] for s in per_stage):8.1f}")
+    print("(repro s is the stage as run_step reports it; DVC and the step process's start are the line above)")
     sys.stdout.flush()
 
 

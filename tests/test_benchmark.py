@@ -79,3 +79,17 @@ def test_stage_times_read_run_step_lines_with_and_without_the_kernel_kind():
         "note: reports/x.md is not a stage line (1.0 s)\n"
     )
     assert benchmark.stage_times(output) == {"business_case": 5.1, "modeling": 27.9}
+
+
+def test_default_figures_table_reports_overhead_against_both_floors(capsys):
+    stages = [{"modeling": 30.0, "monitoring": 10.0}, {"modeling": 32.0, "monitoring": 12.0}]
+    script_floor = [{"modeling": 24.0, "monitoring": 6.0}] * 2
+    rendered_floor = [{"modeling": 28.0, "monitoring": 9.0}] * 2
+    benchmark.print_default_figures(2, [3.0, 3.0], [45.0, 47.0], [1.5, 1.7], script_floor, rendered_floor, stages)
+    printed = capsys.readouterr().out
+    lines = {line[:40].strip(): line[40:].split() for line in printed.splitlines() if line.strip()}
+    assert lines["ratio full / (a)"] == ["1.53"]  # 46 / 30
+    assert lines["ratio full / (b)"] == ["1.24"]  # 46 / 37
+    assert lines["DVC + step process start, per stage"] == ["2.0"]  # (46 - (31 + 11)) / 2 stages
+    assert "modeling                   31.0     24.0     28.0      7.0      3.0" in printed
+    assert lines["median overhead"] == ["6.0", "2.5"]  # medians of (7, 5) and (3, 2)
