@@ -177,10 +177,12 @@ def resample(project: Path, rows: int, seed: int = 0) -> None:
 def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:
     """Run each stage alone (in order): wall time and peak RSS (MB) of its largest process.
 
-    Each stage runs under a fresh wrapper process, so RUSAGE_CHILDREN covers that stage only
-    (the kernel is a grandchild, waited for by run_step, so it is included).
+    Each stage runs under a fresh wrapper process, so RUSAGE_CHILDREN covers that stage only.
+    The kernels start fresh (WARM_KERNELS=0): a warm kernel is the kernel server's child, not
+    this wrapper's descendant, and its memory would go uncounted. So these times include each
+    kernel's imports, a few seconds per stage: conservative.
     """
-    env = env_for(project)
+    env = {**env_for(project), "WARM_KERNELS": "0"}
     wrapper = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
         "subprocess.run(sys.argv[1:], check=True); "

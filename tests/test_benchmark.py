@@ -9,6 +9,7 @@ import importlib.util
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -93,3 +94,16 @@ def test_default_figures_table_reports_overhead_against_both_floors(capsys):
     assert lines["DVC + step process start, per stage"] == ["2.0"]  # (46 - (31 + 11)) / 2 stages
     assert "modeling                   31.0     24.0     28.0      7.0      3.0" in printed
     assert lines["median overhead"] == ["6.0", "2.5"]  # medians of (7, 5) and (3, 2)
+
+
+def test_scale_stages_start_fresh_kernels_so_that_the_kernels_memory_counts(monkeypatch, tmp_path):
+    envs = []
+
+    def fake_timed(cmd, cwd, env):
+        envs.append(env)
+        return 1.0, "1.0 200"
+
+    monkeypatch.setattr(benchmark.subprocess, "run", lambda *a, **k: SimpleNamespace(stdout="business_case modeling"))
+    monkeypatch.setattr(benchmark, "timed", fake_timed)
+    assert benchmark.peak_memory_per_stage(tmp_path) == {"business_case": (1.0, 200.0), "modeling": (1.0, 200.0)}
+    assert [env["WARM_KERNELS"] for env in envs] == ["0", "0"]

@@ -144,6 +144,7 @@ def request_kernel(
             )
             return None
         time.sleep(0.02)
+    print(f"the kernel server did not listen within {timeout:.0f} s; the kernel starts fresh", file=sys.stderr)
     return None
 
 
