@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -157,3 +158,16 @@ def test_switched_off_the_kernel_is_a_fresh_process(tmp_path, monkeypatch):
     printed, _ = run_probe(notebooks, warm_kernels.kernel_manager(kernel_name="python3"))
     assert printed["parent"] == os.getpid() and not printed["preloaded"]
     assert not warm_kernels.server_running(warm_kernels.socket_path(str(notebooks), warm_kernels.kernel_environment()))
+
+
+@linux_only
+def test_other_threads_lists_the_threads_besides_the_main_one():
+    before = warm_kernels.other_threads()
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    try:
+        assert len(warm_kernels.other_threads()) == len(before) + 1
+    finally:
+        release.set()
+        thread.join()

@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -414,7 +415,12 @@ def fork_kernel(listener: socket.socket, lock: IO[str]) -> int | None:
             return None
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        with warnings.catch_warnings():
+            if all(name.startswith("jemalloc_bg_thd") for name in other_threads()):
+                # pyarrow's allocator thread (pandas loads pyarrow); jemalloc's fork handlers
+                # make forking safe with it. Python >= 3.12 warns on any thread; others still warn.
+                warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:
             connection.close()
             listener.close()
@@ -424,6 +430,12 @@ def fork_kernel(listener: socket.socket, lock: IO[str]) -> int | None:
             os.close(fd)
         connection.send(str(pid).encode())
     return pid
+
+
+def other_threads() -> list[str]:
+    """The names of this process's OS threads besides the main one (Linux)."""
+    tasks = Path("/proc/self/task")
+    return [(tasks / task / "comm").read_text().strip() for task in os.listdir(tasks) if int(task) != os.getpid()]
 
 
 def become_kernel(request: dict[str, Any], fds: list[int]) -> None:
