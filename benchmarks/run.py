@@ -227,9 +227,11 @@ def main() -> int:
 
 def print_default_figures(repeat, gen, full, noop, floors, rendered, stages) -> None:
     med = statistics.median
-    per_stage = {s: med(r[s] for r in stages) for s in stages[0]}
-    per_floor = {s: med(f[s] for f in floors) for s in floors[0]}
-    per_rendered = {s: med(f[s] for f in rendered) for s in rendered[0]}
+
+    def median_per_stage(runs: list[dict[str, float]]) -> dict[str, float]:
+        return {stage: med(run[stage] for run in runs) for stage in runs[0]}
+
+    per_stage, per_floor, per_rendered = map(median_per_stage, (stages, floors, rendered))
     floor_total, rendered_total = sum(per_floor.values()), sum(per_rendered.values())
     outside = (med(full) - sum(per_stage.values())) / len(per_stage)
     print(f"\nruns: {repeat} (medians)\n")

@@ -135,15 +135,15 @@ def request_kernel(
         except OSError as exc:
             print(f"the kernel server did not answer ({exc}); the kernel starts fresh", file=sys.stderr)
             return None
-        if server is not None and server.poll() == 0 and not server_running(path):
-            server = None  # it found the lock taken, by a server that has exited since
-        if server is None and not server_running(path):
-            server = start_server(path, cwd, env)
-        elif server is not None and server.poll() not in (None, 0):
+        status = None if server is None else server.poll()
+        if status not in (None, 0):
             print(
                 f"the kernel server failed (see {path.with_suffix('.log')}); the kernel starts fresh", file=sys.stderr
             )
             return None
+        # none started yet, or ours found the lock taken (exit 0) by a server that may have exited since
+        if (server is None or status == 0) and not server_running(path):
+            server = start_server(path, cwd, env)
         time.sleep(0.02)
     print(f"the kernel server did not listen within {timeout:.0f} s; the kernel starts fresh", file=sys.stderr)
     return None
@@ -218,11 +218,8 @@ class ForkedKernel:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                self.returncode = 0  # the server reaped it; its exit status is not ours to know
+        if self.returncode is None and not _alive(self.pid):
+            self.returncode = 0  # the server reaped it; its exit status is not ours to know
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
