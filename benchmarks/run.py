@@ -6,12 +6,15 @@
 
 Figures (medians over --repeat runs):
 1. generation time (cookiecutter plus hooks);
-2. full `dvc repro` wall time, and per stage (as reported by run_step);
+2. full `dvc repro` wall time, and per stage (as reported by run_step), with the time its
+   notebook's cells ran (papermill's per-cell timings) and the rest: the stage's fixed
+   overhead inside run_step (kernel start, papermill, reading and writing the notebook);
 3. the floor: the same notebooks' code cells with the same parameters, run in sequence in
    ONE Python process with no kernel, no papermill and no DVC, (a) as scripts (figures never
    rendered) and (b) also rendering the outputs as the kernel does for the report (figures to
    PNG, tables to HTML); the ratios of 2 to each, and the per-stage overhead (2 minus each);
-   and what DVC and the step process's start add per stage beyond what run_step reports;
+   and what DVC and the step process's start add per stage beyond what run_step reports,
+   which with the part of 2 outside the cells is the whole fixed overhead of a stage;
 4. no-op `dvc repro`;
 5. with --sizes: the full chain on synthetic data drawn from the default data (new rows,
    keeping the sensitive-group mix and base rates, see resample()) at each size: wall time
@@ -35,7 +38,8 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 PACKAGE = "income_outreach"
-STAGE_LINE = re.compile(r"^(\w+): reports/\S+ \(([\d.]+) s(?:, \w+ kernel)?\)$", re.MULTILINE)
+# e.g. "modeling: reports/06_modeling/06_modeling.ipynb (20.1 s, 19.4 s in cells, warm kernel, forked step process)"
+STAGE_LINE = re.compile(r"^(\w+): reports/\S+ \(([\d.]+) s(?:, ([\d.]+) s in cells)?(?:, [\w ]+)*\)$", re.MULTILINE)
 
 
 def env_for(project: Path) -> dict[str, str]:
@@ -65,6 +69,11 @@ def generate(workdir: Path) -> tuple[float, Path]:
 
 def stage_times(output: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in STAGE_LINE.finditer(output)}
+
+
+def cells_times(output: str) -> dict[str, float]:
+    """How long each stage's cells ran, where run_step says so."""
+    return {m.group(1): float(m.group(3)) for m in STAGE_LINE.finditer(output) if m.group(3)}
 
 
 def floor(project: Path, render_outputs: bool = False) -> dict[str, float]:
@@ -208,7 +217,7 @@ def main() -> int:
     if args.scale_only:
         args.repeat = 0
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    gen, full, noop, floors, rendered, stages = [], [], [], [], [], []
+    gen, full, noop, floors, rendered, stages, cells = [], [], [], [], [], [], []
     for _ in range(args.repeat):
         g, project = generate(work)
         gen.append(g)
@@ -216,22 +225,25 @@ def main() -> int:
         t, out = timed([sys.executable, "-m", "dvc", "repro"], project, env)
         full.append(t)
         stages.append(stage_times(out))
+        cells.append(cells_times(out))
         noop.append(timed([sys.executable, "-m", "dvc", "repro"], project, env)[0])
         floors.append(floor(project))
         rendered.append(floor(project, render_outputs=True))
     if args.repeat:
-        print_default_figures(args.repeat, gen, full, noop, floors, rendered, stages)
+        print_default_figures(args.repeat, gen, full, noop, floors, rendered, stages, cells)
     scale(work, args.sizes)
     return 0
 
 
-def print_default_figures(repeat, gen, full, noop, floors, rendered, stages) -> None:
+def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cells) -> None:
     med = statistics.median
 
     def median_per_stage(runs: list[dict[str, float]]) -> dict[str, float]:
         return {stage: med(run[stage] for run in runs) for stage in runs[0]}
 
     per_stage, per_floor, per_rendered = map(median_per_stage, (stages, floors, rendered))
+    # outside the cells: the part of each stage's time that does not grow with its work
+    fixed = median_per_stage([{s: run[s] - cell[s] for s in cell} for run, cell in zip(stages, cells, strict=True)])
     floor_total, rendered_total = sum(per_floor.values()), sum(per_rendered.values())
     outside = (med(full) - sum(per_stage.values())) / len(per_stage)
     print(f"\nruns: {repeat} (medians)\n")
@@ -243,19 +255,25 @@ def print_default_figures(repeat, gen, full, noop, floors, rendered, stages) -> 
         ("ratio full / (a)", med(full) / floor_total, 2),
         ("ratio full / (b)", med(full) / rendered_total, 2),
         ("DVC + step process start, per stage", outside, 1),
+        ("run_step outside cells, stage median", med(fixed.values()) if fixed else math.nan, 2),
+        ("fixed overhead per stage, all included", med(fixed.values()) + outside if fixed else math.nan, 2),
         ("no-op dvc repro", med(noop), 1),
     ]
     print(f"{'figure':40s} {'seconds':>10s}")
     for label, value, digits in rows:
         print(f"{label:40s} {value:10.{digits}f}")
     print("(b) also renders each figure to PNG and each table to HTML, as the kernel does for the report")
-    print(f"\n{'stage':22s} {'repro s':>8s} {'(a) s':>8s} {'(b) s':>8s} {'- (a) s':>8s} {'- (b) s':>8s}")
+    print("fixed overhead: run_step's time outside the notebook's cells (kernel start, papermill, notebook")
+    print("  read and written), plus DVC and the step process's start; the kernels' imports run in cells")
+    print(f"\n{'stage':22s} {'repro s':>8s} {'(a) s':>8s} {'(b) s':>8s} {'- (a) s':>8s} {'- (b) s':>8s} {'fixed s':>8s}")
     for stage, seconds in per_stage.items():
-        a, b = per_floor.get(stage, float("nan")), per_rendered.get(stage, float("nan"))
-        print(f"{stage:22s} {seconds:8.1f} {a:8.1f} {b:8.1f} {seconds - a:8.1f} {seconds - b:8.1f}")
+        a, b = per_floor.get(stage, math.nan), per_rendered.get(stage, math.nan)
+        print(f"{stage:22s} {seconds:8.1f} {a:8.1f} {b:8.1f} {seconds - a:8.1f} {seconds - b:8.1f} "
+              f"{fixed.get(stage, math.nan):8.2f}")
     print(f"{'median overhead':22s} {'':8s} {'':8s} {'':8s} "
           f"{med(per_stage[s] - per_floor[s] for s in per_stage):8.1f} "
-          f"{med(per_stage[s] - per_rendered[s] for s in per_stage):8.1f}")
+          f"{med(per_stage[s] - per_rendered[s] for s in per_stage):8.1f} "
+          f"{med(fixed.values()) if fixed else math.nan:8.2f}")
     print("(repro s is the stage as run_step reports it; DVC and the step process's start are the line above)")
     sys.stdout.flush()
 

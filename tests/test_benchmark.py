@@ -72,28 +72,44 @@ def test_paths_taken_says_whether_step_08_released_and_step_10_challenged(tmp_pa
     ]
 
 
-def test_stage_times_read_run_step_lines_with_and_without_the_kernel_kind():
+def test_stage_times_read_run_step_lines_old_and_new():
     output = (
         "Running stage 'business_case':\n"
-        "business_case: reports/01_business_case/01_business_case.ipynb (5.1 s, warm kernel)\n"
+        "business_case: reports/01_business_case/01_business_case.ipynb (5.1 s, 3.9 s in cells, warm kernel, "
+        "own step process)\n"
+        "success_criteria: reports/02_success_criteria/02_success_criteria.ipynb (0.6 s, 0.1 s in cells, "
+        "warm kernel, forked step process)\n"
+        "data_selection: reports/03_data_selection/03_data_selection.ipynb (2.5 s, warm kernel)\n"
         "modeling: reports/06_modeling/06_modeling.ipynb (27.9 s)\n"
         "note: reports/x.md is not a stage line (1.0 s)\n"
     )
-    assert benchmark.stage_times(output) == {"business_case": 5.1, "modeling": 27.9}
+    assert benchmark.stage_times(output) == {
+        "business_case": 5.1,
+        "success_criteria": 0.6,
+        "data_selection": 2.5,
+        "modeling": 27.9,
+    }
+    assert benchmark.cells_times(output) == {"business_case": 3.9, "success_criteria": 0.1}
 
 
 def test_default_figures_table_reports_overhead_against_both_floors(capsys):
     stages = [{"modeling": 30.0, "monitoring": 10.0}, {"modeling": 32.0, "monitoring": 12.0}]
     script_floor = [{"modeling": 24.0, "monitoring": 6.0}] * 2
     rendered_floor = [{"modeling": 28.0, "monitoring": 9.0}] * 2
-    benchmark.print_default_figures(2, [3.0, 3.0], [45.0, 47.0], [1.5, 1.7], script_floor, rendered_floor, stages)
+    cells = [{"modeling": 29.5, "monitoring": 9.0}, {"modeling": 31.0, "monitoring": 11.5}]
+    benchmark.print_default_figures(
+        2, [3.0, 3.0], [45.0, 47.0], [1.5, 1.7], script_floor, rendered_floor, stages, cells
+    )
     printed = capsys.readouterr().out
     lines = {line[:40].strip(): line[40:].split() for line in printed.splitlines() if line.strip()}
     assert lines["ratio full / (a)"] == ["1.53"]  # 46 / 30
     assert lines["ratio full / (b)"] == ["1.24"]  # 46 / 37
     assert lines["DVC + step process start, per stage"] == ["2.0"]  # (46 - (31 + 11)) / 2 stages
-    assert "modeling                   31.0     24.0     28.0      7.0      3.0" in printed
-    assert lines["median overhead"] == ["6.0", "2.5"]  # medians of (7, 5) and (3, 2)
+    # outside the cells: modeling 0.5 and 1.0 (median 0.75), monitoring 1.0 and 0.5 (0.75)
+    assert lines["run_step outside cells, stage median"] == ["0.75"]
+    assert lines["fixed overhead per stage, all included"] == ["2.75"]  # 0.75 + 2.0
+    assert "modeling                   31.0     24.0     28.0      7.0      3.0     0.75" in printed
+    assert lines["median overhead"] == ["6.0", "2.5", "0.75"]  # medians of (7, 5), (3, 2) and (0.75, 0.75)
 
 
 def test_scale_stages_start_fresh_kernels_so_that_the_kernels_memory_counts(monkeypatch, tmp_path):

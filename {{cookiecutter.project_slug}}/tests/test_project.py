@@ -125,6 +125,16 @@ def test_write_json_refuses_unknown_types_and_leaves_no_temporary_file(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["good.json"]
 
 
+def test_read_yaml_reads_the_projects_files_as_safe_load_does_with_libyaml():
+    import yaml
+
+    if sys.platform == "linux":  # PyPI's Linux wheels of PyYAML include libyaml
+        assert project.SAFE_YAML_LOADER is yaml.CSafeLoader, "PyYAML without libyaml: steps parse in pure Python"
+    root = Path(__file__).resolve().parents[1]
+    for name in ("params.yaml", "dvc.yaml"):
+        assert project.read_yaml(root / name) == yaml.safe_load((root / name).read_text(encoding="utf-8"))
+
+
 def test_read_json_says_which_step_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="dvc repro"):
         project.read_json(tmp_path / "missing.json")

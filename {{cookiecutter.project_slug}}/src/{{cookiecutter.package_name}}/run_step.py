@@ -6,7 +6,8 @@ This is the command of every stage in dvc.yaml. It
 2. refuses a parameter the notebook's ``parameters`` cell does not declare (and a
    declared one params.yaml does not give), instead of papermill's silent no-op,
 3. executes ``notebooks/NN_stage.ipynb`` with papermill on the ``python3`` kernel (a warm
-   one where it can: forked from a server that has imported the stack, see ``warm_kernels``),
+   one where it can: forked from a server that has imported the stack, see ``warm_kernels``;
+   once that server runs, this step process's work is forked from it too, papermill imported),
 4. on success writes the executed notebook to ``reports/NN_stage/NN_stage.ipynb``
    without volatile metadata (timings, random ids), so a rerun is byte-identical,
 5. on failure prints one line with the error, removes the stage's half-written
@@ -24,15 +25,13 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
-
 from . import warm_kernels
-from .project import STEPS, find_project_root, load_params, skip_iri_format_checker, step_name, write_text
+from .project import STEPS, find_project_root, load_params, read_yaml, skip_iri_format_checker, step_name, write_text
 
 PARAMETERS_TAG = "parameters"
 VOLATILE_NOTEBOOK_KEYS = ("start_time", "end_time", "duration", "exception", "environment_variables")
@@ -43,8 +42,7 @@ class StepError(RuntimeError):
 
 
 def load_stage(root: Path, stage: str) -> dict[str, Any]:
-    with open(root / "dvc.yaml", encoding="utf-8") as fh:
-        stages = (yaml.safe_load(fh) or {}).get("stages", {})
+    stages = (read_yaml(root / "dvc.yaml") or {}).get("stages", {})
     if stage not in stages:
         raise StepError(f"dvc.yaml has no stage {stage!r}; stages are: {', '.join(stages)}")
     return stages[stage]
@@ -167,20 +165,25 @@ def _local_kernel_manager(sockets: Path):
 KERNEL_ENVIRONMENT_DEFAULTS = {"OMP_NUM_THREADS": "1"}
 
 
-@contextmanager
-def _kernel_environment(root: Path) -> Iterator[None]:
-    """The environment the stage's kernel inherits, restored afterwards.
+def kernel_environment_for(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment the stage's kernel inherits from a step process with ``environ``.
 
     The project's own package comes first on PYTHONPATH: the kernel runs in notebooks/,
     so a relative ``PYTHONPATH=src`` would not reach src/, and another project generated
     from the same template and installed in the same environment would silently provide
     the code. ``KERNEL_ENVIRONMENT_DEFAULTS`` fill what the environment does not set.
     """
+    python_path = environ.get("PYTHONPATH")
+    env = {**KERNEL_ENVIRONMENT_DEFAULTS, **environ}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(root).resolve() / "src"), *filter(None, [python_path])])
+    return env
+
+
+@contextmanager
+def _kernel_environment(root: Path) -> Iterator[None]:
+    """This process's environment as ``kernel_environment_for`` says, restored afterwards."""
     before = dict(os.environ)
-    python_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(root).resolve() / "src"), *filter(None, [python_path])])
-    for name, value in KERNEL_ENVIRONMENT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    os.environ.update(kernel_environment_for(root, before))
     try:
         yield
     finally:
@@ -188,22 +191,34 @@ def _kernel_environment(root: Path) -> Iterator[None]:
         os.environ.update(before)
 
 
+def notebooks_dir(root: Path) -> Path:
+    """Where the notebooks are, and where their kernels run."""
+    return (Path(root) / "notebooks").resolve()
+
+
 class StepRun(NamedTuple):
     report: Path  # the executed notebook
     kernel: str  # "warm" (forked by the kernel server, see warm_kernels) or "fresh"
+    cells_seconds: float  # the notebook's cells, as papermill timed them; the rest is start-up and bookkeeping
+
+
+def cells_seconds(executed: dict[str, Any]) -> float:
+    """How long the cells of an executed notebook ran, by papermill's per-cell timings."""
+    durations = (cell.get("metadata", {}).get("papermill", {}).get("duration") for cell in executed.get("cells", []))
+    return sum(duration for duration in durations if isinstance(duration, (int, float)))
 
 
 def execute(stage: str, root: Path | None = None, log_output: bool = False) -> StepRun:
     """Run the stage's notebook; return where the executed copy is and which kernel ran it."""
     root = root or find_project_root()
     name = step_name(stage)
-    source = root / "notebooks" / f"{name}.ipynb"
+    source = notebooks_dir(root) / f"{name}.ipynb"
     stage_spec = load_stage(root, stage)
     given = stage_parameters(stage_spec, load_params(root))
     notebook = json.loads(source.read_text(encoding="utf-8"))
     check_parameters(stage, given, declared_parameters(notebook))
     with _kernel_environment(root):  # the server imports while this process imports papermill
-        warm_kernels.start_server_unless_running(str(source.parent.resolve()), warm_kernels.kernel_environment())
+        warm_kernels.start_server_unless_running(str(source.parent), warm_kernels.kernel_environment())
     skip_iri_format_checker()
     import papermill  # imported here: `--help` and errors above stay fast
 
@@ -236,15 +251,17 @@ def execute(stage: str, root: Path | None = None, log_output: bool = False) -> S
     except BaseException:
         remove_outputs(stage_outputs(root, stage_spec))
         raise
-    executed = strip_volatile(json.loads(json.dumps(executed)))
+    executed = json.loads(json.dumps(executed))
+    in_cells = cells_seconds(executed)
+    executed = strip_volatile(executed)
     executed["metadata"].setdefault("papermill", {}).update(
-        input_path=str(source.relative_to(root)), output_path=str(target.relative_to(root))
+        input_path=str(source.relative_to(root.resolve())), output_path=str(target.relative_to(root))
     )
     write_text(target, json.dumps(executed, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     failed.unlink(missing_ok=True)
     if not any(failed.parent.iterdir()):
         failed.parent.rmdir()
-    return StepRun(target, kernel_kind)
+    return StepRun(target, kernel_kind, in_cells)
 
 
 def skip_hdfs_support() -> None:
@@ -256,7 +273,8 @@ def skip_hdfs_support() -> None:
     sys.modules.setdefault("pyarrow.fs", None)  # type: ignore[assignment]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, forked: bool = False) -> int:
+    """Run the stage named in ``argv`` here; ``forked`` says this process was forked by the kernel server."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=STEPS)
     parser.add_argument("--log-output", action="store_true", help="stream cell output while running")
@@ -268,10 +286,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR [{args.stage}]: {exc}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
-    print(f"{args.stage}: {run.report.relative_to(find_project_root())} ({elapsed:.1f} s, {run.kernel} kernel)")
+    step_process = "forked" if forked else "own"
+    print(
+        f"{args.stage}: {run.report.relative_to(find_project_root())} ({elapsed:.1f} s, "
+        f"{run.cells_seconds:.1f} s in cells, {run.kernel} kernel, {step_process} step process)"
+    )
     return 0
 
 
-if __name__ == "__main__":
+def run_as_step_process() -> int:
+    """``python -m ...run_step``: forked from the kernel server when one runs for this project, else here.
+
+    The first stage of a run finds no server: it runs here, and starts the server for the
+    stages after it. ``WARM_KERNELS=0`` runs every stage here. The result is an exit status,
+    or minus the signal that ended a forked step (see ``warm_kernels.end_as``).
+    """
+    try:
+        root = find_project_root()
+    except FileNotFoundError:
+        pass  # main() says so
+    else:
+        key_env = warm_kernels.kernel_environment(kernel_environment_for(root, os.environ))
+        status = warm_kernels.run_forked_step(str(notebooks_dir(root)), key_env)
+        if status is not None:
+            return status
     skip_hdfs_support()  # this process is the step process
-    sys.exit(main())
+    return main()
+
+
+if __name__ == "__main__":
+    warm_kernels.end_as(run_as_step_process())

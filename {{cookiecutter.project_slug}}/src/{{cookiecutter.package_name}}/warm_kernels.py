@@ -10,6 +10,13 @@ new process in a session of its own, with the stage's environment and working di
 freshly seeded ``random`` and ``numpy.random`` generators, and without the project's own
 package, which the notebook imports from the current ``src/``.
 
+The step process itself (``python -m ...run_step STAGE``, papermill's side) comes from the
+server too, once one is running: it forwards its arguments, module path, environment,
+working directory and standard streams to a process forked with papermill imported, passes
+on the signals it gets (Ctrl-C, SIGTERM, SIGHUP) and exits with that process's status. That
+saves papermill's imports (about half a second) in every stage but the first, which starts
+the server and runs in its own process as before.
+
 Lifecycle. ``run_step`` asks for a server when a stage starts its kernel; if none serves
 this key yet it starts one (detached, logging to ``<key>.log`` beside its socket) and the
 kernel comes from it as soon as it listens, about half a second later. A server serves one
@@ -30,6 +37,7 @@ import argparse
 import ast
 import atexit
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -47,9 +55,9 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 PACKAGE = (__spec__.name if __spec__ else __name__).rpartition(".")[0]
 SWITCH_VARIABLE = "WARM_KERNELS"
@@ -60,6 +68,11 @@ CONNECT_TIMEOUT_SECONDS = 15.0
 PER_STAGE_VARIABLES = frozenset({"DVC_STAGE", "JPY_PARENT_PID", "PYTEST_CURRENT_TEST", "_"})
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 KERNEL_MACHINERY = ("ipykernel.kernelapp", "IPython.display")
+# Preloaded first once the server listens: what every kernel imports as it starts (the
+# debugger, ~0.15 s), and what every step process imports (papermill, ~0.5 s).
+STARTUP_MODULES = ("ipykernel.debugger", "papermill")
+# A killed kernel is gone within milliseconds; jupyter_client looks every 100 ms.
+SHUTDOWN_POLL_SECONDS = 0.01
 MAX_REQUEST_BYTES = 1 << 20
 
 
@@ -124,7 +137,7 @@ def request_kernel(
     except OSError as exc:
         print(f"warm kernels unavailable ({exc}); the kernel starts fresh", file=sys.stderr)
         return None
-    request = {"arguments": list(arguments), "cwd": cwd, "env": dict(env), "parent_pid": os.getpid()}
+    request = {"kind": "kernel", "arguments": list(arguments), "cwd": cwd, "env": dict(env), "parent_pid": os.getpid()}
     deadline = time.monotonic() + timeout
     server = None
     while time.monotonic() < deadline:
@@ -149,9 +162,9 @@ def request_kernel(
     return None
 
 
-def kernel_environment() -> dict[str, str]:
-    """The environment jupyter_client gives a python kernel: this one without PYTHONEXECUTABLE."""
-    return {name: value for name, value in os.environ.items() if name != "PYTHONEXECUTABLE"}
+def kernel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment jupyter_client gives a python kernel: ``env`` (this one) without PYTHONEXECUTABLE."""
+    return {name: value for name, value in (os.environ if env is None else env).items() if name != "PYTHONEXECUTABLE"}
 
 
 def start_server_unless_running(cwd: str, env: Mapping[str, str]) -> None:
@@ -206,6 +219,92 @@ def start_server(path: Path, cwd: str, env: Mapping[str, str]) -> subprocess.Pop
             stderr=log,
             start_new_session=True,
         )
+
+
+# ---------------------------------------------------------------- asking for a step process
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+START_WORD = b"start"
+
+
+def run_forked_step(cwd: str, env: Mapping[str, str]) -> int | None:
+    """Run this step process's work in a process forked by the server for ``cwd`` and ``env``; how it ended.
+
+    ``cwd`` and ``env`` are what the stage's kernel will get, so the step is forked by the
+    server that will fork its kernel. None means nothing ran: no server serves that key yet
+    (the first stage of a run starts one), warm kernels are off, or the server would not
+    fork; run the step here then. The forked process gets this process's ``sys.argv``,
+    ``sys.path``, environment, working directory and standard streams, and ends when this
+    process does. The signals in ``FORWARDED_SIGNALS`` that reach this process are passed on.
+    The result is an exit status, or minus the signal that ended the step (Ctrl-C: -SIGINT),
+    as ``Popen.returncode`` says it; ``end_as`` ends this process the same way.
+    """
+    if not enabled(env):
+        return None
+    request = {
+        "kind": "step",
+        "argv": sys.argv,
+        "path": sys.path,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "parent_pid": os.getpid(),
+    }
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
+        try:
+            client.settimeout(CONNECT_TIMEOUT_SECONDS)
+            client.connect(str(socket_path(cwd, env)))
+            socket.send_fds(client, [json.dumps(request).encode()], [0, 1, 2])
+            reply = client.recv(64)
+            if not reply.startswith(b"pid "):  # a refusal, or the server ended before forking
+                return None
+            # the forked process runs the step only on this word: without it (a timeout here,
+            # this process gone) it exits, so the step never runs twice
+            client.send(START_WORD)
+        except OSError:  # no server (yet), or one that is gone or did not answer in time
+            return None
+        client.settimeout(None)
+        return _wait_for_step(client, int(reply[4:]))
+
+
+def _wait_for_step(client: socket.socket, pid: int) -> int:
+    """Pass signals on to the forked step process ``pid`` until it reports its exit status."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        reply = client.recv(64)
+    except OSError:
+        reply = b""
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if reply.startswith((b"exit ", b"signal ")):
+        word, _, number = reply.partition(b" ")
+        return int(number) if word == b"exit" else -int(number)
+    if received:  # ended by a signal passed on from here, before it could say so
+        return -received[-1]
+    print(f"the step process (pid {pid}, forked by the kernel server) ended without an exit status", file=sys.stderr)
+    return 1
+
+
+def end_as(status: int) -> NoReturn:
+    """End this process as ``run_forked_step`` says the step ended: with its exit status, or by its signal.
+
+    A process whose Ctrl-C ended in an unhandled KeyboardInterrupt ends by SIGINT, as Python
+    does, so the shell and DVC see the same outcome as for a step run in its own process.
+    """
+    if status < 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+        time.sleep(1)  # the signal ends the process before this returns
+    sys.exit(status if status >= 0 else 128 - status)
 
 
 class ForkedKernel:
@@ -270,6 +369,9 @@ def kernel_manager(**kwargs: Any):
             self._reconcile_connection_info(provisioner.connection_info)
             return None
 
+        async def _async_wait(self, pollinterval: float = 0.1) -> None:
+            await super()._async_wait(pollinterval=min(pollinterval, SHUTDOWN_POLL_SECONDS))
+
     return WarmKernelManager(**kwargs)
 
 
@@ -315,8 +417,33 @@ def preload(module: str, names: tuple[str, ...] = ()) -> None:
         print(f"preloading {module} failed: {exc!r}", file=sys.stderr, flush=True)
 
 
+def compile_notebook_validator() -> None:
+    """Build nbformat's validator of the current notebook schema, as papermill does (0.08 s) in every step."""
+    try:
+        from nbformat.validator import get_validator
+
+        get_validator()
+    except Exception as exc:  # the step process will build it, or meet the same error
+        print(f"compiling the notebook validator failed: {exc!r}", file=sys.stderr, flush=True)
+
+
+def warm_up_plan(package_dir: Path, notebooks_dir: Path) -> list[Callable[[], None]]:
+    """What the server does between requests, in order: the step's and kernel's start-up needs first."""
+    plan: list[Callable[[], None]] = [functools.partial(preload, module) for module in STARTUP_MODULES]
+    plan.append(compile_notebook_validator)
+    plan += [functools.partial(preload, *item) for item in modules_to_preload(package_dir, notebooks_dir)]
+    return plan
+
+
+def skip_iri_format_checker() -> None:
+    """The project's jsonschema switch (see ``project``), without importing it at the top of this module."""
+    from .project import skip_iri_format_checker
+
+    skip_iri_format_checker()
+
+
 def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
-    """Listen on ``path`` and fork a kernel per request until idle; 0 if another server has the key."""
+    """Listen on ``path`` and fork a kernel or step process per request until idle; 0 if another server has the key."""
     import fcntl
 
     lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the server's life
@@ -330,32 +457,34 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
         lock.close()
         return 0
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)  # what ipykernel sets before matplotlib loads
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # debugpy's import-time warning, for this log only
+    skip_iri_format_checker()  # as every step process does: papermill is preloaded here
     for module in KERNEL_MACHINERY:
         preload(module)
-    pending = modules_to_preload(Path(__file__).resolve().parent, Path.cwd())
+    pending = warm_up_plan(Path(__file__).resolve().parent, Path.cwd())
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(str(path))
     listener.listen(16)
     identity = path.stat().st_ino
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they exit
-    kernels: set[int] = set()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels and step processes are reaped as they exit
+    children: set[int] = set()
     last_busy = time.monotonic()
     try:
         while True:
             readable, _, _ = select.select([listener], [], [], 0 if pending else 1.0)
             if readable:
                 try:
-                    kernels.update(filter(None, [fork_kernel(listener, lock)]))
+                    children.update(filter(None, [fork_child(listener, lock)]))
                 except OSError as exc:  # the client went away; serve the next one
                     print(f"request failed: {exc!r}", file=sys.stderr, flush=True)
                 last_busy = time.monotonic()
             elif pending:
-                preload(*pending.pop(0))
+                pending.pop(0)()
             else:
-                kernels = {pid for pid in kernels if _alive(pid)}
-                if kernels:
+                children = {pid for pid in children if _alive(pid)}
+                if children:
                     last_busy = time.monotonic()
                 if time.monotonic() - last_busy > idle_seconds or _superseded(path, identity):
                     return 0
@@ -393,19 +522,26 @@ def _superseded(path: Path, identity: int) -> bool:
         return True
 
 
-def fork_kernel(listener: socket.socket, lock: IO[str]) -> int | None:
-    """Fork a kernel for the request waiting on ``listener``; the kernel's pid (None: a bad request).
+# the standard streams each kind of request passes, in order (a kernel's stdin is /dev/null)
+REQUEST_STREAMS = {"kernel": (1, 2), "step": (0, 1, 2)}
 
-    The kernel closes the server's listening socket and lock: they are the server's alone.
+
+def fork_child(listener: socket.socket, lock: IO[str]) -> int | None:
+    """Fork a kernel or a step process for the request waiting on ``listener``; its pid (None: a bad request).
+
+    The child closes the server's listening socket and lock: they are the server's alone. The
+    server answers a kernel request with the kernel's pid; a step process says its pid itself,
+    then its exit status when it ends, on the same connection.
     """
     connection, _ = listener.accept()
     with connection:
-        message, fds, _, _ = socket.recv_fds(connection, MAX_REQUEST_BYTES, 2)
+        message, fds, _, _ = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
         try:
             request = json.loads(message)
         except ValueError:
             request = None
-        if not isinstance(request, dict) or len(fds) != 2:
+        kind = request.get("kind") if isinstance(request, dict) else None
+        if kind not in REQUEST_STREAMS or len(fds) != len(REQUEST_STREAMS[kind]):
             connection.send(b"bad request")
             for fd in fds:
                 os.close(fd)
@@ -419,13 +555,16 @@ def fork_kernel(listener: socket.socket, lock: IO[str]) -> int | None:
                 warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:
-            connection.close()
             listener.close()
             lock.close()
+            if kind == "step":
+                become_step_process(request, fds, connection)  # never returns
+            connection.close()
             become_kernel(request, fds)  # never returns
         for fd in fds:
             os.close(fd)
-        connection.send(str(pid).encode())
+        if kind == "kernel":
+            connection.send(str(pid).encode())
     return pid
 
 
@@ -435,28 +574,75 @@ def other_threads() -> list[str]:
     return [(tasks / task / "comm").read_text().strip() for task in os.listdir(tasks) if int(task) != os.getpid()]
 
 
+def become_new_process(request: dict[str, Any], fds: list[int], streams: tuple[int, ...]) -> None:
+    """In a forked child: what a process started afresh for ``request`` would have.
+
+    A session of its own, Python's default signal handling, ``fds`` as the standard
+    ``streams`` (the others on /dev/null), the request's working directory and environment,
+    no project modules, new random seeds, and an end when the process that asked ends.
+    """
+    os.setsid()
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as the interpreter sets it at start
+    for target, fd in [*zip(streams, fds, strict=True), *((t, None) for t in (0, 1, 2) if t not in streams)]:
+        fd = os.open(os.devnull, os.O_RDWR) if fd is None else fd
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    forget_package_modules()
+    importlib.invalidate_caches()  # src/ may have new modules since the server started
+    reseed_random_generators()
+    exit_with_parent(int(request["parent_pid"]))
+
+
+def become_step_process(request: dict[str, Any], fds: list[int], connection: socket.socket) -> None:
+    """In the forked child: run ``run_step`` as the asking ``python -m ...run_step`` would have, then report.
+
+    How it ended goes back on ``connection`` (``exit N``, or ``signal 2`` after Ctrl-C); the asking
+    process ends the same way (``end_as``).
+    """
+    code = 1
+    try:
+        connection.send(f"pid {os.getpid()}".encode())
+        if connection.recv(64) != START_WORD:  # the asking process gave up waiting, and runs the step itself
+            os._exit(code)
+        become_new_process(request, fds, REQUEST_STREAMS["step"])
+        sys.argv, sys.path[:] = list(request["argv"]), request["path"]
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(line_buffering=stream.isatty())  # as the interpreter sets them at start
+        run_step = importlib.import_module(f"{PACKAGE}.run_step")
+        code = run_step.main(sys.argv[1:], forked=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except KeyboardInterrupt:  # Ctrl-C, passed on by the asking process: it ends by SIGINT, as Python does
+        traceback.print_exc()
+        code = -signal.SIGINT
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        with contextlib.suppress(BaseException):
+            connection.send(f"exit {code}".encode() if code >= 0 else f"signal {-code}".encode())
+        os._exit(code if code >= 0 else 128 - code)
+
+
 def become_kernel(request: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: turn into the kernel a fresh ``python -m ipykernel_launcher`` would be."""
     code = 1
     try:
-        os.setsid()
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        for target, fd in zip((1, 2), fds, strict=True):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
         parent = str(request["parent_pid"])
-        os.environ["JPY_PARENT_PID"] = parent  # as jupyter_client's launcher sets it
-        forget_package_modules()
-        reseed_random_generators()
-        exit_with_parent(int(parent))
+        request = {
+            **request,
+            "env": {**request["env"], "JPY_PARENT_PID": parent},
+        }  # as jupyter_client's launcher sets it
+        become_new_process(request, fds, REQUEST_STREAMS["kernel"])
         from ipykernel import kernelapp
 
         # ipykernel read JPY_PARENT_PID when the server imported it: say it again
