@@ -1,6 +1,7 @@
 import contextlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -69,6 +70,38 @@ def test_modules_to_preload_are_the_top_level_imports_of_package_and_notebooks(t
         ("scipy", ("stats",)),
         ("sklearn.metrics", ("auc", "roc_curve")),
     ]
+
+
+class FakeIOPub:
+    """An IOPub channel that hands out the given messages, then is silent."""
+
+    def __init__(self, *messages):
+        self.messages = list(messages)
+        self.timeouts = []
+
+    def get_msg(self, timeout):
+        self.timeouts.append(timeout)
+        if not self.messages:
+            raise queue.Empty
+        return self.messages.pop(0)
+
+
+def status(state, parent):
+    return {"msg_type": "status", "content": {"execution_state": state}, "parent_header": {"msg_id": parent}}
+
+
+def test_a_kernel_is_ready_when_idle_after_kernel_info_not_after_a_silence():
+    iopub = FakeIOPub(
+        {"msg_type": "iopub_welcome", "content": {}, "parent_header": {}},
+        status("busy", "info-2"),
+        status("idle", "an-old-request"),
+        status("idle", "info-2"),
+        status("busy", "later"),
+    )
+    assert warm_kernels.idle_after(iopub, {"info-1", "info-2"})
+    assert iopub.messages == [status("busy", "later")], "it reads up to the idle status and no further"
+    assert not warm_kernels.idle_after(FakeIOPub(status("busy", "info-1")), {"info-1"}), "IOPub missed the idle"
+    assert not warm_kernels.idle_after(FakeIOPub(), {"info-1"}), "IOPub not connected: ask again"
 
 
 def test_socket_directory_is_private():

@@ -43,6 +43,7 @@ import importlib
 import importlib.util
 import json
 import os
+import queue
 import random
 import select
 import signal
@@ -349,9 +350,55 @@ def kernel_arguments(kernel_cmd: list[str]) -> list[str] | None:
     return kernel_cmd[3:]
 
 
+def idle_after(iopub: Any, requests: set[str], quiet_seconds: float = 0.2) -> bool:
+    """Read ``iopub`` until the kernel says it is idle after one of ``requests``; False after a silence.
+
+    The kernel ends its answer to every request with that status message, so once it has
+    come nothing more is owed. A silence of ``quiet_seconds`` means IOPub is not connected
+    yet (its subscription lost the messages): ask again.
+    """
+    while True:
+        try:
+            message = iopub.get_msg(timeout=quiet_seconds)
+        except queue.Empty:
+            return False
+        idle = message.get("msg_type") == "status" and message.get("content", {}).get("execution_state") == "idle"
+        if idle and message.get("parent_header", {}).get("msg_id") in requests:
+            return True
+
+
 def kernel_manager(**kwargs: Any):
     """A jupyter_client ``KernelManager`` that takes its kernel from the server when it can."""
+    from jupyter_client.blocking.client import BlockingKernelClient
     from jupyter_client.manager import KernelManager
+
+    class PromptKernelClient(BlockingKernelClient):
+        """jupyter_client's blocking client, ready as soon as the kernel has answered and is idle.
+
+        jupyter_client's own ``wait_for_ready`` ends by reading IOPub until it has been silent
+        for 0.2 s: 0.2 s of every stage, and of every kernel start, spent waiting for nothing.
+        """
+
+        def wait_for_ready(self, timeout: float | None = None) -> None:
+            deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+            asked: set[str] = set()
+            while True:
+                asked.add(self.kernel_info())
+                try:
+                    reply = self.shell_channel.get_msg(timeout=1)
+                except queue.Empty:
+                    reply = None
+                if (
+                    reply is not None
+                    and reply["msg_type"] == "kernel_info_reply"
+                    and idle_after(self.iopub_channel, asked)
+                ):
+                    self._handle_kernel_info_reply(reply)
+                    return
+                if not self.is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
 
     class WarmKernelManager(KernelManager):
         warm_pid: int | None = None  # the forked kernel's pid; None for a fresh kernel
@@ -372,7 +419,7 @@ def kernel_manager(**kwargs: Any):
         async def _async_wait(self, pollinterval: float = 0.1) -> None:
             await super()._async_wait(pollinterval=min(pollinterval, SHUTDOWN_POLL_SECONDS))
 
-    return WarmKernelManager(**kwargs)
+    return WarmKernelManager(client_factory=PromptKernelClient, **kwargs)
 
 
 # ---------------------------------------------------------------- the server
