@@ -646,26 +646,19 @@ def become_new_process(request: dict[str, Any], fds: list[int], streams: tuple[i
     exit_with_parent(int(request["parent_pid"]))
 
 
-def become_step_process(request: dict[str, Any], fds: list[int], connection: socket.socket) -> None:
-    """In the forked child: run ``run_step`` as the asking ``python -m ...run_step`` would have, then report.
+def live_as_child(life: Callable[[], int], on_end: Callable[[int], None] | None = None) -> NoReturn:
+    """Spend a forked child's life in ``life``, ended as the interpreter ends a program, and never return.
 
-    How it ended goes back on ``connection`` (``exit N``, or ``signal 2`` after Ctrl-C); the asking
-    process ends the same way (``end_as``).
+    The status is what ``life`` returns or raises (SystemExit), 1 after any other exception (its
+    traceback printed), and ``-SIGINT`` after a KeyboardInterrupt. The exit functions run and the
+    streams are flushed, ``on_end`` hears the status, and the child exits with it.
     """
     code = 1
     try:
-        connection.send(f"pid {os.getpid()}".encode())
-        if connection.recv(64) != START_WORD:  # the asking process gave up waiting, and runs the step itself
-            os._exit(code)
-        become_new_process(request, fds, REQUEST_STREAMS["step"])
-        sys.argv, sys.path[:] = list(request["argv"]), request["path"]
-        for stream in (sys.stdout, sys.stderr):
-            stream.reconfigure(line_buffering=stream.isatty())  # as the interpreter sets them at start
-        run_step = importlib.import_module(f"{PACKAGE}.run_step")
-        code = run_step.main(sys.argv[1:], forked=True)
+        code = life()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    except KeyboardInterrupt:  # Ctrl-C, passed on by the asking process: it ends by SIGINT, as Python does
+    except KeyboardInterrupt:
         traceback.print_exc()
         code = -signal.SIGINT
     except BaseException:
@@ -675,38 +668,55 @@ def become_step_process(request: dict[str, Any], fds: list[int], connection: soc
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
-        with contextlib.suppress(BaseException):
-            connection.send(f"exit {code}".encode() if code >= 0 else f"signal {-code}".encode())
+        if on_end is not None:
+            with contextlib.suppress(BaseException):
+                on_end(code)
         os._exit(code if code >= 0 else 128 - code)
 
 
-def become_kernel(request: dict[str, Any], fds: list[int]) -> None:
-    """In the forked child: turn into the kernel a fresh ``python -m ipykernel_launcher`` would be."""
-    code = 1
-    try:
-        parent = str(request["parent_pid"])
-        request = {
-            **request,
-            "env": {**request["env"], "JPY_PARENT_PID": parent},
-        }  # as jupyter_client's launcher sets it
-        become_new_process(request, fds, REQUEST_STREAMS["kernel"])
-        from ipykernel import kernelapp
+def become_step_process(request: dict[str, Any], fds: list[int], connection: socket.socket) -> NoReturn:
+    """In the forked child: run ``run_step`` as the asking ``python -m ...run_step`` would have, then report.
 
-        # ipykernel read JPY_PARENT_PID when the server imported it: say it again
-        arguments = [*request["arguments"], f"--IPKernelApp.parent_handle={parent}"]
-        sys.argv = [importlib.util.find_spec("ipykernel_launcher").origin, *arguments]
-        kernelapp.launch_new_instance(argv=sys.argv[1:])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        with contextlib.suppress(BaseException):
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+    How it ended goes back on ``connection`` (``exit N``, or ``signal 2`` after Ctrl-C); the asking
+    process ends the same way (``end_as``).
+    """
+    with contextlib.suppress(OSError):
+        connection.send(f"pid {os.getpid()}".encode())
+        if connection.recv(64) == START_WORD:
+            live_as_child(lambda: run_step_here(request, fds), lambda code: connection.send(status_word(code)))
+    os._exit(1)  # the asking process gave up waiting, and runs the step itself
+
+
+def run_step_here(request: dict[str, Any], fds: list[int]) -> int:
+    become_new_process(request, fds, REQUEST_STREAMS["step"])
+    sys.argv, sys.path[:] = list(request["argv"]), request["path"]
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=stream.isatty())  # as the interpreter sets them at start
+    run_step = importlib.import_module(f"{PACKAGE}.run_step")
+    return run_step.main(sys.argv[1:], forked=True)
+
+
+def status_word(code: int) -> bytes:
+    """How a step ended, as the asking process reads it: ``exit N``, or ``signal N`` (a negative ``code``)."""
+    return f"exit {code}".encode() if code >= 0 else f"signal {-code}".encode()
+
+
+def become_kernel(request: dict[str, Any], fds: list[int]) -> NoReturn:
+    """In the forked child: turn into the kernel a fresh ``python -m ipykernel_launcher`` would be."""
+    live_as_child(lambda: run_kernel_here(request, fds))
+
+
+def run_kernel_here(request: dict[str, Any], fds: list[int]) -> int:
+    parent = str(request["parent_pid"])
+    env = {**request["env"], "JPY_PARENT_PID": parent}  # as jupyter_client's launcher sets it
+    become_new_process({**request, "env": env}, fds, REQUEST_STREAMS["kernel"])
+    from ipykernel import kernelapp
+
+    # ipykernel read JPY_PARENT_PID when the server imported it: say it again
+    arguments = [*request["arguments"], f"--IPKernelApp.parent_handle={parent}"]
+    sys.argv = [importlib.util.find_spec("ipykernel_launcher").origin, *arguments]
+    kernelapp.launch_new_instance(argv=sys.argv[1:])
+    return 0
 
 
 def forget_package_modules() -> None:
