@@ -220,3 +220,17 @@ def test_the_step_process_runs_papermill_without_loading_pyarrow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_run_step_imports_without_posix_only_modules_and_signals():
+    """As on Windows: no fcntl, no SIGHUP, SIGCHLD or SIGPIPE (the warm kernels are Linux only)."""
+    code = (
+        "import signal, sys\n"
+        "for name in ('SIGHUP', 'SIGCHLD', 'SIGPIPE', 'SIGKILL'):\n"
+        "    delattr(signal, name)\n"
+        "sys.modules['fcntl'] = None\n"
+        "from {{ cookiecutter.package_name }} import run_step, warm_kernels\n"
+        "print(callable(run_step.run_as_step_process), [s.name for s in warm_kernels.FORWARDED_SIGNALS])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split(maxsplit=1) == ["True", "['SIGINT', 'SIGTERM']\n"]

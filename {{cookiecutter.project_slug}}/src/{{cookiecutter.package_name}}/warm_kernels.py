@@ -224,7 +224,8 @@ def start_server(path: Path, cwd: str, env: Mapping[str, str]) -> subprocess.Pop
 
 # ---------------------------------------------------------------- asking for a step process
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# (by name: Windows has no SIGHUP, and run_step imports this module there too)
+FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 START_WORD = b"start"
 
 
