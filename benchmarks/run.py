@@ -235,6 +235,14 @@ def main() -> int:
     return 0
 
 
+def outside_share_per_stage(full: list[float], stages: list[dict[str, float]]) -> float:
+    """What DVC and the step process's start add to each stage: per run, the chain's wall time
+    minus the stages' own times, over the stages; the median over runs. (Differences within a
+    run: the median chain minus the per-stage medians mixes runs, and a noisy stage swings it.)
+    """
+    return statistics.median((total - sum(run.values())) / len(run) for total, run in zip(full, stages, strict=True))
+
+
 def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cells) -> None:
     med = statistics.median
 
@@ -245,7 +253,7 @@ def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cel
     # outside the cells: the part of each stage's time that does not grow with its work
     fixed = median_per_stage([{s: run[s] - cell[s] for s in cell} for run, cell in zip(stages, cells, strict=True)])
     floor_total, rendered_total = sum(per_floor.values()), sum(per_rendered.values())
-    outside = (med(full) - sum(per_stage.values())) / len(per_stage)
+    outside = outside_share_per_stage(full, stages)
     print(f"\nruns: {repeat} (medians)\n")
     rows = [
         ("generation (cookiecutter + hooks)", med(gen), 1),

@@ -112,6 +112,14 @@ def test_default_figures_table_reports_overhead_against_both_floors(capsys):
     assert lines["median overhead"] == ["6.0", "2.5", "0.75"]  # medians of (7, 5), (3, 2) and (0.75, 0.75)
 
 
+def test_dvc_share_is_taken_within_each_run():
+    full = [45.0, 52.0, 50.0]
+    stages = [{"modeling": 30.0, "monitoring": 10.0}, {"modeling": 32.0, "monitoring": 12.0},
+              {"modeling": 40.0, "monitoring": 8.0}]
+    # per run (45 - 40) / 2, (52 - 44) / 2, (50 - 48) / 2; across runs, 50 - (32 + 10) would say 4.0
+    assert benchmark.outside_share_per_stage(full, stages) == 2.5
+
+
 def test_scale_stages_start_fresh_kernels_so_that_the_kernels_memory_counts(monkeypatch, tmp_path):
     envs = []
 
