@@ -98,6 +98,28 @@ def test_exponentiated_gradient_round_trip(tmp_path, fitted):
     np.testing.assert_allclose(loaded.score(x), model.score(x))
 
 
+class Vote:
+    def __init__(self, value):
+        self.value = value
+
+    def predict(self, x):
+        return np.full(len(x), self.value)
+
+
+def test_an_ensembles_probability_stays_within_0_and_1_whatever_the_rounding():
+    # weights whose unanimous vote rounds to 1.0000000000000002 (seen at 30k rows in step 09)
+    weights = [0.4520887883271084, 0.39465979707096, 0.23231147528553098, 0.7487557250039351,
+               0.6437047620803104, 0.7257576850518699, 0.08280857589649471, 0.3527434156964051,
+               0.5198330743342318, 0.42672114373024106, 0.040617561872745234]  # fmt: skip
+    assert (np.ones((3, len(weights))) @ np.array(weights) / np.array(weights).sum() > 1).all()
+    x = pd.DataFrame({"a": [1, 2, 3]})
+    for value in (1, 0):
+        model = mitigation.MitigatedModel(
+            "exponentiated_gradient", None, [], predictors=[Vote(value)] * len(weights), weights=weights
+        )
+        assert model.score(x).tolist() == [float(value)] * 3
+
+
 def test_groups_too_small_or_with_one_outcome_are_pooled():
     key = np.array(["A"] * 40 + ["B"] * 40 + ["C"] * 5 + ["D"] * 35)
     y = np.array([0, 1] * 20 + [0, 1] * 20 + [0, 1, 0, 1, 0] + [0] * 35)

@@ -124,8 +124,13 @@ class MitigatedModel:
         return sorted(g for g, fitted in self.group_mapping.items() if g != fitted)
 
     def _ensemble_probability(self, x: pd.DataFrame) -> np.ndarray:
+        """The weighted share of the predictors that vote 1.
+
+        Rounding can put a unanimous vote a hair above 1 (1.0000000000000002), which
+        scikit-learn's probability metrics refuse: clipped into [0, 1].
+        """
         votes = np.column_stack([np.asarray(p.predict(x)) for p in self.predictors])
-        return votes @ self.weights / self.weights.sum()
+        return np.clip(votes @ self.weights / self.weights.sum(), 0.0, 1.0)
 
 
 def fit_threshold_optimizer(
