@@ -252,6 +252,7 @@ def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cel
     per_stage, per_floor, per_rendered = map(median_per_stage, (stages, floors, rendered))
     # outside the cells: the part of each stage's time that does not grow with its work
     fixed = median_per_stage([{s: run[s] - cell[s] for s in cell} for run, cell in zip(stages, cells, strict=True)])
+    fixed_median = med(fixed.values()) if fixed else math.nan
     floor_total, rendered_total = sum(per_floor.values()), sum(per_rendered.values())
     outside = outside_share_per_stage(full, stages)
     print(f"\nruns: {repeat} (medians)\n")
@@ -263,8 +264,8 @@ def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cel
         ("ratio full / (a)", med(full) / floor_total, 2),
         ("ratio full / (b)", med(full) / rendered_total, 2),
         ("DVC + step process start, per stage", outside, 1),
-        ("run_step outside cells, stage median", med(fixed.values()) if fixed else math.nan, 2),
-        ("fixed overhead per stage, all included", med(fixed.values()) + outside if fixed else math.nan, 2),
+        ("run_step outside cells, stage median", fixed_median, 2),
+        ("fixed overhead per stage, all included", fixed_median + outside, 2),
         ("no-op dvc repro", med(noop), 1),
     ]
     print(f"{'figure':40s} {'seconds':>10s}")
@@ -281,7 +282,7 @@ def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cel
     print(f"{'median overhead':22s} {'':8s} {'':8s} {'':8s} "
           f"{med(per_stage[s] - per_floor[s] for s in per_stage):8.1f} "
           f"{med(per_stage[s] - per_rendered[s] for s in per_stage):8.1f} "
-          f"{med(fixed.values()) if fixed else math.nan:8.2f}")
+          f"{fixed_median:8.2f}")
     print("(repro s is the stage as run_step reports it; DVC and the step process's start are the line above)")
     sys.stdout.flush()
 

@@ -216,6 +216,13 @@ def test_other_threads_lists_the_threads_besides_the_main_one():
         thread.join()
 
 
+def test_status_words_carry_exit_codes_and_signals():
+    for status in (0, 1, 2, -signal.SIGINT, -signal.SIGTERM):
+        assert warm_kernels.read_status_word(warm_kernels.status_word(status)) == status
+    assert warm_kernels.read_status_word(b"") is None and warm_kernels.read_status_word(b"exit x") is None
+    assert warm_kernels.exit_code(-signal.SIGINT) == 130 and warm_kernels.exit_code(3) == 3
+
+
 def test_no_forked_step_without_a_server_or_when_switched_off(tmp_path, monkeypatch):
     env = warm_kernels.kernel_environment()
     assert warm_kernels.run_forked_step(str(tmp_path), env) is None  # no server serves this directory
@@ -246,7 +253,7 @@ STEP_NOTEBOOK_CELLS = [
 def step_project(tmp_path_factory) -> Path:
     """The project, its stage run once: that run starts the kernel server the tests' runs are forked from."""
     root = tmp_path_factory.mktemp("steps")
-    (root / "params.yaml").write_text("business_case:\n  wait: 0\n  fail: false\n", encoding="utf-8")
+    write_params(root, wait=0, fail=False)
     (root / "dvc.yaml").write_text(
         "stages:\n  business_case:\n    cmd: python -m {{ cookiecutter.package_name }}.run_step business_case\n"
         "    params: [business_case]\n    outs: [reports/01_business_case]\n",
@@ -263,11 +270,14 @@ def step_project(tmp_path_factory) -> Path:
     return root
 
 
+def write_params(root: Path, **params) -> None:
+    lines = "".join(f"  {name}: {json.dumps(value)}\n" for name, value in params.items())
+    (root / "params.yaml").write_text("business_case:\n" + lines, encoding="utf-8")
+
+
 def run_step_process(root: Path, *args: str, **params) -> subprocess.CompletedProcess:
     if params:
-        (root / "params.yaml").write_text(
-            "business_case:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in params.items()), encoding="utf-8"
-        )
+        write_params(root, **params)
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.run_step", *(args or ["business_case"])]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120, check=False)
 
@@ -311,7 +321,7 @@ def test_a_forked_step_passes_on_its_failure_and_exit_status(step_project):
 def start_step_process(root: Path, wait: int) -> tuple[subprocess.Popen, int]:
     """A step process running its notebook's waiting cell, and the pid of the server that forked it."""
     shutil.rmtree(root / "reports" / "01_business_case", ignore_errors=True)
-    (root / "params.yaml").write_text(f"business_case:\n  wait: {wait}\n  fail: false\n", encoding="utf-8")
+    write_params(root, wait=wait, fail=False)
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.run_step", "business_case"]
     # Ctrl-C's default action, as in a terminal (a process started in the background inherits it ignored)
     client = subprocess.Popen(

@@ -191,6 +191,11 @@ def _kernel_environment(root: Path) -> Iterator[None]:
         os.environ.update(before)
 
 
+def server_environment(root: Path) -> dict[str, str]:
+    """The kernel's environment as jupyter_client passes it: what keys this stage's kernel server."""
+    return warm_kernels.kernel_environment(kernel_environment_for(root, os.environ))
+
+
 def notebooks_dir(root: Path) -> Path:
     """Where the notebooks are, and where their kernels run."""
     return (Path(root) / "notebooks").resolve()
@@ -217,8 +222,8 @@ def execute(stage: str, root: Path | None = None, log_output: bool = False) -> S
     given = stage_parameters(stage_spec, load_params(root))
     notebook = json.loads(source.read_text(encoding="utf-8"))
     check_parameters(stage, given, declared_parameters(notebook))
-    with _kernel_environment(root):  # the server imports while this process imports papermill
-        warm_kernels.start_server_unless_running(str(source.parent), warm_kernels.kernel_environment())
+    # the server imports while this process imports papermill
+    warm_kernels.start_server_unless_running(str(source.parent), server_environment(root))
     skip_iri_format_checker()
     import papermill  # imported here: `--help` and errors above stay fast
 
@@ -306,8 +311,7 @@ def run_as_step_process() -> int:
     except FileNotFoundError:
         pass  # main() says so
     else:
-        key_env = warm_kernels.kernel_environment(kernel_environment_for(root, os.environ))
-        status = warm_kernels.run_forked_step(str(notebooks_dir(root)), key_env)
+        status = warm_kernels.run_forked_step(str(notebooks_dir(root)), server_environment(root))
         if status is not None:
             return status
     skip_hdfs_support()  # this process is the step process

@@ -75,6 +75,8 @@ STARTUP_MODULES = ("ipykernel.debugger", "papermill")
 # A killed kernel is gone within milliseconds; jupyter_client looks every 100 ms.
 SHUTDOWN_POLL_SECONDS = 0.01
 MAX_REQUEST_BYTES = 1 << 20
+# the standard streams each kind of request passes, in order (a kernel's stdin is /dev/null)
+REQUEST_STREAMS = {"kernel": (1, 2), "step": (0, 1, 2)}
 
 
 # ---------------------------------------------------------------- which server, where
@@ -197,11 +199,16 @@ def server_running(path: Path) -> bool:
         return False
 
 
+def send_request(client: socket.socket, path: Path, request: dict[str, Any]) -> None:
+    """Connect ``client`` to the server at ``path`` and send ``request`` with the streams its kind passes."""
+    client.settimeout(CONNECT_TIMEOUT_SECONDS)
+    client.connect(str(path))
+    socket.send_fds(client, [json.dumps(request).encode()], list(REQUEST_STREAMS[request["kind"]]))
+
+
 def _send_request(path: Path, request: dict[str, Any]) -> int:
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
-        client.settimeout(CONNECT_TIMEOUT_SECONDS)
-        client.connect(str(path))
-        socket.send_fds(client, [json.dumps(request).encode()], [1, 2])
+        send_request(client, path, request)
         reply = client.recv(64)
     if not reply.isdigit():
         raise ConnectionRefusedError(f"the kernel server answered {reply!r}")
@@ -253,9 +260,7 @@ def run_forked_step(cwd: str, env: Mapping[str, str]) -> int | None:
     }
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
         try:
-            client.settimeout(CONNECT_TIMEOUT_SECONDS)
-            client.connect(str(socket_path(cwd, env)))
-            socket.send_fds(client, [json.dumps(request).encode()], [0, 1, 2])
+            send_request(client, socket_path(cwd, env), request)
             reply = client.recv(64)
             if not reply.startswith(b"pid "):  # a refusal, or the server ended before forking
                 return None
@@ -285,9 +290,9 @@ def _wait_for_step(client: socket.socket, pid: int) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if reply.startswith((b"exit ", b"signal ")):
-        word, _, number = reply.partition(b" ")
-        return int(number) if word == b"exit" else -int(number)
+    status = read_status_word(reply)
+    if status is not None:
+        return status
     if received:  # ended by a signal passed on from here, before it could say so
         return -received[-1]
     print(f"the step process (pid {pid}, forked by the kernel server) ended without an exit status", file=sys.stderr)
@@ -306,7 +311,25 @@ def end_as(status: int) -> NoReturn:
         signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
         time.sleep(1)  # the signal ends the process before this returns
-    sys.exit(status if status >= 0 else 128 - status)
+    sys.exit(exit_code(status))
+
+
+def exit_code(status: int) -> int:
+    """The exit code a shell reports for ``status``: itself, or 128 + the signal a negative status names."""
+    return status if status >= 0 else 128 - status
+
+
+def status_word(status: int) -> bytes:
+    """How a step ended, as the forked step process tells the asking one: ``exit N`` or ``signal N``."""
+    return f"exit {status}".encode() if status >= 0 else f"signal {-status}".encode()
+
+
+def read_status_word(word: bytes) -> int | None:
+    """The status ``status_word`` wrote (a negative one for a signal); None for anything else."""
+    kind, _, number = word.partition(b" ")
+    if kind in (b"exit", b"signal") and number.isdigit():
+        return int(number) if kind == b"exit" else -int(number)
+    return None
 
 
 class ForkedKernel:
@@ -483,13 +506,6 @@ def warm_up_plan(package_dir: Path, notebooks_dir: Path) -> list[Callable[[], No
     return plan
 
 
-def skip_iri_format_checker() -> None:
-    """The project's jsonschema switch (see ``project``), without importing it at the top of this module."""
-    from .project import skip_iri_format_checker
-
-    skip_iri_format_checker()
-
-
 def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
     """Listen on ``path`` and fork a kernel or step process per request until idle; 0 if another server has the key."""
     import fcntl
@@ -506,6 +522,8 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
         return 0
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)  # what ipykernel sets before matplotlib loads
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # debugpy's import-time warning, for this log only
+    from .project import skip_iri_format_checker  # here: the client side of this module stays light
+
     skip_iri_format_checker()  # as every step process does: papermill is preloaded here
     for module in KERNEL_MACHINERY:
         preload(module)
@@ -568,10 +586,6 @@ def _superseded(path: Path, identity: int) -> bool:
         return not Path.cwd().is_dir() or path.stat().st_ino != identity
     except (FileNotFoundError, OSError):
         return True
-
-
-# the standard streams each kind of request passes, in order (a kernel's stdin is /dev/null)
-REQUEST_STREAMS = {"kernel": (1, 2), "step": (0, 1, 2)}
 
 
 def fork_child(listener: socket.socket, lock: IO[str]) -> int | None:
@@ -672,7 +686,7 @@ def live_as_child(life: Callable[[], int], on_end: Callable[[int], None] | None 
         if on_end is not None:
             with contextlib.suppress(BaseException):
                 on_end(code)
-        os._exit(code if code >= 0 else 128 - code)
+        os._exit(exit_code(code))
 
 
 def become_step_process(request: dict[str, Any], fds: list[int], connection: socket.socket) -> NoReturn:
@@ -695,11 +709,6 @@ def run_step_here(request: dict[str, Any], fds: list[int]) -> int:
         stream.reconfigure(line_buffering=stream.isatty())  # as the interpreter sets them at start
     run_step = importlib.import_module(f"{PACKAGE}.run_step")
     return run_step.main(sys.argv[1:], forked=True)
-
-
-def status_word(code: int) -> bytes:
-    """How a step ended, as the asking process reads it: ``exit N``, or ``signal N`` (a negative ``code``)."""
-    return f"exit {code}".encode() if code >= 0 else f"signal {-code}".encode()
 
 
 def become_kernel(request: dict[str, Any], fds: list[int]) -> NoReturn:
