@@ -47,6 +47,12 @@ REMOTE_URL_EXAMPLES = {
     "local": "../storage or /mnt/dvc-storage",
 }
 REMOTE_FORBIDDEN_CHARACTERS = (*FORBIDDEN_CHARACTERS, "'", "#", ";")
+# cookiecutter.json derives project_slug from project_name, falling back to this placeholder
+# when the name has no letters or digits: an empty slug would make cookiecutter take the
+# output directory itself for the project's and stop before this hook runs, with a message
+# that names neither the answer nor the problem. The placeholder is no valid slug (nor,
+# with '-' replaced, package name), so the checks below see it and name the cause.
+UNDERIVABLE_SLUG = "_"
 
 
 def check_text(name: str, value: str) -> str | None:
@@ -61,7 +67,12 @@ def check_text(name: str, value: str) -> str | None:
     return None
 
 
-def check_slug(value: str) -> str | None:
+def check_slug(value: str, name: str) -> str | None:
+    if value == UNDERIVABLE_SLUG:
+        return (
+            f"project_name {name!r} has no letters or digits to derive project_slug from: "
+            "give a name with some, or a project_slug"
+        )
     if not SLUG_RE.match(value) or len(value) > 64:
         return (
             f"project_slug {value!r} is not a valid directory name: use 1-64 lowercase "
@@ -125,8 +136,12 @@ def validate(answers: dict) -> list[str]:
     errors: list[str | None] = []
     for name in ("project_name", "description", "author_name"):
         errors.append(check_text(name, str(answers.get(name, ""))))
-    errors.append(check_slug(str(answers.get("project_slug", ""))))
-    errors.append(check_package(str(answers.get("package_name", ""))))
+    project_name, slug, package = (str(answers.get(k, "")) for k in ("project_name", "project_slug", "package_name"))
+    derived_from_nothing = slug == UNDERIVABLE_SLUG
+    if not (derived_from_nothing and errors[0]):  # a blank name is the one cause: name it alone
+        errors.append(check_slug(slug, project_name))
+    if not (derived_from_nothing and package == UNDERIVABLE_SLUG):  # package_name derived from it
+        errors.append(check_package(package))
     errors.append(check_email(str(answers.get("author_email", ""))))
     for name in CHOICES:
         errors.append(check_choice(name, str(answers.get(name, ""))))

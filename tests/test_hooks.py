@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,42 @@ def test_bad_answer_is_named(key, value, fragment, capsys):
     assert pre.main(answers) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"ERROR: {errors[0]}"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"project_name": "   "}, "project_name is empty"),
+        ({"project_name": ""}, "project_name is empty"),
+        ({"project_name": "!!!"}, "project_name '!!!' has no letters or digits to derive project_slug from"),
+        ({"project_name": " ", "project_slug": "my-project"}, "project_name is empty"),
+    ],
+)
+def test_name_without_a_slug_fails_like_any_bad_answer(tmp_path, answers, message):
+    """Run as a user would: one line names project_name, and no directory is left behind.
+
+    (A name without letters slugified to an empty directory name, and cookiecutter stopped
+    before the hook with `"<output dir>" directory already exists`.)
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(tmp_path), str(HOOKS.parent),
+         *[f"{k}={v}" for k, v in answers.items()]],
+        capture_output=True, text=True,
+    )
+    assert result.returncode != 0
+    ours = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ") and "Stopping generation" not in line]
+    assert len(ours) == 1 and ours[0].startswith(f"ERROR: {message}"), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_underivable_slug_reports_only_the_name():
+    derived = {**GOOD, "project_name": "  ", "project_slug": pre.UNDERIVABLE_SLUG, "package_name": pre.UNDERIVABLE_SLUG}
+    assert pre.validate(derived) == ["project_name is empty"]
+    # a package_name given on its own is still checked
+    assert pre.validate({**derived, "package_name": "class"}) == ["project_name is empty", "package_name 'class' is a Python keyword"]
+    # a slug given on its own is checked with the name
+    errors = pre.validate({**derived, "project_slug": "Bad Slug", "package_name": "bad_slug"})
+    assert errors[0] == "project_name is empty" and errors[1].startswith("project_slug 'Bad Slug'") and len(errors) == 2
 
 
 def test_unchosen_option_files():
