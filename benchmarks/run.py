@@ -201,7 +201,7 @@ def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:
     stages = subprocess.run([sys.executable, "-c", f"from {PACKAGE}.project import STEPS; print(' '.join(STEPS))"],
                             cwd=project, env=env, capture_output=True, text=True, check=True).stdout.split()
     for stage in stages:
-        _, printed = timed([sys.executable, "-c", wrapper, sys.executable, "-m", f"{PACKAGE}.run_step", stage], project, env)
+        _, printed = timed([sys.executable, "-c", wrapper, sys.executable, "-m", f"{PACKAGE}.runtime.run_step", stage], project, env)
         seconds, peak = printed.split()[-2:]
         out[stage] = (float(seconds), float(peak))
         print(f"  {stage}: {float(seconds):.1f} s, {float(peak):.0f} MB", flush=True)

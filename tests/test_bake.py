@@ -148,7 +148,7 @@ def test_python_version_option(tmp_path, version):
     assert project.name == "churn-radar"
     assert f'requires-python = ">={version}"' in (project / "pyproject.toml").read_text()
     assert project_files(project) == expected_files(package="churn_radar")
-    run([sys.executable, "-c", "import churn_radar.cli, churn_radar.run_step"], project)
+    run([sys.executable, "-c", "import churn_radar.cli, churn_radar.runtime.run_step"], project)
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,7 @@ def test_an_undeclared_parameter_is_an_error(project_copy):
     params["success_criteria"]["min_primry_metric"] = 0.9
     (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     before = (project_copy / "reports/02_success_criteria/success_criteria.json").read_bytes()
-    result = run([sys.executable, "-m", f"{PACKAGE}.run_step", "success_criteria"], project_copy, check=False)
+    result = run([sys.executable, "-m", f"{PACKAGE}.runtime.run_step", "success_criteria"], project_copy, check=False)
     assert result.returncode == 1
     assert "parameter 'min_primry_metric' of stage 'success_criteria' is not declared" in result.stderr
     assert (project_copy / "reports/02_success_criteria/success_criteria.json").read_bytes() == before
@@ -216,7 +216,7 @@ def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(r
     else:  # this test alone: run the unit tests here
         run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", "-m", "not notebooks",
              f"--junitxml={junit}"], project_copy)
-    run([sys.executable, "-m", f"{PACKAGE}.readiness"], project_copy)
+    run([sys.executable, "-m", f"{PACKAGE}.runtime.readiness"], project_copy)
     score = json.loads((project_copy / "reports/readiness.json").read_text())
     tests = {t["id"]: t for t in score["tests"]}
     assert len(tests) == 28 and set(score["sections"]) == {"data", "model", "infrastructure", "monitoring"}
@@ -226,11 +226,11 @@ def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(r
     assert tests["model_5"]["status"] == "automated", tests["model_5"]["reason"]
     assert all(t["points"] == 0 for t in tests.values() if t["status"] in ("missing", "failing"))
     assert "| data | data_1 |" in (project_copy / "reports/readiness.md").read_text()
-    run([sys.executable, "-m", f"{PACKAGE}.report", "--index-only"], project_copy)
+    run([sys.executable, "-m", f"{PACKAGE}.runtime.report", "--index-only"], project_copy)
     assert f"ML Test Score {score['final_score']:g}" in (project_copy / "reports/index.html").read_text()
 
     (project_copy / "reports/03_data_selection/dataset_spec.json").unlink()
-    run([sys.executable, "-m", f"{PACKAGE}.readiness"], project_copy)
+    run([sys.executable, "-m", f"{PACKAGE}.runtime.readiness"], project_copy)
     broken = {t["id"]: t for t in json.loads((project_copy / "reports/readiness.json").read_text())["tests"]}
     assert broken["data_1"]["points"] == 0 and broken["data_1"]["status"] == "missing"
     assert "dataset_spec.json" in broken["data_1"]["reason"]

@@ -77,7 +77,7 @@ def test_makefile_help_lists_every_task(default_project):
     [
         ("test", ["-m pytest tests -m \"not notebooks\"", "-m dvc repro", "-m pytest tests -m notebooks"]),
         ("lint", ["-m pre_commit run --all-files"]),
-        ("report", ["-m dvc repro", f"-m {PACKAGE}.report"]),
+        ("report", ["-m dvc repro", f"-m {PACKAGE}.runtime.report"]),
         ("serve", [f"-m {PACKAGE}.cli serve --host 127.0.0.1 --port 8000"]),
         ("lab", ["-m jupyter lab"]),
     ],
@@ -334,7 +334,7 @@ def read_report(project: Path, stage: str, filename: str) -> dict:
 def test_report_before_any_run_lists_the_steps_as_not_run(default_project, tmp_path):
     project = tmp_path / default_project.name
     shutil.copytree(default_project, project, symlinks=True, ignore=shutil.ignore_patterns(".git", "cache"))
-    run([sys.executable, "-m", f"{PACKAGE}.report"], project)
+    run([sys.executable, "-m", f"{PACKAGE}.runtime.report"], project)
     page = PageParser()
     page.feed((project / "reports" / "index.html").read_text(encoding="utf-8"))
     assert page.sections == [(name, "step missing") for name in NAMES]

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }} import run_step
+from {{ cookiecutter.package_name }}.runtime import run_step
 from {{ cookiecutter.package_name }}.project import STEPS, find_project_root, step_name
 
 pytestmark = pytest.mark.notebooks

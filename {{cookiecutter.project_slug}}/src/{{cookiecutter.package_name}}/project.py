@@ -30,21 +30,6 @@ STEPS = (
 MARKERS = ("params.yaml", "dvc.yaml")
 
 
-def skip_iri_format_checker() -> None:
-    """Keep jsonschema from building its IRI checker when nbformat imports it.
-
-    JupyterLab installs ``rfc3987-syntax``; when it is importable, ``import jsonschema``
-    compiles dozens of Lark grammars for the ``iri`` format (about 3 s per process).
-    Notebook validation never checks that format, so the commands that run or render
-    notebooks (one process per step) block the module before importing nbformat; jsonschema
-    then leaves the ``iri`` format unchecked. Kernels and Jupyter servers are unaffected.
-    """
-    import sys
-
-    if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
-
-
 def find_project_root(start: str | os.PathLike | None = None) -> Path:
     """The nearest directory at or above ``start`` holding params.yaml and dvc.yaml."""
     here = Path(start or Path.cwd()).resolve()

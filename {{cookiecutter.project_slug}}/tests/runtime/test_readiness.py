@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }} import readiness
+from {{ cookiecutter.package_name }}.runtime import readiness
 from {{ cookiecutter.package_name }}.project import write_json
 
 PASSING_TESTS = {

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }} import project, run_step
-from {{ cookiecutter.package_name }}.run_step import StepError
+from {{ cookiecutter.package_name }} import project
+from {{ cookiecutter.package_name }}.runtime import run_step
+from {{ cookiecutter.package_name }}.runtime.run_step import StepError
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 
 PARAMS = {
     "data": {"path": "data/raw/x.csv", "target": "income", "positive_label": ">50K", "sensitive_features": ["sex"]},
@@ -213,7 +214,7 @@ def test_kernel_environment_keeps_a_thread_count_the_user_set(tmp_path, monkeypa
 def test_the_step_process_runs_papermill_without_loading_pyarrow():
     code = (
         "import sys\n"
-        "from {{ cookiecutter.package_name }}.run_step import skip_hdfs_support\n"
+        "from {{ cookiecutter.package_name }}.runtime.run_step import skip_hdfs_support\n"
         "skip_hdfs_support()\n"
         "import papermill\n"
         "print('pyarrow.lib' in sys.modules, callable(papermill.execute_notebook))\n"
@@ -229,8 +230,28 @@ def test_run_step_imports_without_posix_only_modules_and_signals():
         "for name in ('SIGHUP', 'SIGCHLD', 'SIGPIPE', 'SIGKILL'):\n"
         "    delattr(signal, name)\n"
         "sys.modules['fcntl'] = None\n"
-        "from {{ cookiecutter.package_name }} import run_step, warm_kernels\n"
+        "from {{ cookiecutter.package_name }}.runtime import run_step, warm_kernels\n"
         "print(callable(run_step.run_as_step_process), [s.name for s in warm_kernels.FORWARDED_SIGNALS])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split(maxsplit=1) == ["True", "['SIGINT', 'SIGTERM']\n"]
+
+
+def test_notebook_validation_works_without_the_iri_format_checker():
+    """In a fresh process: the grammar module is not loaded, nbformat still validates notebooks."""
+    code = """
+import sys
+from {{ cookiecutter.package_name }}.runtime import skip_iri_format_checker
+skip_iri_format_checker()
+import nbformat
+notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+nbformat.validate(notebook)
+notebook.cells[0]["cell_type"] = "not a cell type"
+try:
+    nbformat.validate(notebook)
+except nbformat.ValidationError:
+    print("invalid notebook rejected")
+print(sys.modules["rfc3987_syntax"])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["invalid notebook rejected", "None"], result.stdout + result.stderr

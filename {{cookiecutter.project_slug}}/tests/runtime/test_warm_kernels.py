@@ -15,8 +15,8 @@ import nbformat
 import papermill
 import pytest
 
-from {{ cookiecutter.package_name }} import warm_kernels
-from {{ cookiecutter.package_name }}.warm_kernels import ForkedKernel
+from {{ cookiecutter.package_name }}.runtime import warm_kernels
+from {{ cookiecutter.package_name }}.runtime.warm_kernels import ForkedKernel
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="warm kernels are forked: Linux only")
 
@@ -255,7 +255,7 @@ def step_project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("steps")
     write_params(root, wait=0, fail=False)
     (root / "dvc.yaml").write_text(
-        "stages:\n  business_case:\n    cmd: python -m {{ cookiecutter.package_name }}.run_step business_case\n"
+        "stages:\n  business_case:\n    cmd: python -m {{ cookiecutter.package_name }}.runtime.run_step business_case\n"
         "    params: [business_case]\n    outs: [reports/01_business_case]\n",
         encoding="utf-8",
     )
@@ -278,7 +278,7 @@ def write_params(root: Path, **params) -> None:
 def run_step_process(root: Path, *args: str, **params) -> subprocess.CompletedProcess:
     if params:
         write_params(root, **params)
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.run_step", *(args or ["business_case"])]
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.runtime.run_step", *(args or ["business_case"])]
     return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -322,7 +322,7 @@ def start_step_process(root: Path, wait: int) -> tuple[subprocess.Popen, int]:
     """A step process running its notebook's waiting cell, and the pid of the server that forked it."""
     shutil.rmtree(root / "reports" / "01_business_case", ignore_errors=True)
     write_params(root, wait=wait, fail=False)
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.run_step", "business_case"]
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.runtime.run_step", "business_case"]
     # Ctrl-C's default action, as in a terminal (a process started in the background inherits it ignored)
     client = subprocess.Popen(
         command,

@@ -1,6 +1,6 @@
 """Release readiness: the project scores itself on the ML Test Score (Breck et al., 2017).
 
-``python -m {{ cookiecutter.package_name }}.readiness`` writes ``reports/readiness.md`` and
+``python -m {{ cookiecutter.package_name }}.runtime.readiness`` writes ``reports/readiness.md`` and
 ``reports/readiness.json`` and prints the final score.
 
 The rubric (E. Breck, S. Cai, E. Nielsen, M. Salib, D. Sculley, "The ML Test Score: A Rubric
@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from .project import find_project_root, read_json, write_json, write_text
+from ..project import find_project_root, read_json, write_json, write_text
 
 AUTOMATED, MANUAL, FAILING, MISSING = "automated", "manual", "failing", "missing"
 POINTS = {AUTOMATED: 1.0, MANUAL: 0.5, FAILING: 0.0, MISSING: 0.0}

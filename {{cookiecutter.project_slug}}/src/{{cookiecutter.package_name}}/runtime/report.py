@@ -1,4 +1,4 @@
-"""The lifecycle as one shareable report: ``python -m {{ cookiecutter.package_name }}.report`` (``make report``).
+"""The lifecycle as one shareable report: ``python -m {{ cookiecutter.package_name }}.runtime.report`` (``make report``).
 
 Renders each step's executed notebook (``reports/NN_stage/NN_stage.ipynb``, written by
 ``dvc repro``) to ``reports/html/NN_stage.html`` with nbconvert, and writes
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .project import STEPS, find_project_root, skip_iri_format_checker, step_name, write_text
+from ..project import STEPS, find_project_root, step_name, write_text
+from . import skip_iri_format_checker
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"
 HTML_DIR = "html"

@@ -1,4 +1,4 @@
-"""Run one lifecycle step's notebook with papermill: ``python -m {{ cookiecutter.package_name }}.run_step STAGE``.
+"""Run one lifecycle step's notebook with papermill: ``python -m {{ cookiecutter.package_name }}.runtime.run_step STAGE``.
 
 This is the command of every stage in dvc.yaml. It
 1. takes the stage's ``params:`` entries from dvc.yaml and their values from
@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import warm_kernels
-from .project import STEPS, find_project_root, load_params, read_yaml, skip_iri_format_checker, step_name, write_text
+from ..project import STEPS, find_project_root, load_params, read_yaml, step_name, write_text
+from . import skip_iri_format_checker, warm_kernels
 
 PARAMETERS_TAG = "parameters"
 VOLATILE_NOTEBOOK_KEYS = ("start_time", "end_time", "duration", "exception", "environment_variables")

@@ -60,7 +60,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-PACKAGE = (__spec__.name if __spec__ else __name__).rpartition(".")[0]
+RUNTIME = (__spec__.name if __spec__ else __name__).rpartition(".")[0]  # <package>.runtime
+PACKAGE = RUNTIME.partition(".")[0]
 SWITCH_VARIABLE = "WARM_KERNELS"
 IDLE_SECONDS = 60.0
 CONNECT_TIMEOUT_SECONDS = 15.0
@@ -219,7 +220,7 @@ def start_server(path: Path, cwd: str, env: Mapping[str, str]) -> subprocess.Pop
     """A detached server for ``path``'s key: none of this process's files stay open in it."""
     with open(path.with_suffix(".log"), "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", f"{PACKAGE}.warm_kernels", str(path), "--idle-seconds", str(IDLE_SECONDS)],
+            [sys.executable, "-m", f"{RUNTIME}.warm_kernels", str(path), "--idle-seconds", str(IDLE_SECONDS)],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -465,7 +466,7 @@ def top_level_imports(source: str) -> Iterator[tuple[str, tuple[str, ...]]]:
 
 def modules_to_preload(package_dir: Path, notebooks_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
     """What the package's modules and the notebooks import, except the package itself."""
-    sources = [path.read_text(encoding="utf-8") for path in sorted(package_dir.glob("*.py"))]
+    sources = [path.read_text(encoding="utf-8") for path in sorted(package_dir.rglob("*.py"))]
     for path in sorted(notebooks_dir.glob("*.ipynb")):
         with contextlib.suppress(OSError, ValueError):
             cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
@@ -522,12 +523,12 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
         return 0
     os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)  # what ipykernel sets before matplotlib loads
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # debugpy's import-time warning, for this log only
-    from .project import skip_iri_format_checker  # here: the client side of this module stays light
+    from . import skip_iri_format_checker  # here: the client side of this module stays light
 
     skip_iri_format_checker()  # as every step process does: papermill is preloaded here
     for module in KERNEL_MACHINERY:
         preload(module)
-    pending = warm_up_plan(Path(__file__).resolve().parent, Path.cwd())
+    pending = warm_up_plan(Path(__file__).resolve().parents[1], Path.cwd())
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -707,7 +708,7 @@ def run_step_here(request: dict[str, Any], fds: list[int]) -> int:
     sys.argv, sys.path[:] = list(request["argv"]), request["path"]
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=stream.isatty())  # as the interpreter sets them at start
-    run_step = importlib.import_module(f"{PACKAGE}.run_step")
+    run_step = importlib.import_module(f"{RUNTIME}.run_step")
     return run_step.main(sys.argv[1:], forked=True)
 
 
