@@ -37,10 +37,11 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, fairness, gates, modeling
+from {{ cookiecutter.package_name }} import artifacts, business, config, fairness, gates, modeling
 from {{ cookiecutter.package_name }}.notebook import show, start_step, thin_curve
 from {{ cookiecutter.package_name }}.profiling import feature_columns
 
+cfg = config.Modeling.from_cell(globals())
 step = start_step("modeling")
 spec = step.read_report("data_selection", "dataset_spec.json")
 charter = step.read_report("business_case", "charter.json")
@@ -50,25 +51,13 @@ splits = {
     name: pd.read_parquet(step.path(f"data/processed/{name}.parquet")) for name in ("train", "validation", "test")
 }
 target, cols = spec["target"], feature_columns(spec)
-cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
+costs = business.Costs.of(charter)
 
 # %% [markdown]
 # ## Train, tune and compare on validation
 
 # %%
-result = modeling.train_and_select(
-    splits["train"],
-    splits["validation"],
-    spec,
-    plan,
-    search_space,
-    cost_fp,
-    cost_fn,
-    folds=cv_folds,
-    iterations=search_iterations,
-    seed=seed,
-    search_max_rows=search_max_rows,
-)
+result = modeling.train_and_select(splits["train"], splits["validation"], spec, plan, costs, cfg)
 table = result.candidates.drop(columns=["params"])
 table.round(4)
 
@@ -88,16 +77,15 @@ show(
 test = splits["test"]
 y_test = test[target].to_numpy()
 p_test = modeling.probabilities(result.model, test[cols])
-metrics = modeling.evaluate(y_test, p_test, result.threshold, cost_fp, cost_fn)
+metrics = modeling.evaluate(y_test, p_test, result.threshold, *costs)
 baseline_cost = charter["baseline_expected_cost"]
-metrics["cost_reduction_vs_baseline"] = (baseline_cost - metrics["expected_cost"]) / baseline_cost
+metrics["cost_reduction_vs_baseline"] = business.cost_reduction(metrics["expected_cost"], baseline_cost)
 baselines = {
     name: modeling.evaluate(
         y_test,
         modeling.probabilities(result.models[name], test[cols]),
         result.candidates.loc[name, "threshold"],
-        cost_fp,
-        cost_fn,
+        *costs,
     )
     for name in modeling.BASELINES
 }
@@ -152,9 +140,9 @@ plt.show()
 # ## What drives the model: permutation importance on the test split
 
 # %%
-sample = test.sample(n=min(len(test), 3000), random_state=seed)
+sample = test.sample(n=min(len(test), 3000), random_state=cfg.seed)
 importance = permutation_importance(
-    result.model, sample[cols], sample[target], scoring="roc_auc", n_repeats=3, random_state=seed
+    result.model, sample[cols], sample[target], scoring="roc_auc", n_repeats=3, random_state=cfg.seed
 )
 ranked = pd.Series(importance.importances_mean, index=cols).sort_values()
 fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2))

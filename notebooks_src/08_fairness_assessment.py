@@ -30,10 +30,11 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, data, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, config, data, fairness, gates, modeling, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
+cfg = config.FairnessAssessment.from_cell(globals())
 step = start_step("fairness_assessment")
 CHOICES = ("auto", "none", "threshold_optimizer", "exponentiated_gradient")
 if mitigation not in CHOICES:
@@ -168,10 +169,8 @@ if failed and mitigation != "none":
                 failing_features,
                 constraints,
                 fair_gates,
-                seed,
-                min_group_size,
-                costs=(cost_fp, cost_fn),
-                max_rows=mitigation_max_rows,
+                cfg,
+                costs=business.Costs.of(charter),
             )
         except mitigate.MitigationUnavailable as exc:
             show(f"`{kind}` is not available on this data: {exc}.")

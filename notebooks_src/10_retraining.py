@@ -48,11 +48,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, deployment, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, config, deployment, fairness, gates, modeling, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.registry import Registry
 
+cfg = config.Retraining.from_cell(globals())
 step = start_step("retraining")
 spec = step.read_report("data_selection", "dataset_spec.json")
 charter = step.read_report("business_case", "charter.json")
@@ -111,20 +112,8 @@ elif triggered:
         newly_labelled = [b.dropna(subset=[target]).reindex(columns=reference.columns) for b in labelled[:-1]]
         train = pd.concat([reference, *newly_labelled], ignore_index=True)
         validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
-        space = {**search_space, **challenger_overrides}
         result = modeling.train_and_select(
-            train,
-            validation,
-            spec,
-            plan,
-            space,
-            cost_fp,
-            cost_fn,
-            folds=cv_folds,
-            iterations=search_iterations,
-            seed=seed,
-            include=list(challenger_models),
-            search_max_rows=search_max_rows,
+            train, validation, spec, plan, business.Costs.of(charter), cfg.challenger_search, include=cfg.challenger_models
         )
         show(modeling.search_sample_note(result))
         champion = scoring.load_bundle(registry.champion)
@@ -145,10 +134,8 @@ elif triggered:
                 champion["metadata"]["mitigation_features"],
                 mitigate.failing_constraints([g["name"] for g in fair_gates]),
                 fair_gates,
-                seed,
-                min_group_size,
-                costs=(cost_fp, cost_fn),
-                max_rows=mitigation_max_rows,
+                cfg,
+                costs=business.Costs.of(charter),
             )
         challenger = scoring.make_bundle(
             challenger_model,

@@ -79,7 +79,7 @@ def test_read_table_header_without_rows(tmp_path):
         ("fake.csv.gz", b"not gzip data"),
         ("ragged.csv", b"a,b\n1,2\n3,4,5,6\n"),
         ("blank.csv", b"\n\n\n"),
-        ("nothing.csv.gz", gzip.compress(b"")),
+        ("nothing.csv.gz", gzip.compress(b"", mtime=0)),
     ],
 )
 def test_read_table_unreadable_files(tmp_path, name, payload):

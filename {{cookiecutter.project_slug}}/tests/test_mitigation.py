@@ -4,7 +4,7 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference
 from sklearn.base import clone
 
-from {{ cookiecutter.package_name }} import artifacts, business, data, mitigation, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, config, data, mitigation, scoring
 
 FEATURES = ["age", "hours", "job"]
 # fairlearn's reductions use pandas idioms that pandas deprecates; not ours to fix
@@ -189,6 +189,10 @@ DEMOGRAPHIC_PARITY_SEX_GATE = {
 }
 
 
+def settings(max_rows=None):
+    return config.Mitigation(mitigation_max_rows=max_rows, min_group_size=30, seed=0)
+
+
 def test_mitigate_to_pass_keeps_a_fit_that_passes_the_gates(fitted):
     frame, spec, pipeline, _, _, _ = fitted
     labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
@@ -201,12 +205,12 @@ def test_mitigate_to_pass_keeps_a_fit_that_passes_the_gates(fitted):
         ["sex"],
         ["demographic_parity", "equalized_odds"],
         [gate],
-        seed=0,
+        settings(),
         costs=(1.0, 4.0),
     )
     assert constraint == "demographic_parity"
     with pytest.raises(ValueError, match="no fairness constraint"):
-        mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], [], [gate], seed=0)
+        mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], [], [gate], settings())
 
 
 def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypatch):
@@ -223,11 +227,11 @@ def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypat
     monkeypatch.setattr(mitigation, "mitigate", recording_fit)
     constraints = ["demographic_parity", "equalized_odds"]
     mitigation.mitigate_to_pass(
-        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], 0, max_rows=300
+        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings(max_rows=300)
     )
     assert fitted_rows == [300, 300]
     fitted_rows.clear()
-    mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], 0)
+    mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings())
     assert fitted_rows == [len(labelled), len(labelled)] and len(labelled) > 300
 
 

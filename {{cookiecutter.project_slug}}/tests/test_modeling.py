@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }} import artifacts, business, modeling
+from {{ cookiecutter.package_name }} import artifacts, business, config, modeling
 
 SPACE = {
     "logistic_regression": {"C": [0.1, 1.0]},
@@ -21,9 +21,10 @@ def splits(make_frame, make_spec):
     return spec, frame.iloc[:600].reset_index(drop=True), frame.iloc[600:].reset_index(drop=True)
 
 
-def select(spec, train, validation, **options):
+def select(spec, train, validation, include=None, search_max_rows=None):
+    search = config.Search(search_space=SPACE, cv_folds=2, search_iterations=2, search_max_rows=search_max_rows, seed=0)
     return modeling.train_and_select(
-        train, validation, spec, NO_REMEDIATION, SPACE, 1.0, 4.0, folds=2, iterations=2, seed=0, **options
+        train, validation, spec, NO_REMEDIATION, business.Costs(1.0, 4.0), search, include=include
     )
 
 

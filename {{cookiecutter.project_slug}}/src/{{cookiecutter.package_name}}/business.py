@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class Costs(NamedTuple):
+    """The cost of each kind of error, from step 01's charter (``evaluate(y, p, t, *costs)``)."""
+
+    false_positive: float
+    false_negative: float
+
+    @classmethod
+    def of(cls, charter: dict[str, Any]) -> Costs:
+        return cls(float(charter["cost_false_positive"]), float(charter["cost_false_negative"]))
+
+
+def cost_reduction(cost: float, baseline_cost: float) -> float:
+    """Relative saving of ``cost`` against the baseline's expected cost (the gate ``cost_vs_baseline``)."""
+    return (baseline_cost - cost) / baseline_cost
 
 
 def expected_cost(prevalence: float, tpr: float, fpr: float, cost_fp: float, cost_fn: float) -> float:

@@ -23,6 +23,8 @@ from fairlearn.reductions import DemographicParity, EqualizedOdds, Exponentiated
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
+from .config import Mitigation
+
 CONSTRAINTS = {"demographic_parity": DemographicParity, "equalized_odds": EqualizedOdds}
 POOLED_GROUP = "(small groups pooled)"
 # ThresholdOptimizer maximises a fixed objective, not a business cost. Accuracy weighs a
@@ -304,14 +306,14 @@ def mitigate_to_pass(
     features: list[str],
     constraints: list[str],
     fairness_gates: list[dict[str, Any]],
-    seed: int,
-    min_group_size: int = 30,
+    settings: Mitigation,
     costs: tuple[float, float] = (1.0, 1.0),
-    max_rows: int | None = None,
 ) -> tuple[MitigatedModel, dict[str, Any] | None, str]:
     """Fit ``kind`` once per constraint on ``frame``; keep the fit that passes the gates there at the lowest cost.
 
-    With ``max_rows``, fitting and choosing use a random sample of at most that many rows of
+    ``settings`` are step 08's mitigation parameters (seed, ``min_group_size``,
+    ``mitigation_max_rows``); step 10 passes the same for its challenger.
+    With ``mitigation_max_rows``, fitting and choosing use a random sample of at most that many rows of
     ``frame``: the reduction refits its learner about twenty times per constraint, which on a
     large validation split costs minutes per fit.
 
@@ -330,6 +332,7 @@ def mitigate_to_pass(
 
     if not constraints:
         raise ValueError("no fairness constraint to mitigate for: pass the constraints whose gates fail")
+    seed, min_group_size, max_rows = settings.seed, settings.min_group_size, settings.mitigation_max_rows
     if max_rows is not None:
         frame = frame.iloc[sample_positions(len(frame), max_rows, seed)]
     x, y = frame[feature_columns(spec)], frame[spec["target"]].to_numpy()

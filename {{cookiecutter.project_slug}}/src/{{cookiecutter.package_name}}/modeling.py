@@ -29,7 +29,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 from . import bias, data, features
-from .business import cost_of_predictions
+from .business import Costs, cost_of_predictions
+from .config import Search
 from .profiling import feature_columns
 
 BASELINES = ("majority_class", "shallow_tree")
@@ -194,21 +195,20 @@ def train_and_select(
     validation: pd.DataFrame,
     spec: dict[str, Any],
     plan: dict[str, Any],
-    search_space: dict[str, dict[str, list]],
-    cost_fp: float,
-    cost_fn: float,
-    folds: int,
-    iterations: int,
-    seed: int,
+    costs: Costs,
+    search: Search,
     include: list[str] | None = None,
-    search_max_rows: int | None = None,
 ) -> TrainingResult:
     """Tune every candidate on train (CV), compare all on validation, pick by validation cost then AUC.
 
-    ``include`` limits the contenders (the baselines are always trained, for comparison).
-    ``search_max_rows`` caps the rows of the search (a label-stratified sample, see :func:`search_rows`);
-    every model is fitted on all rows.
+    ``search`` is step 06's ``modeling`` parameters (step 10 passes its challenger's): the
+    search space, folds, iterations, seed, and ``search_max_rows``, which caps the rows of the
+    search (a label-stratified sample, see :func:`search_rows`); every model is fitted on all
+    rows. ``include`` limits the contenders (the baselines are always trained, for comparison).
     """
+    search_space, folds, iterations, seed = search.search_space, search.cv_folds, search.search_iterations, search.seed
+    cost_fp, cost_fn = costs
+    search_max_rows = search.search_max_rows
     known = candidate_pipelines(spec, seed)
     for name in [*search_space, *(include or [])]:
         if name not in known:

@@ -1,0 +1,256 @@
+"""Each step's parameters as one checked object. Adapt freely: add a field when you add a parameter.
+
+A stage's parameters are what dvc.yaml declares for it under ``params:`` (its own
+``params.yaml`` section, plus the keys it borrows, such as step 10's ``modeling.cv_folds``).
+``run_step`` injects them into the notebook's ``parameters`` cell; the notebook then builds
+the stage's object from that cell, once::
+
+    cfg = config.Modeling.from_cell(globals())
+
+and passes it whole to the package's functions. A value of the wrong kind stops the step with
+one line naming the key: ``ConfigError: modeling.cv_folds: Input should be greater than or equal
+to 2 (got 1)``. The data contract's *meaning* (is the target a column, is the label one of its
+values) is checked against the data by :mod:`.data`; here only the kinds of the values are.
+
+The classes are ``STAGE_CONFIGS[stage]``; a test checks that each one's fields are exactly the
+parameters its notebook declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from .data import as_list
+
+
+class ConfigError(ValueError):
+    """A parameter of params.yaml has a value the step cannot use; the message names the key."""
+
+
+Names = Annotated[list[str], BeforeValidator(as_list)]  # one name, a list of names, or empty
+Text = Annotated[str, BeforeValidator(lambda value: "" if value is None else str(value))]  # a column name or a path
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+class StageConfig(BaseModel):
+    """The parameters of one stage; ``SECTIONS`` maps each field to the params.yaml section it comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    SECTION: ClassVar[str]
+    BORROWED: ClassVar[dict[str, str]] = {}  # field -> the other section that gives it
+
+    @classmethod
+    def key(cls, field: str) -> str:
+        """``section.field``: where a parameter is set in params.yaml."""
+        return f"{cls.BORROWED.get(field, cls.SECTION)}.{field}"
+
+    @classmethod
+    def from_cell(cls, namespace: Mapping[str, Any]) -> StageConfig:
+        """The object from a notebook's parameters (its ``globals()``); raises ConfigError naming the key."""
+        missing = [name for name in cls.model_fields if name not in namespace]
+        if missing:
+            raise ConfigError(f"{cls.key(missing[0])}: not set (the notebook's parameters cell must define it)")
+        return cls.checked({name: namespace[name] for name in cls.model_fields})
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any]) -> StageConfig:
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else ""
+            where = cls.key(name) if name in cls.model_fields else cls.SECTION
+            got = f" (got {first['input']!r})" if name in cls.model_fields else ""
+            raise ConfigError(f"{where}: {first['msg']}{got}") from None
+
+
+# ------------------------------------------------------------------ pieces several stages share
+
+
+class DataContract(StageConfig):
+    """The four keys every user sets to bring their own data (``data:`` in params.yaml)."""
+
+    BORROWED: ClassVar[dict[str, str]] = dict.fromkeys(("path", "target", "positive_label", "sensitive_features"), "data")
+    path: Text
+    target: Text
+    positive_label: str | int | float | bool
+    sensitive_features: Names
+
+
+class Search(StageConfig):
+    """How models are tuned (``modeling:``); step 10's challenger is tuned the same way."""
+
+    SECTION: ClassVar[str] = "modeling"
+
+    search_space: dict[str, dict[str, list[Any]]]
+    cv_folds: Annotated[int, Field(ge=2)]
+    search_iterations: Count
+    search_max_rows: Annotated[int, Field(ge=2)] | None = None
+    seed: Seed
+
+
+class Mitigation(StageConfig):
+    """How fairness mitigations are fitted (step 08, and step 10 for its challenger)."""
+
+    SECTION: ClassVar[str] = "fairness_assessment"
+
+    mitigation_max_rows: Annotated[int, Field(ge=100)] | None = None
+    min_group_size: Count
+    seed: Seed
+
+
+# ------------------------------------------------------------------ the ten stages
+
+
+class BusinessCase(DataContract):
+    SECTION: ClassVar[str] = "business_case"
+    problem: str
+    decision: str
+    decision_maker: str
+    stakeholders: Names
+    positive_outcome: str
+    cost_false_positive: Positive
+    cost_false_negative: Positive
+    baseline_process: str
+    baseline_true_positive_rate: Fraction
+    baseline_false_positive_rate: Fraction
+
+
+class SuccessCriteria(StageConfig):
+    SECTION: ClassVar[str] = "success_criteria"
+    BORROWED: ClassVar[dict[str, str]] = {"sensitive_features": "data"}
+    sensitive_features: Names
+    primary_metric: Literal["roc_auc", "average_precision", "accuracy", "f1", "precision", "recall"]
+    min_primary_metric: Fraction
+    min_cost_reduction_vs_baseline: Annotated[float, Field(le=1)]
+    max_demographic_parity_difference: Fraction
+    max_equalized_odds_difference: Fraction
+    max_batch_latency_ms: Positive
+    psi_alert: Positive
+    max_drifted_features: Annotated[int, Field(ge=0)]
+    max_staleness_days: Positive
+
+
+class DataSelection(DataContract):
+    SECTION: ClassVar[str] = "data_selection"
+    BORROWED: ClassVar[dict[str, str]] = dict.fromkeys(
+        (*DataContract.BORROWED, "id_columns", "drop_columns", "categorical_columns", "keep_columns", "production_dir"),
+        "data",
+    )
+    id_columns: Names = []
+    drop_columns: Names = []
+    categorical_columns: Names = []
+    keep_columns: Names = []
+    production_dir: str = "data/production"
+    dataset_source: str
+    dataset_license: str
+    leakage_auc: Annotated[float, Field(gt=0.5, le=1)]
+    identifier_unique_ratio: Annotated[float, Field(gt=0, le=1)]
+    max_categories: Annotated[int, Field(ge=2)]
+    seed: Seed
+
+    @property
+    def contract(self) -> dict[str, Any]:
+        """The ``data:`` section, as :func:`.data.check_contract` takes it."""
+        return self.model_dump(include={*self.BORROWED})
+
+
+class DataBiasPlan(StageConfig):
+    SECTION: ClassVar[str] = "data_bias_plan"
+    min_group_size: Count
+    remediation: Literal["auto", "none", "reweighing", "resampling", "correlation_remover"]
+    proxy_auc_alert: Annotated[float, Field(gt=0.5, le=1)]
+    max_rows: Annotated[int, Field(ge=100)]
+    seed: Seed
+
+
+class DataPipeline(StageConfig):
+    SECTION: ClassVar[str] = "data_pipeline"
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)]
+    test_fraction: Annotated[float, Field(gt=0, lt=1)]
+    drop_duplicates: bool
+    seed: Seed
+
+    @model_validator(mode="after")
+    def _room_for_training(self) -> DataPipeline:
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError("validation_fraction + test_fraction must leave at least 10% of the rows for training")
+        return self
+
+
+class Modeling(Search):
+    SECTION: ClassVar[str] = "modeling"
+
+
+class Deployment(StageConfig):
+    SECTION: ClassVar[str] = "deployment"
+    latency_requests: Count
+    batch_size: Count
+    seed: Seed
+
+
+class FairnessAssessment(Mitigation):
+    SECTION: ClassVar[str] = "fairness_assessment"
+    bootstrap_samples: Annotated[int, Field(ge=0)]
+    mitigation: Literal["auto", "none", "threshold_optimizer", "exponentiated_gradient"]
+
+
+class Monitoring(StageConfig):
+    SECTION: ClassVar[str] = "monitoring"
+    BORROWED: ClassVar[dict[str, str]] = {"production_dir": "data"}
+    production_dir: str
+    simulation_source: str
+    batch_size: Annotated[int, Field(ge=100)]
+    drift_shift_batch: Annotated[int, Field(ge=0)]
+    drift_shift_feature: str
+    drift_shift_scale: Positive
+    group_mix_batch: Annotated[int, Field(ge=0)]
+    label_shift_batch: Annotated[int, Field(ge=0)]
+    psi_warning: Positive
+    min_group_size: Count
+    fairness_bootstrap_samples: Annotated[int, Field(ge=0)]
+    model_age_days: Annotated[float, Field(ge=0)]
+    seed: Seed
+
+
+class Retraining(Search, Mitigation):
+    SECTION: ClassVar[str] = "retraining"
+    BORROWED: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("search_space", "cv_folds", "search_iterations", "search_max_rows"), "modeling"),
+        "mitigation_max_rows": "fairness_assessment",
+    }
+    trigger_on_monitoring: bool
+    trigger_on_schedule: bool
+    force: bool
+    max_regression: Annotated[float, Field(ge=0, le=1)]
+    challenger_models: Annotated[Names, Field(min_length=1)]
+    challenger_overrides: dict[str, dict[str, list[Any]]] = {}
+
+    @property
+    def challenger_search(self) -> Search:
+        """The search step 06 ran, with the challenger's overrides of its space."""
+        space = {**self.search_space, **self.challenger_overrides}
+        return Search(**self.model_dump(include=set(Search.model_fields)) | {"search_space": space})
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {
+    cls.SECTION: cls
+    for cls in (
+        BusinessCase,
+        SuccessCriteria,
+        DataSelection,
+        DataBiasPlan,
+        DataPipeline,
+        Modeling,
+        Deployment,
+        FairnessAssessment,
+        Monitoring,
+        Retraining,
+    )
+}
