@@ -200,3 +200,46 @@ def test_prompts_cover_every_answer():
     assert sorted(context["__prompts__"]) == sorted(questions)
     for name, allowed in pre.CHOICES.items():
         assert tuple(context[name]) == allowed, name
+
+
+@pytest.mark.parametrize(("remote", "in_dvc"), [("none", False), ("local", True), ("s3", True)])
+def test_raw_data_is_in_git_without_a_remote(remote, in_dvc, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(post, "run", lambda cmd, root: calls.append(cmd))
+    monkeypatch.setattr(post, "dvc_command", lambda: ["dvc"])
+    post.init_repository(tmp_path, {**GOOD, "remote": remote})
+    assert any(cmd[:2] == ["dvc", "add"] for cmd in calls) == in_dvc
+    monkeypatch.setattr(post.shutil, "which", lambda name: None)
+    (note,) = post.init_repository(tmp_path, {**GOOD, "remote": remote})
+    assert ("dvc add" in note) == in_dvc, note
+
+
+def test_render_for_a_diff_is_a_fresh_temporary_directory(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    render = tmp_path / "tmpab_12cd3" / "income-outreach"  # tempfile.TemporaryDirectory()'s kind of name
+    render.mkdir(parents=True)
+    assert post.rendering_for_a_diff({}, render)
+    # cookiecutter's command sets _output_dir; `mktemp -d` names; a directory with other things in it
+    assert not post.rendering_for_a_diff({"_output_dir": str(render.parent)}, render)
+    elsewhere = tmp_path / "tmp.Ab3dE6fG7h" / "income-outreach"
+    elsewhere.mkdir(parents=True)
+    assert not post.rendering_for_a_diff({}, elsewhere)
+    (render.parent / "notes.txt").write_text("mine")
+    assert not post.rendering_for_a_diff({}, render)
+
+
+def test_render_for_a_diff_keeps_only_what_git_tracks(tmp_path, monkeypatch):
+    """In cruft's render the project has its tracked files and data, and no repository state."""
+    root = tmp_path / "income-outreach"
+    (root / ".dvc").mkdir(parents=True)
+    (root / ".dvc" / "config").write_text("[core]\n")
+    for state in post.REPOSITORY_STATE:
+        (root / state).mkdir(parents=True, exist_ok=True)
+        (root / state / "x").write_text("state")
+    monkeypatch.setattr(post, "init_repository", lambda root, answers: [])
+    monkeypatch.setattr(post, "rendering_for_a_diff", lambda answers, root: True)
+    monkeypatch.setattr(post, "older_render", lambda answers: None)
+    post.main({**GOOD, "ci": "none"}, root)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [".cookiecutter.json", ".dvc", ".dvc/config"]
