@@ -12,7 +12,9 @@
 # **Inputs:** `models/trained_pipeline.skops`, `reports/06_modeling/modeling.json`, the data spec,
 # the test split, the success criteria; the `deployment` section of `params.yaml`.
 # **Outputs:** `models/model.skops`, `reports/07_deployment/` (model card, deployment record,
-# batch scores), `reports/metrics/deployment.json`.
+# batch scores), `reports/metrics/deployment.json`; the latencies measured on this run in
+# `reports/metrics/latency.json` (they differ from run to run, so no other file holds them and
+# no stage depends on them: the latency gate's verdict is recorded, its figure is not).
 
 # %% tags=["parameters"]
 latency_requests = 50
@@ -21,26 +23,25 @@ seed = 42
 
 # %%
 import json
-import subprocess
-import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import __version__, artifacts, deployment, fairness, gates, scoring
+from {{ cookiecutter.package_name }} import __version__, artifacts, config, deployment, fairness, gates, scoring
 from {{ cookiecutter.package_name }}.model_card import model_card_markdown
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.profiling import feature_columns, input_columns
 
+cfg = config.Deployment.from_cell(globals())
 step = start_step("deployment")
 spec = step.read_report("data_selection", "dataset_spec.json")
 modeling = step.read_report("modeling", "modeling.json")
 charter = step.read_report("business_case", "charter.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
-test = pd.read_parquet(step.path("data/processed/test.parquet"))
-train_path = step.path("data/processed/train.parquet")
+test_path = step.path("data/processed/test.parquet")
+test = pd.read_parquet(test_path)
 model_path = step.path("models/model.skops")
 
 # %% [markdown]
@@ -48,24 +49,7 @@ model_path = step.path("models/model.skops")
 
 # %%
 pipeline = artifacts.load(step.path("models/trained_pipeline.skops"))
-training_md5 = scoring.file_md5(train_path)
-metadata = {
-    "model_name": modeling["model"],
-    "version": f"{__version__}+{training_md5[:8]}",
-    "params": modeling["params"],
-    "schema": {c: spec["columns"][c] for c in input_columns(spec)},
-    "feature_columns": feature_columns(spec),
-    "sensitive_features": spec["sensitive_features"],
-    "sensitive_bins": spec["sensitive_bins"],
-    "positive_label": spec["positive_label"],
-    "negative_label": spec["negative_label"],
-    "training_data_md5": training_md5,
-    "train_rows": len(pd.read_parquet(train_path, columns=[spec["target"]])),
-    "metrics": modeling["test_metrics"],
-    "releasable": modeling["releasable"],
-    "reasons": modeling["reasons"],
-    "needs_sensitive_features": False,
-}
+metadata = deployment.bundle_metadata(modeling, spec, step.path("data/processed/train.parquet"), __version__)
 bundle = scoring.make_bundle(pipeline, modeling["threshold"], metadata)
 artifacts.save(bundle, model_path)
 info = artifacts.describe(model_path)
@@ -78,21 +62,7 @@ show(
 # ## The artifact in a fresh process equals the one in memory
 
 # %%
-check = subprocess.run(
-    [
-        sys.executable,
-        "-c",
-        "import sys, pandas as pd; from {{ cookiecutter.package_name }}.scoring import load_bundle, score; "
-        "b = load_bundle(sys.argv[1], allow_unreleased=True); "
-        "print(score(b, pd.read_parquet(sys.argv[2]), allow_extra=True, allow_unseen=True)['score'].to_json(orient='values', double_precision=15))",
-        str(model_path),
-        str(step.path("data/processed/test.parquet")),
-    ],
-    capture_output=True,
-    text=True,
-    check=True,
-)
-fresh_scores = np.array(json.loads(check.stdout))
+fresh_scores = deployment.fresh_process_scores(model_path, test_path)
 in_process = scoring.score(bundle, test, allow_extra=True, allow_unseen=True)
 max_difference = float(np.max(np.abs(fresh_scores - in_process["score"].to_numpy())))
 show(
@@ -104,26 +74,9 @@ assert max_difference < 1e-9, "the saved artifact does not reproduce the in-memo
 # ## Batch scoring with the console command
 
 # %%
-scores_path = step.out / "test_scores.parquet"
+batch_matches = None
 if modeling["releasable"]:
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "{{ cookiecutter.package_name }}.cli",
-            "predict",
-            str(step.path("data/processed/test.parquet")),
-            str(scores_path),
-            "--model",
-            str(model_path),
-            "--allow-extra",
-            "--allow-unseen",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert cli.returncode == 0, cli.stderr
-    batch = pd.read_parquet(scores_path)
+    batch = deployment.predict_with_cli(model_path, test_path, step.out / "test_scores.parquet")
     batch_matches = bool(
         np.allclose(batch["score"], in_process["score"])
         and (batch["decision"].to_numpy() == in_process["decision"].to_numpy()).all()
@@ -133,7 +86,6 @@ if modeling["releasable"]:
         f"{int(batch['decision'].sum()):,} positive decisions ({batch['decision'].mean():.1%})."
     )
 else:
-    batch_matches = None
     show("**Not deployed:** step 06 marked the model not releasable: " + "; ".join(modeling["reasons"]) + ".")
 
 # %% [markdown]
@@ -159,43 +111,39 @@ plt.show()
 
 # %% [markdown]
 # ## The HTTP service on loopback
+# Started as `{{ cookiecutter.package_name }} serve` would be, it must answer good requests with the
+# in-process scores and bad ones with a 4xx that says why. Its latency is measured too; the
+# figures go to `reports/metrics/latency.json`, and this report shows only the gate's verdict,
+# so that a rerun writes the same report.
 
 # %%
-records = json.loads(test[input_columns(spec)].head(2000).to_json(orient="records"))
-service = {}
+service, latency = {}, {}
 if modeling["releasable"]:
-    with deployment.running_service(model_path) as url:
-        status, health, _ = deployment.request(f"{url}/health")
-        status_one, one, _ = deployment.request(f"{url}/predict", json.dumps(records[0]).encode())
-        status_many, many, _ = deployment.request(f"{url}/predict", json.dumps(records[:batch_size]).encode())
-        bad_json, _, _ = deployment.request(f"{url}/predict", b"{not json")
-        missing = {k: v for k, v in records[0].items() if k != feature_columns(spec)[0]}
-        bad_schema, bad_body, _ = deployment.request(f"{url}/predict", json.dumps([missing]).encode())
-        latency = deployment.latency_profile(url, records, batch_size, latency_requests, seed)
-    served = np.array([p["score"] for p in many["predictions"]])
+    records = json.loads(test[input_columns(spec)].head(2000).to_json(orient="records"))
+    missing = feature_columns(spec)[0]
+    answers, latency = deployment.exercise_service(
+        model_path, records, missing, cfg.batch_size, cfg.latency_requests, cfg.seed
+    )
+    served = np.array(answers.pop("batch_scores"))
     service = {
-        "health": health,
-        "single_status": status_one,
-        "batch_status": status_many,
-        "matches_in_process": bool(np.allclose(served, in_process["score"].to_numpy()[:batch_size])),
-        "malformed_json_status": bad_json,
-        "missing_column_status": bad_schema,
-        "missing_column_reason": bad_body["error"],
-        **latency,
+        **answers,
+        "matches_in_process": bool(np.allclose(served, in_process["score"].to_numpy()[: cfg.batch_size])),
     }
     display(pd.Series(service).to_frame("value"))
     show(
-        f"`/health` answered {status}; `/predict` answered {status_one} for one record and {status_many} for {batch_size}, "
-        f"with scores equal to in-process predictions: **{service['matches_in_process']}**. Malformed JSON got {bad_json}, "
-        f'a record without `{feature_columns(spec)[0]}` got {bad_schema} ("{bad_body["error"]}"). Latency for {batch_size} '
-        f"records per request over {latency_requests} requests: p50 **{latency['p50_latency_ms']:.1f} ms**, p99 **{latency['p99_latency_ms']:.1f} ms**."
+        f"`/predict` answered {service['single_status']} for one record and {service['batch_status']} for {cfg.batch_size}, "
+        f"with scores equal to in-process predictions: **{service['matches_in_process']}**. Malformed JSON got "
+        f"{service['malformed_json_status']}, a record without `{missing}` got {service['missing_column_status']} "
+        f'("{service["missing_column_reason"]}").'
     )
+step.write_measurements("latency", latency)
 
 # %% [markdown]
 # ## Gates and model card
 
 # %%
-gate_table = gates.evaluate(gates.gates_for(criteria["gates"], "deployment"), service)
+measured = gates.evaluate(gates.gates_for(criteria["gates"], "deployment"), {**service, **latency})
+gate_table = gates.without_values(measured, latency, "measured each run: reports/metrics/latency.json")
 display(gate_table)
 decisions = in_process["decision"].to_numpy()
 card = {
@@ -210,26 +158,24 @@ card = {
     "test_rows": len(test),
     "remediation": modeling["remediation"],
     "gates": modeling["gates"] + gate_table.to_dict(orient="records"),
-    "group_metrics": fairness.group_metrics_table(test[spec["target"]].to_numpy(), decisions, test, spec)
-    .reset_index()
-    .round(3),
+    "group_metrics": fairness.group_metrics_table(actual, decisions, test, spec).reset_index().round(3),
 }
 step.write_text("model_card.md", model_card_markdown(card))
+
+# %%
 deployed = bool(modeling["releasable"] and gate_table["passed"].all())
 reasons = modeling["reasons"] + gates.failures(gate_table)
-step.write_json(
-    "deployment.json",
-    {
-        "deployed": deployed,
-        "reasons": reasons,
-        "artifact": "models/model.skops",
-        "version": metadata["version"],
-        "batch_scoring_matches": batch_matches,
-        "service": service,
-        "gates": gate_table.to_dict(orient="records"),
-    },
-)
-step.write_metrics({"deployed": deployed, **{k: v for k, v in service.items() if k.endswith("_ms")}})
+record = {
+    "deployed": deployed,
+    "reasons": reasons,
+    "artifact": "models/model.skops",
+    "version": metadata["version"],
+    "batch_scoring_matches": batch_matches,
+    "service": service,
+    "gates": gate_table.to_dict(orient="records"),
+}
+step.write_json("deployment.json", record)
+step.write_metrics({"deployed": deployed})
 
 # %% [markdown]
 # ## Summary
@@ -238,8 +184,9 @@ step.write_metrics({"deployed": deployed, **{k: v for k, v in service.items() if
 show(
     (
         f"**Deployed** `{metadata['model_name']}` version `{metadata['version']}` as `models/model.skops`: batch scoring and the "
-        f"HTTP service both reproduce in-process predictions, and the latency gate passes. The model card is in "
-        f"`reports/07_deployment/model_card.md`. Step 08 decides the release after the fairness assessment."
+        f"HTTP service both reproduce in-process predictions, and the latency gate passes (figures in "
+        f"`reports/metrics/latency.json`). The model card is in `reports/07_deployment/model_card.md`. "
+        f"Step 08 decides the release after the fairness assessment."
     )
     if deployed
     else "**Not deployed:** "

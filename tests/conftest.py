@@ -43,6 +43,7 @@ LONG_UNITS_FIRST = (
     "test_lifecycle_gates.py::test_an_unfair_dataset",
     "test_team.py::test_generated_notebook_tests_pass",
     "test_lifecycle_gates.py::test_promotion",
+    "test_reproducible.py::test_a_forced_repro",
 )
 
 

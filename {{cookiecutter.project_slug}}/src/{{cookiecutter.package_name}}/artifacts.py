@@ -1,4 +1,4 @@
-"""Model files with skops: safe to load (no pickle) and byte-reproducible.
+"""Model files with skops: safe to load (no pickle) and byte-reproducible. Adapt with care: every model file goes through it.
 
 :func:`load` accepts only the types on :data:`TRUSTED_TYPES` beyond skops' own
 safe defaults; an artifact that contains anything else is refused with the

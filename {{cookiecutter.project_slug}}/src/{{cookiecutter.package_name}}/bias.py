@@ -1,4 +1,4 @@
-"""Bias in the data: representation, base rates, proxies, and remediations.
+"""Bias in the data: representation, base rates, proxies, and remediations. Adapt freely.
 
 Reweighing follows Kamiran & Calders (2012): each (group, label) cell gets the
 weight P(group) P(label) / P(group, label), so that group and label are

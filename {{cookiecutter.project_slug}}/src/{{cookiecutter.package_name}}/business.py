@@ -1,4 +1,4 @@
-"""The business case in numbers: costs of errors and the baseline's expected cost."""
+"""The business case in numbers: costs of errors and the baseline's expected cost. Adapt freely."""
 
 from __future__ import annotations
 

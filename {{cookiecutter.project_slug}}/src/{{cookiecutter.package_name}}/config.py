@@ -76,7 +76,9 @@ class StageConfig(BaseModel):
 class DataContract(StageConfig):
     """The four keys every user sets to bring their own data (``data:`` in params.yaml)."""
 
-    BORROWED: ClassVar[dict[str, str]] = dict.fromkeys(("path", "target", "positive_label", "sensitive_features"), "data")
+    BORROWED: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("path", "target", "positive_label", "sensitive_features"), "data"
+    )
     path: Text
     target: Text
     positive_label: str | int | float | bool

@@ -1,4 +1,4 @@
-"""Read the user's data and check it against the ``data:`` contract of params.yaml.
+"""Read the user's data and check it against the ``data:`` contract of params.yaml. Adapt with care: every step reads data through it.
 
 Every problem raises :class:`DataContractError` with one message that names the
 params.yaml key (or the column) and the offending value, so a step stops at the

@@ -1,4 +1,4 @@
-"""A datasheet in the sections of Gebru et al., "Datasheets for Datasets" (2021).
+"""A datasheet in the sections of Gebru et al., "Datasheets for Datasets" (2021). Adapt freely.
 
 Filled from what the project knows (parameters, charter) and what step 03
 computed; questions nobody has answered yet are marked as unknown, so the gap

@@ -170,3 +170,93 @@ def canary(
             f"max |served - offline| {difference:.1e}, p99 {p99:.0f} ms"
         ),
     }
+
+
+# ---------------------------------------------------------------- step 07's checks of the artifact
+
+
+def bundle_metadata(modeling: dict[str, Any], spec: dict[str, Any], train_path: Path, version: str) -> dict[str, Any]:
+    """What travels with the model in its skops file: schema, version, training-data hash, step 06's verdict."""
+    import pandas as pd
+
+    from .profiling import feature_columns, input_columns
+    from .scoring import file_md5
+
+    training_md5 = file_md5(train_path)
+    return {
+        "model_name": modeling["model"],
+        "version": f"{version}+{training_md5[:8]}",
+        "params": modeling["params"],
+        "schema": {c: spec["columns"][c] for c in input_columns(spec)},
+        "feature_columns": feature_columns(spec),
+        "sensitive_features": spec["sensitive_features"],
+        "sensitive_bins": spec["sensitive_bins"],
+        "positive_label": spec["positive_label"],
+        "negative_label": spec["negative_label"],
+        "training_data_md5": training_md5,
+        "train_rows": len(pd.read_parquet(train_path, columns=[spec["target"]])),
+        "metrics": modeling["test_metrics"],
+        "releasable": modeling["releasable"],
+        "reasons": modeling["reasons"],
+        "needs_sensitive_features": False,
+    }
+
+
+def fresh_process_scores(model_path: Path, data_path: Path) -> np.ndarray:
+    """Scores of ``data_path`` from the artifact loaded in a new Python process (nothing shared with this one)."""
+    code = (
+        "import sys, pandas as pd; from {{ cookiecutter.package_name }}.scoring import load_bundle, score; "
+        "b = load_bundle(sys.argv[1], allow_unreleased=True); "
+        "print(score(b, pd.read_parquet(sys.argv[2]), allow_extra=True, allow_unseen=True)['score']"
+        ".to_json(orient='values', double_precision=15))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(model_path), str(data_path)], capture_output=True, text=True, check=True
+    )
+    return np.array(json.loads(done.stdout))
+
+
+def predict_with_cli(model_path: Path, input_path: Path, output_path: Path) -> Any:
+    """Score ``input_path`` with ``<package> predict`` as a user would; the scored frame it wrote."""
+    import pandas as pd
+
+    cmd = [sys.executable, "-m", "{{ cookiecutter.package_name }}.cli", "predict", str(input_path), str(output_path)]
+    done = subprocess.run(
+        [*cmd, "--model", str(model_path), "--allow-extra", "--allow-unseen"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"`predict` failed ({done.returncode}): {done.stderr.strip()}")
+    return pd.read_parquet(output_path)
+
+
+def exercise_service(
+    model_path: Path,
+    records: list[dict[str, Any]],
+    missing_column: str,
+    batch_size: int,
+    latency_requests: int,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Start the service, send good and bad requests, time batches: (what it answered, latency measurements).
+
+    The answers are the same on every run; the latencies are not, so they are returned apart
+    (step 07 writes them to ``reports/metrics/latency.json``, which no stage depends on).
+    """
+    with running_service(model_path) as url:
+        _, health, _ = request(f"{url}/health")
+        single, _, _ = request(f"{url}/predict", json.dumps(records[0]).encode())
+        batch, many, _ = request(f"{url}/predict", json.dumps(records[:batch_size]).encode())
+        malformed, _, _ = request(f"{url}/predict", b"{not json")
+        incomplete = {k: v for k, v in records[0].items() if k != missing_column}
+        refused, refusal, _ = request(f"{url}/predict", json.dumps([incomplete]).encode())
+        latency = latency_profile(url, records, batch_size, latency_requests, seed)
+    answers = {
+        "health": health,
+        "single_status": single,
+        "batch_status": batch,
+        "batch_scores": [p["score"] for p in many["predictions"]] if batch == 200 else [],
+        "malformed_json_status": malformed,
+        "missing_column_status": refused,
+        "missing_column_reason": refusal.get("error") if isinstance(refusal, dict) else str(refusal),
+    }
+    return answers, latency

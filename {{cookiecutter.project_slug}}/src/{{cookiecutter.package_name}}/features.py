@@ -1,4 +1,4 @@
-"""The feature pipeline and the train/validation/test split.
+"""The feature pipeline and the train/validation/test split. Adapt freely.
 
 :func:`build_preprocessor` is the one definition of preprocessing: step 05 fits
 it to report what it produces, and step 06 (and 10) put it at the front of every

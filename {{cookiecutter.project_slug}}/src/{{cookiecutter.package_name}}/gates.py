@@ -1,4 +1,4 @@
-"""Machine-readable success criteria ("gates") and their evaluation.
+"""Machine-readable success criteria ("gates") and their evaluation. Adapt with care: steps 02 to 10 read its gates.
 
 Step 02 writes the gates to ``reports/02_success_criteria/success_criteria.json``;
 later steps read them from there (never from a copy) and evaluate the ones
@@ -128,10 +128,20 @@ def evaluate(gates: list[dict[str, Any]], observed: dict[str, float]) -> pd.Data
     return pd.DataFrame(rows, columns=["gate", "metric", "rule", "value", "passed", "note"])
 
 
+def without_values(table: pd.DataFrame, metrics: Iterable[str], note: str) -> pd.DataFrame:
+    """The table with the values of ``metrics`` left out and ``note`` in their place, verdicts kept.
+
+    For figures that change from run to run (latencies): the verdict goes into the step's
+    reproducible record, the figure into a file of measurements that no stage depends on.
+    """
+    volatile = table["metric"].isin(list(metrics))
+    return table.assign(value=table["value"].where(~volatile, None), note=table["note"].where(~volatile, note))
+
+
 def failures(table: pd.DataFrame) -> list[str]:
     """Human-readable reasons for every failed gate in an :func:`evaluate` table."""
     reasons = []
     for row in table[~table["passed"]].itertuples(index=False):
-        shown = "not measured" if row.value is None or pd.isna(row.value) else f"{row.value:.4g}"
+        shown = (row.note or "not measured") if row.value is None or pd.isna(row.value) else f"{row.value:.4g}"
         reasons.append(f"{row.gate}: {row.metric} = {shown}, required {row.rule}")
     return reasons

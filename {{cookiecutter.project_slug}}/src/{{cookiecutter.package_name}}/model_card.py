@@ -1,4 +1,4 @@
-"""A model card in the sections of Mitchell et al., "Model Cards for Model Reporting" (FAT* 2019)."""
+"""A model card in the sections of Mitchell et al., "Model Cards for Model Reporting" (FAT* 2019). Adapt freely."""
 
 from __future__ import annotations
 

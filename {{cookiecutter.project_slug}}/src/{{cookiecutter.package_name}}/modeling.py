@@ -1,4 +1,4 @@
-"""Candidate models, their tuning and evaluation: the one training code path.
+"""Candidate models, their tuning and evaluation: the one training code path. Adapt freely.
 
 Step 06 trains the champion with :func:`train_and_select`; step 10 trains the
 challenger with the very same function, so the two can only differ by their

@@ -1,4 +1,4 @@
-"""Small helpers every step notebook uses: where to write, how to show results.
+"""Small helpers every step notebook uses: where to write, how to show results. Adapt with care: every notebook uses it.
 
 ``step = start_step("modeling")`` finds the project root from wherever the
 notebook runs, creates ``reports/06_modeling/`` and sets a plotting style, so
@@ -47,6 +47,14 @@ class Step:
         """reports/metrics/<stage>.json: the figures DVC shows with `dvc metrics show`."""
         write_json(self.root / "reports" / "metrics" / f"{self.stage}.json", data)
 
+    def write_measurements(self, name: str, data: Any) -> None:
+        """reports/metrics/<name>.json: figures that change from run to run (latencies, timings).
+
+        Declared as a DVC metric; no stage depends on it, so a rerun that measures other
+        timings changes this file only, never a result downstream.
+        """
+        write_json(self.root / "reports" / "metrics" / f"{name}.json", data)
+
     def write_plot_data(self, filename: str, frame: pd.DataFrame) -> None:
         """reports/plots/<filename>: a CSV that `dvc plots show` draws."""
         write_text(self.root / "reports" / "plots" / filename, frame.to_csv(index=False))
@@ -65,6 +73,7 @@ def start_step(stage: str) -> Step:
     """Locate the project, create the step's report directory, set display options."""
     import matplotlib
 
+    show_figures_inline()
     matplotlib.rcParams.update(
         {"figure.figsize": (7, 4), "axes.grid": True, "grid.alpha": 0.3, "axes.titleweight": "bold"}
     )
@@ -72,6 +81,23 @@ def start_step(stage: str) -> Step:
     pd.set_option("display.width", 140)
     root = find_project_root()
     return Step(stage=stage, root=root, out=report_dir(root, stage))
+
+
+def show_figures_inline() -> None:
+    """In a Jupyter kernel, draw figures into the notebook whatever ``MPLBACKEND`` says.
+
+    ipykernel picks the inline backend only when ``MPLBACKEND`` is unset; a JupyterLab started
+    from a shell that exports ``MPLBACKEND=Agg`` would otherwise run every step without figures.
+    """
+    import matplotlib
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "kernel") and "inline" not in matplotlib.get_backend():
+        shell.run_line_magic("matplotlib", "inline")
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:

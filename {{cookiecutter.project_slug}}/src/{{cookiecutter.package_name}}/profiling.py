@@ -1,4 +1,4 @@
-"""Profile every column of a dataset and decide which columns are usable features.
+"""Profile every column of a dataset and decide which columns are usable features. Adapt freely.
 
 Usefulness is measured by single-feature ROC AUC, computed out of fold so that
 an identifier cannot look predictive by memorising rows; a column that alone

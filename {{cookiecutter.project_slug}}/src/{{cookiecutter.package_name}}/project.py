@@ -1,4 +1,4 @@
-"""Where things live in the project, and how steps read and write them.
+"""Where things live in the project, and how steps read and write them. Adapt with care: the runner and every step rely on it.
 
 Notebooks call :func:`find_project_root` so they run the same from
 ``dvc repro``, from papermill and from JupyterLab opened in ``notebooks/``.

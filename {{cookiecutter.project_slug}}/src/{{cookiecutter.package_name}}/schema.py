@@ -1,4 +1,4 @@
-"""The data schema inferred in step 03, enforced with pandera in steps 05 and 09.
+"""The data schema inferred in step 03, enforced with pandera in steps 05 and 09. Adapt freely.
 
 Types, allowed categories, ranges and nullability come from
 ``dataset_spec.json``; :func:`violations` returns a readable table of every

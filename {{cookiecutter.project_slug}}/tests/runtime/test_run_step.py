@@ -211,6 +211,13 @@ def test_kernel_environment_keeps_a_thread_count_the_user_set(tmp_path, monkeypa
         assert os.environ["OMP_NUM_THREADS"] == "8"
 
 
+def test_kernels_draw_figures_inline_whatever_mplbackend_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as many servers and CI images export it
+    with run_step._kernel_environment(tmp_path):
+        assert os.environ["MPLBACKEND"] == "module://matplotlib_inline.backend_inline"
+    assert os.environ["MPLBACKEND"] == "Agg"
+
+
 def test_the_step_process_runs_papermill_without_loading_pyarrow():
     code = (
         "import sys\n"

@@ -163,6 +163,9 @@ def _local_kernel_manager(sockets: Path):
 # thread keeps a step at 26 s where the default took 149 s. Export OMP_NUM_THREADS to
 # use more cores for large data.
 KERNEL_ENVIRONMENT_DEFAULTS = {"OMP_NUM_THREADS": "1"}
+# Set whatever the environment says: a report's figures are drawn inline (an exported
+# MPLBACKEND=Agg, common on servers and CI images, would leave every report without figures).
+KERNEL_ENVIRONMENT_FORCED = {"MPLBACKEND": warm_kernels.INLINE_BACKEND}
 
 
 def kernel_environment_for(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -171,10 +174,11 @@ def kernel_environment_for(root: Path, environ: Mapping[str, str]) -> dict[str, 
     The project's own package comes first on PYTHONPATH: the kernel runs in notebooks/,
     so a relative ``PYTHONPATH=src`` would not reach src/, and another project generated
     from the same template and installed in the same environment would silently provide
-    the code. ``KERNEL_ENVIRONMENT_DEFAULTS`` fill what the environment does not set.
+    the code. ``KERNEL_ENVIRONMENT_DEFAULTS`` fill what the environment does not set;
+    ``KERNEL_ENVIRONMENT_FORCED`` replace what it does.
     """
     python_path = environ.get("PYTHONPATH")
-    env = {**KERNEL_ENVIRONMENT_DEFAULTS, **environ}
+    env = {**KERNEL_ENVIRONMENT_DEFAULTS, **environ, **KERNEL_ENVIRONMENT_FORCED}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(root).resolve() / "src"), *filter(None, [python_path])])
     return env
 

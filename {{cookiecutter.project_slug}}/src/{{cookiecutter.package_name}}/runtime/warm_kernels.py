@@ -521,7 +521,7 @@ def serve(path: Path, idle_seconds: float = IDLE_SECONDS) -> int:
     else:
         lock.close()
         return 0
-    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)  # what ipykernel sets before matplotlib loads
+    os.environ["MPLBACKEND"] = INLINE_BACKEND  # as every kernel's, whatever the caller's says (run_step)
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # debugpy's import-time warning, for this log only
     from . import skip_iri_format_checker  # here: the client side of this module stays light
 
