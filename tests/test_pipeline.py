@@ -207,7 +207,8 @@ def test_http_service(project_copy):
 
 
 def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(reproduced_project, project_copy):
-    """Issue 9: the ML Test Score comes from this run's evidence, and breaking a check costs its points."""
+    """Issues 9 and 17: the ML Test Score comes from this run's evidence (test results of this source), and
+    breaking a check costs its points."""
     junit = project_copy / "reports/tests/unit.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     shared = unit_test_results(reproduced_project)
@@ -229,8 +230,23 @@ def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(r
     run([sys.executable, "-m", f"{PACKAGE}.runtime.report", "--index-only"], project_copy)
     assert f"ML Test Score {score['final_score']:g}" in (project_copy / "reports/index.html").read_text()
 
+    # issue 17: no point rests on declared or simulated evidence in the default run
+    assert tests["data_7"]["status"] == "automated" and tests["infra_2"]["status"] == "automated"
+    for test_id in ("data_3", "monitor_1", "model_2", "monitor_7"):
+        assert tests[test_id]["status"] == "missing", (test_id, tests[test_id]["reason"])
+    assert "simulated by step 09" in tests["model_2"]["reason"]
+    # model age: measured from the registry's install time, or missing while the registry records none
+    monitor_4 = tests["monitor_4"]
+    measured = monitor_4["status"] != "missing" and "from the registry" in monitor_4["reason"]
+    assert measured or "records no install time" in monitor_4["reason"], monitor_4
+
     (project_copy / "reports/03_data_selection/dataset_spec.json").unlink()
+    # a change to the package that no test has run against: the test results no longer count
+    with open(project_copy / f"src/{PACKAGE}/features.py", "a") as fh:
+        fh.write("# a change no test has run against\n")
     run([sys.executable, "-m", f"{PACKAGE}.runtime.readiness"], project_copy)
     broken = {t["id"]: t for t in json.loads((project_copy / "reports/readiness.json").read_text())["tests"]}
     assert broken["data_1"]["points"] == 0 and broken["data_1"]["status"] == "missing"
     assert "dataset_spec.json" in broken["data_1"]["reason"]
+    for test_id in ("data_7", "infra_2"):
+        assert broken[test_id]["points"] == 0 and "tested other code" in broken[test_id]["reason"], broken[test_id]

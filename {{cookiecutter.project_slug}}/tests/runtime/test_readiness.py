@@ -1,11 +1,15 @@
 """The ML Test Score is computed from evidence: fabricated records in a temporary project score
-full points, and breaking one check (removing the schema, NaN scores in a batch, a failed
-test, an unfilled checklist) takes that test's points away with a reason that says why."""
+every point that can be automated, and breaking one check (removing the schema, NaN scores in
+a batch, a failed test, test results of other code, simulated batches, an old champion, an
+unfilled checklist) takes that test's points away with a reason that says why."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.runtime import readiness
 from {{ cookiecutter.package_name }}.project import write_json
+from {{ cookiecutter.package_name }}.runtime import readiness
 
+CHECKLIST_ONLY = ("data_5", "data_6", "model_1", "monitor_1")
+# Not automatable here: per-feature cost is not measured; the whole feature set's latency can only fail it.
+NOT_AUTOMATED = {*CHECKLIST_ONLY, "data_3"}
 PASSING_TESTS = {
     "test_data": ["test_read_table_round_trips_every_format"],
     "test_profiling": ["test_column_kind"],
@@ -35,16 +42,30 @@ def gate_row(gate: str, metric: str, value: float, rule: str, passed: bool = Tru
     return {"gate": gate, "metric": metric, "value": value, "rule": rule, "passed": passed, "note": ""}
 
 
-def write_junit(path: Path, tests: dict[str, list[str]], failed: tuple[str, str] | None = None) -> None:
+def write_junit(
+    path: Path, tests: dict[str, list[str]], failed: tuple[str, str] | None = None, stamp: bool = True
+) -> None:
+    """A JUnit file as pytest writes it under reports/tests/, stamped (like tests/conftest.py) with the project's source."""
     cases = []
     for module, names in tests.items():
         for name in names:
             body = '<failure message="assert False"/>' if failed == (module, name) else ""
             cases.append(f'<testcase classname="tests.{module}" name="{name}" time="0.1">{body}</testcase>')
+    fingerprint = readiness.source_fingerprint(path.parents[2])
+    properties = (
+        f'<properties><property name="{readiness.FINGERPRINT_PROPERTY}" value="{fingerprint}"/></properties>'
+        if stamp
+        else ""
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{"".join(cases)}</testsuite></testsuites>'
+        f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{properties}{"".join(cases)}</testsuite>'
+        "</testsuites>"
     )
+
+
+def days_ago(days: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
 
 
 def md5(path: Path) -> str:
@@ -60,6 +81,7 @@ def batch(name: str, **overrides) -> dict:
         "roc_auc": 0.88,
         "score_psi": 0.01,
         "positive_rate": 0.3,
+        "injected": "as received",
     }
     return row | overrides
 
@@ -83,10 +105,6 @@ def project(tmp_path, spec) -> Path:
         },
     )
     write_json(reports / "03_data_selection/dataset_spec.json", spec)
-    (reports / "03_data_selection/data_dictionary.csv").write_text(
-        "column,role,kind,missing_rate,n_unique\nage,feature,numeric,0.0,52\n"
-        "hours,feature,numeric,0.05,300\njob,feature,categorical,0.05,4\nsex,sensitive,categorical,0.0,2\n"
-    )
     write_json(reports / "04_data_bias_plan/bias_plan.json", {"remediation": "reweighing"})
     write_json(
         reports / "05_data_pipeline/data_pipeline.json",
@@ -167,22 +185,16 @@ def project(tmp_path, spec) -> Path:
     write_json(
         registry / "registry.json",
         {
-            "champion": {"version": "1.0.0", "md5": md5(registry / "champion.skops")},
+            "champion": {"version": "1.0.0", "md5": md5(registry / "champion.skops"), "installed_at": days_ago(30)},
             "history": [{"version": "0.9.0", "file": "history/001_old.skops"}],
             "release_md5": md5(registry / "champion.skops"),
         },
     )
-    raw = root / "data/raw/data.csv"
-    raw.parent.mkdir(parents=True)
-    raw.write_text("age,income\n30,>50K\n")
-    lock = {
-        "schema": "2.0",
-        "stages": {"data_selection": {"deps": [{"path": "data/raw/data.csv", "hash": "md5", "md5": md5(raw)}]}},
-    }
-    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    (root / "src/pkg").mkdir(parents=True)
+    (root / "src/pkg/features.py").write_text("def encode(x):\n    return x\n")
     write_junit(reports / "tests/unit.xml", PASSING_TESTS)
     (root / readiness.CHECKLIST).write_text(
-        yaml.safe_dump({i: {"done": False, "evidence": "", "reviewer": ""} for i in ("data_5", "data_6", "model_1")})
+        yaml.safe_dump({i: {"done": False, "evidence": "", "reviewer": ""} for i in CHECKLIST_ONLY})
     )
     return root
 
@@ -212,22 +224,21 @@ def test_the_rubric_has_the_28_tests_of_the_2017_paper():
 def test_full_evidence_scores_every_automatable_test(project):
     score = readiness.score_project(project)
     statuses = {t["id"]: t["status"] for t in score["tests"]}
-    manual_only = {"data_5", "data_6", "model_1"}
-    assert {i for i, s in statuses.items() if s != readiness.AUTOMATED} == manual_only
-    assert all(statuses[i] == readiness.MISSING for i in manual_only)
-    assert score["sections"] == {"data": 5.0, "model": 6.0, "infrastructure": 7.0, "monitoring": 7.0}
-    assert score["final_score"] == 5.0
+    assert {i for i, s in statuses.items() if s != readiness.AUTOMATED} == NOT_AUTOMATED
+    assert all(statuses[i] == readiness.MISSING for i in NOT_AUTOMATED)
+    assert score["sections"] == {"data": 4.0, "model": 6.0, "infrastructure": 7.0, "monitoring": 6.0}
+    assert score["final_score"] == 4.0
 
 
 def test_reports_are_written_and_main_prints_the_score(project, capsys):
     assert readiness.main(["--root", str(project)]) == 0
-    assert "ML Test Score: 5 (data 5, model 6, infrastructure 7, monitoring 7)" in capsys.readouterr().out
+    assert "ML Test Score: 4 (data 4, model 6, infrastructure 7, monitoring 6)" in capsys.readouterr().out
     table = (project / readiness.OUTPUT_MD).read_text()
     rows = ("| data | data_", "| model | model_", "| infrastructure | infra_", "| monitoring | monitor_")
     assert sum(line.startswith(rows) for line in table.splitlines()) == 28
-    assert "**Final score: 5**" in table
+    assert "**Final score: 4**" in table
     record = json.loads((project / readiness.OUTPUT_JSON).read_text())
-    assert record["final_score"] == 5.0 and len(record["tests"]) == 28
+    assert record["final_score"] == 4.0 and len(record["tests"]) == 28
     assert readiness.main(["--root", str(project), "--fail-under", "6"]) == 1
 
 
@@ -391,12 +402,14 @@ def test_a_promotion_without_a_canary_fails_infra_6(project):
     assert infra_6["status"] == readiness.FAILING and "without a canary" in infra_6["reason"]
 
 
-def test_no_promotion_this_run_counts_the_tested_canary(project):
+def test_no_canary_this_run_is_missing_even_when_the_canary_code_is_unit_tested(project):
+    # Issue 17: a unit test of the canary is not a canary; with no promotion attempted, no model was canaried
     edit_json(project / readiness.RETRAINING, lambda r: r.pop("canary"))
-    write_junit(
-        project / "reports/tests/canary.xml", {"test_deployment": list(readiness.CANARY_TESTS["test_deployment"])}
-    )
-    assert results(project)["infra_6"]["status"] == readiness.AUTOMATED
+    canary_test = "test_canary_passes_a_faithful_challenger_and_catches_training_serving_skew"
+    write_junit(project / "reports/tests/canary.xml", {"test_deployment": [canary_test]})
+    infra_6 = results(project)["infra_6"]
+    assert (infra_6["status"], infra_6["points"]) == (readiness.MISSING, 0)
+    assert "forced retrain, not better enough" in infra_6["reason"] and "records the canary" in infra_6["reason"]
 
 
 def test_a_failed_canary_followed_by_a_promotion_fails_infra_6(project):
@@ -416,16 +429,181 @@ def test_a_lost_history_file_fails_infra_7(project):
     assert infra_7["status"] == readiness.FAILING and "001_old.skops is gone" in infra_7["reason"]
 
 
-def test_a_changed_dependency_fails_monitor_1(project):
-    (project / "data/raw/data.csv").write_text("age,income\n31,<=50K\n")
+def test_dependency_notification_is_a_checklist_item_not_a_lock_comparison(project):
+    # Issue 17: right after `dvc repro` the files always match dvc.lock; that notifies nobody
     monitor_1 = results(project)["monitor_1"]
-    assert monitor_1["status"] == readiness.FAILING and "data/raw/data.csv" in monitor_1["reason"]
+    assert (monitor_1["status"], monitor_1["points"]) == (readiness.MISSING, 0)
+    assert "scheduled job" in monitor_1["reason"] and "monitor_1" in monitor_1["reason"]
+    (project / readiness.CHECKLIST).write_text(
+        yaml.safe_dump({"monitor_1": {"done": True, "evidence": "ci.yml schedule job", "reviewer": "Ada"}})
+    )
+    assert results(project)["monitor_1"]["status"] == readiness.MANUAL
 
 
-def test_a_stale_model_without_a_scheduled_retrain_fails_monitor_4(project):
-    edit_json(project / readiness.MONITORING, lambda r: r.update(model_age_days=400))
+def test_model_age_is_measured_from_the_registry_install_not_the_declared_parameter(project):
+    # Issue 17: a champion installed 400 days ago is stale, whatever monitoring.model_age_days says
+    edit_json(project / readiness.REGISTRY, lambda r: r["champion"].update(installed_at=days_ago(400)))
+    edit_json(project / readiness.MONITORING, lambda r: r.update(model_age_days=1))
     monitor_4 = results(project)["monitor_4"]
-    assert monitor_4["status"] == readiness.FAILING and "400 days old" in monitor_4["reason"]
+    assert (monitor_4["status"], monitor_4["points"]) == (readiness.FAILING, 0)
+    assert "400 days ago (> 180)" in monitor_4["reason"]
+
+
+def test_a_registry_without_install_times_leaves_model_age_declared_and_missing(project):
+    edit_json(project / readiness.REGISTRY, lambda r: r["champion"].pop("installed_at"))
+    monitor_4 = results(project)["monitor_4"]
+    assert (monitor_4["status"], monitor_4["points"]) == (readiness.MISSING, 0)
+    assert "records no install time" in monitor_4["reason"] and "model_age_days = 30" in monitor_4["reason"]
+
+
+def test_a_changed_source_refuses_the_test_results_until_the_tests_rerun(project):
+    # Issue 17: JUnit XML counts only for the code it tested (readiness-evidence check)
+    (project / "src/pkg/features.py").write_text("def encode(x):\n    return x + 1\n")
+    found = results(project)
+    for test_id in ("data_7", "infra_1", "infra_2", "infra_3", "infra_7"):
+        assert (found[test_id]["status"], found[test_id]["points"]) == (readiness.MISSING, 0), test_id
+        assert "reports/tests/unit.xml tested other code" in found[test_id]["reason"]
+    assert "rerun the tests" in found["data_7"]["reason"]
+    write_junit(project / "reports/tests/unit.xml", PASSING_TESTS)
+    assert results(project)["data_7"]["status"] == readiness.AUTOMATED
+
+
+def test_test_results_that_do_not_say_which_source_they_tested_are_refused(project):
+    write_junit(project / "reports/tests/unit.xml", PASSING_TESTS, stamp=False)
+    score = readiness.score_project(project)
+    data_7 = {t["id"]: t for t in score["tests"]}["data_7"]
+    assert data_7["status"] == readiness.MISSING and "no source_fingerprint property" in data_7["reason"]
+    assert score["junit"] == [] and len(score["junit_refused"]) == 1
+
+
+def test_the_source_fingerprint_ignores_caches_but_not_a_test_change(project):
+    before = readiness.source_fingerprint(project)
+    (project / "src/pkg/__pycache__").mkdir()
+    (project / "src/pkg/__pycache__/features.cpython-312.pyc").write_bytes(b"\0")
+    (project / "src/pkg.egg-info").mkdir()
+    (project / "src/pkg.egg-info/PKG-INFO").write_text("Name: pkg\n")
+    assert readiness.source_fingerprint(project) == before
+    (project / "tests").mkdir()
+    (project / "tests/test_new.py").write_text("def test_x():\n    pass\n")
+    assert readiness.source_fingerprint(project) != before
+
+
+def test_the_conftest_stamps_the_junit_xml_with_the_source_it_tested(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    junit = tmp_path / "unit.xml"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_business.py",
+            f"--junitxml={junit}",
+        ],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+    properties, cases = readiness.read_junit_file(junit)
+    assert cases and properties[readiness.FINGERPRINT_PROPERTY] == readiness.source_fingerprint(root)
+
+
+def test_simulated_batches_show_the_monitor_works_but_are_not_production(project):
+    # Issue 17: slices of static held-out data are not online data
+    edit_json(project / readiness.MONITORING, lambda r: [b.update(injected="none") for b in r["batches"]])
+    found = results(project)
+    for test_id in ("model_2", "model_4", "monitor_2", "monitor_7"):
+        assert (found[test_id]["status"], found[test_id]["points"]) == (readiness.MISSING, 0), test_id
+        assert "simulated by step 09" in found[test_id]["reason"], test_id
+    assert "the monitor works (2 batches checked" in found["monitor_2"]["reason"]
+
+
+def test_a_silent_breach_in_a_simulated_batch_still_fails_monitor_2(project):
+    edit_json(
+        project / readiness.MONITORING,
+        lambda r: [b.update(injected="none", schema_violations=5) for b in r["batches"]],
+    )
+    assert results(project)["monitor_2"]["status"] == readiness.FAILING
+
+
+def test_feature_cost_is_not_automated_and_a_slow_feature_set_fails_it(project):
+    data_3 = results(project)["data_3"]
+    assert (data_3["status"], data_3["points"]) == (readiness.MISSING, 0)
+    assert "per-feature cost is not measured" in data_3["reason"]
+    edit_json(
+        project / readiness.DEPLOYMENT,
+        lambda r: r.update(gates=[gate_row("latency", "p99_latency_ms", 900.0, "<= 500", False)]),
+    )
+    assert results(project)["data_3"]["status"] == readiness.FAILING
+
+
+def fail_test(module: str, name: str):
+    return lambda root: write_junit(root / "reports/tests/unit.xml", PASSING_TESTS, failed=(module, name))
+
+
+def failed_gate(record: str, key: str, row: dict):
+    return lambda root: edit_json(root / record, lambda r: r.update({key: [row]}))
+
+
+# One piece of evidence per rubric test that says it does not hold (checklist-only tests: the unfilled checklist).
+BREAKS = {
+    "data_1": lambda root: (root / readiness.SPEC).unlink(),
+    "data_2": lambda root: edit_json(root / readiness.MODELING, lambda r: r["feature_importance"].update(job=0.0)),
+    "data_3": failed_gate(readiness.DEPLOYMENT, "gates", gate_row("latency", "p99_latency_ms", 900.0, "<= 500", False)),
+    "data_4": lambda root: edit_json(root / readiness.SPEC, lambda r: r["categorical_features"].append("sex")),
+    "data_5": lambda root: None,
+    "data_6": lambda root: None,
+    "data_7": fail_test("test_features", "test_split_is_deterministic_with_a_seed"),
+    "model_1": lambda root: None,
+    "model_2": lambda root: edit_json(
+        root / readiness.MONITORING, lambda r: [b.update(roc_auc=0.8) for b in r["batches"]]
+    ),
+    "model_3": lambda root: edit_json(root / readiness.MODELING, lambda r: r["candidates"][1].update(cv_roc_auc=None)),
+    "model_4": lambda root: edit_json(root / readiness.RETRAINING, lambda r: r.pop("challenger")),
+    "model_5": lambda root: edit_json(
+        root / readiness.MODELING, lambda r: r["baselines_test_metrics"]["majority_class"].update(expected_cost=0.1)
+    ),
+    "model_6": failed_gate(
+        readiness.RELEASE,
+        "gates",
+        gate_row("equalized_odds[sex]", "equalized_odds_difference[sex]", 0.3, "<= 0.15", False),
+    ),
+    "model_7": lambda root: edit_json(root / readiness.RELEASE, lambda r: r.update(released=False, reasons=["no"])),
+    "infra_1": fail_test("test_bias", "test_resample_indices_is_deterministic_with_a_seed"),
+    "infra_2": fail_test("test_modeling", "test_train_and_select_beats_the_baselines"),
+    "infra_3": fail_test("test_notebooks", "test_lifecycle_on_a_small_sample"),
+    "infra_4": lambda root: (root / readiness.CHAMPION).write_bytes(b"swapped by hand"),
+    "infra_5": lambda root: edit_json(root / readiness.DEPLOYMENT, lambda r: r["service"].update(single_status=500)),
+    "infra_6": lambda root: edit_json(root / readiness.RETRAINING, lambda r: r.update(canary=None, promoted=True)),
+    "infra_7": lambda root: (root / "models/registry/history/001_old.skops").unlink(),
+    "monitor_1": lambda root: None,
+    "monitor_2": lambda root: edit_json(
+        root / readiness.MONITORING, lambda r: r["batches"][0].update(missing_spikes=2)
+    ),
+    "monitor_3": lambda root: edit_json(root / readiness.DEPLOYMENT, lambda r: r.update(batch_scoring_matches=False)),
+    "monitor_4": lambda root: edit_json(
+        root / readiness.REGISTRY, lambda r: r["champion"].update(installed_at=days_ago(181))
+    ),
+    "monitor_5": lambda root: pd.DataFrame({"score": [0.5, np.nan]}).to_parquet(root / readiness.TEST_SCORES),
+    "monitor_6": failed_gate(
+        readiness.DEPLOYMENT, "gates", gate_row("latency", "p99_latency_ms", 900.0, "<= 500", False)
+    ),
+    "monitor_7": lambda root: edit_json(root / readiness.MONITORING, lambda r: r["batches"][1].update(roc_auc=0.79)),
+}
+
+
+def test_every_rubric_test_has_a_break():
+    assert set(BREAKS) == {item.id for item in readiness.RUBRIC}
+
+
+@pytest.mark.parametrize("test_id", sorted(BREAKS))
+def test_evidence_that_says_a_test_does_not_hold_scores_zero(project, test_id):
+    """Design: every automated readiness point has a test that makes it fail."""
+    BREAKS[test_id](project)
+    found = results(project)[test_id]
+    assert found["points"] == 0 and found["status"] in (readiness.FAILING, readiness.MISSING), found
 
 
 @pytest.mark.parametrize(
