@@ -30,19 +30,17 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, data, fairness, gates, modeling, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, config, data, fairness, gates, release, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.FairnessAssessment.from_cell(globals())
 step = start_step("fairness_assessment")
-CHOICES = ("auto", "none", "threshold_optimizer", "exponentiated_gradient")
-if mitigation not in CHOICES:
-    raise ValueError(f"fairness_assessment.mitigation: {mitigation!r} is not one of {', '.join(CHOICES)}")
 spec = step.read_report("data_selection", "dataset_spec.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 charter = step.read_report("business_case", "charter.json")
 deployment = step.read_report("deployment", "deployment.json")
+costs = business.Costs.of(charter)
 bundle = scoring.load_bundle(step.path("models/model.skops"), allow_unreleased=True)
 meta, target = bundle["metadata"], spec["target"]
 test = pd.read_parquet(step.path("data/processed/test.parquet"))
@@ -58,13 +56,10 @@ fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
 # ## Per-group metrics with bootstrap confidence intervals
 
 # %%
-tables = {}
-for column in groups.columns:
-    frame = fairness.metric_frame(y_test, decisions, groups[column]).by_group
-    intervals = fairness.bootstrap_intervals(y_test, decisions, groups[column], bootstrap_samples, seed)
-    wide = intervals.pivot(index="group", columns="metric", values=["low", "high"])
-    wide.columns = [f"{m}_{bound}" for bound, m in wide.columns]
-    tables[column] = frame.join(wide).sort_values("count", ascending=False)
+tables = {
+    column: fairness.group_table(y_test, decisions, groups[column], cfg.bootstrap_samples, cfg.seed)
+    for column in groups.columns
+}
 tables[spec["sensitive_features"][0]].round(3)
 
 # %%
@@ -150,72 +145,44 @@ if unmeasured:
         + "\n\nA gate is never passed by absence, so these block the release: raise `data_pipeline.test_fraction`, "
         "bring more data, or lower `fairness_assessment.min_group_size`."
     )
-cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
+
+# %%
 failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
 constraints = mitigate.failing_constraints(failed)
-options = {"none": {"model": None, "decisions": decisions, "constraint": None}}
-curves = None
+options = {"none": release.Option()}
 if failed and mitigation != "none":
-    sampled = mitigate.sample_note(len(validation), mitigation_max_rows, "the whole test split")
-    if sampled:
-        show(sampled)
-    for kind in ("threshold_optimizer", "exponentiated_gradient"):
-        try:
-            model, kind_curves, constraint = mitigate.mitigate_to_pass(
-                kind,
-                bundle["model"],
-                spec,
-                validation,
-                failing_features,
-                constraints,
-                fair_gates,
-                cfg,
-                costs=business.Costs.of(charter),
-            )
-        except mitigate.MitigationUnavailable as exc:
-            show(f"`{kind}` is not available on this data: {exc}.")
-            continue
-        decided = model.decide(test[meta["feature_columns"]], groups)
-        options[kind] = {"model": model, "decisions": decided, "constraint": constraint}
-        curves = curves or kind_curves
-        if kind == "threshold_optimizer":
-            pooled = model.pooled_groups
-            show(
-                f"The post-processor maximises `{kind_curves['objective']}` under `{constraint}` "
-                f"(of the constraints tried, {', '.join(constraints)}, and of the objectives, the one that passes "
-                "on the validation split at the lower business cost)"
-                + (
-                    f"; groups with fewer than {min_group_size} validation rows or one outcome only share one "
-                    f"threshold: {', '.join(pooled)}."
-                    if pooled
-                    else "."
-                )
-            )
-rows = []
-for name, option in options.items():
-    gaps = assess(option["decisions"])
-    cost = modeling.evaluate_served(y_test, scores, option["decisions"], cost_fp, cost_fn)  # decision metrics
-    passes = gates.evaluate(fair_gates, gaps)["passed"].all()
-    rows.append(
-        {
-            "mitigation": name,
-            "constraint": option["constraint"],
-            "accuracy": cost["accuracy"],
-            "expected_cost": cost["expected_cost"],
-            "selection_rate": cost["selection_rate"],
-            "passes_fairness_gates": bool(passes),
-            "max_dp_difference": pd.Series(
-                [v for k, v in gaps.items() if k.startswith("demographic_parity_difference")], dtype=float
-            ).max(),
-            "max_eo_difference": pd.Series(
-                [v for k, v in gaps.items() if k.startswith("equalized_odds_difference")], dtype=float
-            ).max(),
-        }
+    fitted, unavailable = release.fit_options(
+        bundle["model"], spec, validation, failing_features, constraints, fair_gates, cfg, costs
     )
-tradeoff = pd.DataFrame(rows).set_index("mitigation")
+    options |= fitted
+    for note in [mitigate.sample_note(len(validation), mitigation_max_rows, "the whole test split"), *unavailable]:
+        if note:
+            show(note)
+decided = {
+    name: decisions if option.model is None else option.model.decide(test[meta["feature_columns"]], groups)
+    for name, option in options.items()
+}
+if "threshold_optimizer" in options:
+    post, pooled = options["threshold_optimizer"], options["threshold_optimizer"].model.pooled_groups
+    show(
+        f"The post-processor maximises `{post.curves['objective']}` under `{post.constraint}` "
+        f"(of the constraints tried, {', '.join(constraints)}, and of the objectives, the one that passes "
+        "on the validation split at the lower business cost)"
+        + (
+            f"; groups with fewer than {min_group_size} validation rows or one outcome only share one "
+            f"threshold: {', '.join(pooled)}."
+            if pooled
+            else "."
+        )
+    )
+
+# %%
+gaps = {name: assess(d) for name, d in decided.items()}
+tradeoff = release.tradeoff_table(options, decided, gaps, y_test, scores, fair_gates, costs)
 tradeoff.round(4)
 
 # %%
+curves = next((o.curves for o in options.values() if o.curves), None)
 fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6.5, 4.2), squeeze=False)
 ax = axes[0, 0]
 for name, row in tradeoff.iterrows():
@@ -244,84 +211,29 @@ plt.show()
 
 # %% [markdown]
 # ## Release decision
+# The cheapest option that passes every fairness gate is released (`mitigation: auto`; a named
+# mitigation is released as asked), if it also passes step 02's quality gates and step 07
+# deployed the model (`release.choose` and `release.verdict`).
 
 # %%
-if mitigation == "auto":
-    passing = tradeoff[tradeoff["passes_fairness_gates"]]
-    chosen = (
-        passing["expected_cost"].idxmin() if len(passing) else tradeoff["max_dp_difference"].fillna(np.inf).idxmin()
-    )
-else:
-    chosen = mitigation if mitigation in options else "none"
-constraint = options[chosen]["constraint"]
-after = assess(options[chosen]["decisions"])
-gate_after = gates.evaluate(fair_gates, after)
-cost_after = float(tradeoff.loc[chosen, "expected_cost"])
-quality = gates.evaluate(
-    gates.gates_for(criteria["gates"], "modeling"),
-    {
-        f"test_{criteria['criteria']['primary_metric']}": meta["metrics"][criteria["criteria"]["primary_metric"]],
-        "cost_reduction_vs_baseline": (charter["baseline_expected_cost"] - cost_after)
-        / charter["baseline_expected_cost"],
-    },
+chosen = release.choose(tradeoff, mitigation)
+constraint, after = options[chosen].constraint, gaps[chosen]
+quality = release.quality_gates(
+    criteria,
+    meta["metrics"][criteria["criteria"]["primary_metric"]],
+    float(tradeoff.loc[chosen, "expected_cost"]),
+    charter["baseline_expected_cost"],
 )
-all_gates = pd.concat([gate_after, quality], ignore_index=True)
-# Step 07's verdict carries step 06's: a model that was not deployed is not released either.
-upstream = [] if deployment["deployed"] else [f"step 07: {r}" for r in deployment["reasons"] or ["not deployed"]]
-reasons = gates.failures(all_gates) + upstream
+all_gates, reasons = release.verdict(gates.evaluate(fair_gates, after), quality, deployment)
 released = not reasons
 display(all_gates)
-if chosen == "none":
-    release_bundle = bundle
-else:
-    release_bundle = scoring.make_bundle(
-        options[chosen]["model"],
-        bundle["threshold"],
-        {
-            **meta,
-            "needs_sensitive_features": True,
-            "mitigation": chosen,
-            "mitigation_constraint": constraint,
-            "mitigation_features": failing_features,
-        },
-    )
-release_bundle["metadata"] = {
-    **release_bundle["metadata"],
-    "releasable": released,
-    "reasons": reasons,
-    "fairness": after,
-}
+release_bundle = release.release_bundle(bundle, chosen, options[chosen], failing_features, reasons, after)
 artifacts.save(release_bundle, step.path("models/release.skops"))
-show(
-    (
-        f"Fairness gates failed before mitigation ({'; '.join(failed)}). "
-        if failed
-        else "No measured fairness gate fails, so no mitigation. "
-        if unmeasured
-        else "Every fairness gate passes without mitigation. "
-    )
-    + (
-        f"Chosen mitigation: **{chosen}** ({constraint.replace('_', ' ')} constraint on {', '.join(f'`{f}`' for f in failing_features)}): "
-        f"largest parity gap {tradeoff.loc['none', 'max_dp_difference']:.3f} → **{tradeoff.loc[chosen, 'max_dp_difference']:.3f}**, "
-        f"accuracy {tradeoff.loc['none', 'accuracy']:.3f} → **{tradeoff.loc[chosen, 'accuracy']:.3f}**, expected cost "
-        f"{tradeoff.loc['none', 'expected_cost']:.3f} → **{cost_after:.3f}**. "
-        if chosen != "none"
-        else ""
-    )
-    + (
-        "**Released**: `models/release.skops` passes every gate."
-        if released
-        else "**Not released**: " + "; ".join(reasons) + "."
-    )
-)
+show(release.decision_note(failed, unmeasured, chosen, constraint, failing_features, tradeoff, reasons))
 
 # %%
-selection = pd.concat(
-    {
-        f: fairness.metric_frame(y_test, options[chosen]["decisions"], groups[f]).by_group["selection_rate"]
-        for f in spec["sensitive_features"]
-    }
-)
+released_tables = {column: fairness.metric_frame(y_test, decided[chosen], groups[column]).by_group for column in tables}
+selection = pd.concat({f: released_tables[f]["selection_rate"] for f in spec["sensitive_features"]})
 step.write_plot_data(
     "selection_rate.csv",
     pd.DataFrame({"group": [f"{f}={g}" for f, g in selection.index], "selection_rate": selection.round(4).to_numpy()}),
@@ -329,8 +241,9 @@ step.write_plot_data(
 # Per-group metrics of the deployed model's decisions (with intervals), and of the released decisions.
 for column, table in tables.items():
     table.round(4).to_csv(step.out / f"group_metrics_{column}.csv")
-    released_table = fairness.metric_frame(y_test, options[chosen]["decisions"], groups[column]).by_group
-    released_table.round(4).to_csv(step.out / f"group_metrics_released_{column}.csv")
+    released_tables[column].round(4).to_csv(step.out / f"group_metrics_released_{column}.csv")
+
+# %%
 step.write_json(
     "release_decision.json",
     {

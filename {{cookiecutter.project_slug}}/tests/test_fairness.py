@@ -97,6 +97,14 @@ def test_bootstrap_intervals_bracket_the_point_estimates():
     pd.testing.assert_frame_equal(intervals, again)
 
 
+def test_group_table_joins_the_intervals_largest_group_first():
+    y, p, g = decisions(4, n=2000)
+    table = fairness.group_table(y, p, g, samples=50, seed=0)
+    assert table.index.tolist() == g.value_counts().index.tolist()
+    assert {"selection_rate", "selection_rate_low", "selection_rate_high", "precision_high"} <= set(table.columns)
+    assert (table["selection_rate_low"] <= table["selection_rate"]).all()
+
+
 def test_bootstrap_intervals_narrow_with_more_data():
     y, p, g = decisions(5, n=4000)
     wide = fairness.bootstrap_intervals(y[:400], p[:400], g[:400], samples=200, seed=0)

@@ -231,7 +231,9 @@ def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypat
     )
     assert fitted_rows == [300, 300]
     fitted_rows.clear()
-    mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings())
+    mitigation.mitigate_to_pass(
+        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings()
+    )
     assert fitted_rows == [len(labelled), len(labelled)] and len(labelled) > 300
 
 

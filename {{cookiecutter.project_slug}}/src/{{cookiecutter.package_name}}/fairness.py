@@ -33,6 +33,17 @@ def metric_frame(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series | pd.
     )
 
 
+def group_table(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, samples: int, seed: int) -> pd.DataFrame:
+    """Per-group metrics of one grouping with their bootstrap intervals (``<metric>_low``, ``<metric>_high``),
+    largest group first."""
+    table = metric_frame(y_true, y_pred, groups).by_group
+    wide = bootstrap_intervals(y_true, y_pred, groups, samples, seed).pivot(
+        index="group", columns="metric", values=["low", "high"]
+    )
+    wide.columns = [f"{metric}_{bound}" for bound, metric in wide.columns]
+    return table.join(wide).sort_values("count", ascending=False)
+
+
 def group_metrics_table(
     y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any]
 ) -> pd.DataFrame:
