@@ -1,18 +1,22 @@
 """The project's console command.
 
 {{ cookiecutter.package_name }} predict INPUT OUTPUT   # CSV or Parquet in, scores and decisions out
-{{ cookiecutter.package_name }} serve --host 127.0.0.1 --port 8000
+{{ cookiecutter.package_name }} serve --host 127.0.0.1 --port 8000   # --workers N (default: the cores)
 {{ cookiecutter.package_name }} rollback              # previous champion back in service
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from .data import DataContractError, read_table
 from .project import find_project_root, write_bytes
+
+SPEC = "reports/03_data_selection/dataset_spec.json"
+TOKEN_ENV_HELP = "{{ cookiecutter.package_name | upper }}_TOKEN"
 
 
 def _model_path(given: str | None) -> Path:
@@ -27,8 +31,36 @@ def _model_path(given: str | None) -> Path:
     return default_model_path(root)
 
 
+def _project_file(relative: str) -> Path | None:
+    """A file of the enclosing project, if there is one and the file exists."""
+    try:
+        path = find_project_root() / relative
+    except FileNotFoundError:
+        return None
+    return path if path.is_file() else None
+
+
+def _dataset_spec() -> dict | None:
+    """Step 03's dataset_spec.json of the enclosing project (which columns the contract declared)."""
+    import json
+
+    path = _project_file(SPEC)
+    return json.loads(path.read_text()) if path else None
+
+
+def _reference(given: str | None) -> str:
+    from .explain import DEFAULT_BACKGROUND
+
+    path = Path(given) if given else _project_file(DEFAULT_BACKGROUND)
+    if path is None:
+        raise FileNotFoundError(
+            f"explanations need reference records: pass --reference PATH (training rows; the project's {DEFAULT_BACKGROUND})"
+        )
+    return str(path)
+
+
 def predict(args: argparse.Namespace) -> int:
-    from .scoring import InputError, load_bundle, score
+    from .scoring import InputError, contract_columns, load_bundle, score, validate_input
 
     output = Path(args.output)
     if not output.name.lower().endswith((".csv", ".parquet")):
@@ -37,11 +69,21 @@ def predict(args: argparse.Namespace) -> int:
     try:
         frame = read_table(args.input, key="INPUT")
         bundle = load_bundle(_model_path(args.model))
-        result = score(bundle, frame, allow_extra=args.allow_extra, allow_unseen=args.allow_unseen)
+        spec = _dataset_spec()
+        options = {"allow_extra": args.allow_extra, "allow_unseen": args.allow_unseen, "spec": spec}
+        clean = validate_input(frame, bundle["metadata"], **options)
+        result = score(bundle, frame, clean=clean)
+        if args.explain:
+            from .explain import Explainer, load_reference
+
+            explainer = Explainer(bundle, load_reference(_reference(args.reference)))
+            result = result.join(explainer.columns(clean))
     except (DataContractError, InputError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    out = frame.join(result) if args.keep_columns else result
+    # identifiers the contract declared come first, so scores join back to the input
+    ids = [c for c in contract_columns(bundle["metadata"], spec)["ids"] if c in frame.columns]
+    out = frame.join(result) if args.keep_columns else frame[ids].join(result)
     payload = (
         out.to_parquet(index=False) if output.name.lower().endswith(".parquet") else out.to_csv(index=False).encode()
     )
@@ -51,18 +93,61 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import os
+    import shutil
+    import tempfile
+
     import uvicorn
-    from threadpoolctl import threadpool_limits
 
-    from .service import create_app
+    from .scoring import load_bundle
+    from .service import SETTINGS_ENV, TOKEN_ENV, Settings, check_exposure
 
-    # A request scores a small batch: native thread pools (OpenMP, BLAS) gain little there
-    # and, on a busy machine, their spinning threads turn a 60 ms answer into a second.
-    # Scale a service with processes; --threads raises the pool for large batches.
-    threadpool_limits(limits=args.threads)
-    app = create_app(_model_path(args.model), max_records=args.max_records)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        check_exposure(args.host, os.environ.get(TOKEN_ENV))
+        model = _model_path(args.model)
+        load_bundle(model)  # a clear error here, not one per worker
+        reference = args.reference or (None if args.no_explain else _reference_or_none())
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings(
+        model=str(model.resolve()),
+        max_records=args.max_records,
+        max_bytes=args.max_bytes,
+        timeout=args.timeout,
+        range_margin=args.range_margin,
+        reference=str(Path(reference).resolve()) if reference else None,
+        threads=args.threads,
+    )
+    os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # one /metrics for all workers: prometheus_client's multiprocess mode, in a fresh directory
+        metrics_dir = tempfile.mkdtemp(prefix="{{ cookiecutter.package_name }}-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "{{ cookiecutter.package_name }}.service:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            access_log=args.log_level in ("debug", "info"),
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _reference_or_none() -> str | None:
+    try:
+        return _reference(None)
+    except FileNotFoundError:
+        return None
 
 
 def rollback(args: argparse.Namespace) -> int:
@@ -85,16 +170,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="records to score (.csv, .csv.gz or .parquet)")
     p.add_argument("output", help="where to write scores and decisions (.csv or .parquet)")
     p.add_argument("--model", help="deployable artifact (default: models/release.skops, else models/model.skops)")
-    p.add_argument("--allow-extra", action="store_true", help="ignore columns the model does not take")
-    p.add_argument("--allow-unseen", action="store_true", help="score categories not seen in training")
+    p.add_argument(
+        "--allow-extra", action="store_true", help="ignore columns no one declared (the contract's are accepted)"
+    )
+    p.add_argument(
+        "--allow-unseen",
+        action="store_true",
+        help="score values training never saw (categories, numbers out of range, missing values)",
+    )
     p.add_argument("--keep-columns", action="store_true", help="copy the input columns into the output")
+    p.add_argument("--explain", action="store_true", help="add each feature's contribution to every score")
+    p.add_argument("--reference", help="training rows for --explain (default: data/processed/train.parquet)")
     p.set_defaults(func=predict)
-    s = commands.add_parser("serve", help="serve GET /health and POST /predict over HTTP")
-    s.add_argument("--host", default="127.0.0.1")
+    s = commands.add_parser("serve", help="serve GET /health, POST /predict and GET /metrics over HTTP")
+    s.add_argument("--host", default="127.0.0.1", help=f"beyond loopback, {TOKEN_ENV_HELP} must hold a token")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--model", help="deployable artifact (default as for predict)")
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the cores)")
     s.add_argument("--max-records", type=int, default=10_000, help="largest batch one request may carry")
-    s.add_argument("--threads", type=int, default=1, help="native threads per request (OpenMP, BLAS)")
+    s.add_argument("--max-bytes", type=int, default=10 * 1024 * 1024, help="largest request body (bytes)")
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take, body included")
+    s.add_argument(
+        "--range-margin", type=float, default=1.0, help="numbers accepted: training range +- this many spans"
+    )
+    s.add_argument("--reference", help="training rows for ?explain=true (default: data/processed/train.parquet)")
+    s.add_argument("--no-explain", action="store_true", help="do not load reference records (explain=true answers 409)")
+    s.add_argument("--threads", type=int, default=1, help="native threads per worker (OpenMP, BLAS)")
     s.add_argument("--log-level", default="warning")
     s.set_defaults(func=serve)
     r = commands.add_parser("rollback", help="restore the previous champion model of models/registry/")

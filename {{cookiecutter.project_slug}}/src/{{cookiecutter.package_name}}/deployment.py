@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def request(url: str, payload: bytes | None = None, timeout: float = 30.0) -> tuple[int, Any, float]:
+def request(
+    url: str, payload: bytes | None = None, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> tuple[int, Any, float]:
     """One HTTP request (POST when there is a payload): status, decoded JSON body, milliseconds."""
     req = urllib.request.Request(
-        url, data=payload, method="POST" if payload is not None else "GET", headers={"Content-Type": "application/json"}
+        url,
+        data=payload,
+        method="POST" if payload is not None else "GET",
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     started = time.perf_counter()
     try:
@@ -42,8 +48,20 @@ def request(url: str, payload: bytes | None = None, timeout: float = 30.0) -> tu
 
 
 @contextmanager
-def running_service(model_path: str | Path, host: str = "127.0.0.1", startup_timeout: float = 60.0) -> Iterator[str]:
-    """Start ``<package> serve`` in a child process on a free port; yield its base URL; stop it."""
+def running_service(
+    model_path: str | Path,
+    host: str = "127.0.0.1",
+    startup_timeout: float = 60.0,
+    workers: int | None = None,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+) -> Iterator[str]:
+    """Start ``<package> serve`` in a child process on a free port; yield its base URL; stop it.
+
+    ``workers`` (default: serve's own, the cores), ``env`` (added to this environment, e.g. the
+    token) and ``args`` (more serve options) go to the command. The URL names ``host``, or
+    127.0.0.1 when ``host`` is the wildcard address 0.0.0.0.
+    """
     port = free_port(host)
     cmd = [
         sys.executable,
@@ -56,9 +74,13 @@ def running_service(model_path: str | Path, host: str = "127.0.0.1", startup_tim
         str(port),
         "--model",
         str(model_path),
+        *(["--workers", str(workers)] if workers else []),
+        *args,
     ]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://{host}:{port}"
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+    )
+    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
