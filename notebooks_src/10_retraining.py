@@ -39,7 +39,6 @@ challenger_overrides = {}
 seed = 42
 
 # %%
-import json
 import tempfile
 from pathlib import Path
 
@@ -48,8 +47,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, deployment, fairness, gates, modeling, scoring
-from {{ cookiecutter.package_name }} import mitigation as mitigate
+from {{ cookiecutter.package_name }} import artifacts, business, config, modeling, retraining, scoring
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.registry import Registry
 
@@ -68,176 +66,87 @@ synced = (
     if release["metadata"]["releasable"]
     else None
 )
-target = spec["target"]
-cost_fp, cost_fn = charter["cost_false_positive"], charter["cost_false_negative"]
+target, costs = spec["target"], business.Costs.of(charter)
 
 # %% [markdown]
 # ## Triggers
 
 # %%
-staleness = next(g for g in criteria["gates"] if g["name"] == "staleness")
-triggers = {
-    "monitoring": bool(trigger_on_monitoring and status["retrain_recommended"]),
-    "schedule": bool(trigger_on_schedule and status["model_age_days"] > staleness["threshold"]),
-    "forced": bool(force),
+triggers = retraining.triggers(cfg, status, criteria)
+labelled = retraining.labelled_batches(step.path("data/monitored"), target)
+blocked = retraining.blocker(triggers, registry.champion.is_file(), labelled)
+decision = {
+    "triggered": any(triggers.values()),
+    "triggers": triggers,
+    "monitoring_reasons": status["reasons"],
+    "promoted": False,
 }
-triggered = any(triggers.values())
-has_champion = registry.champion.is_file()
 show(
     (f"Registry: {synced}; champion is release `{release['metadata']['version']}`.\n\n" if synced else "")
     + "| trigger | enabled | fired |\n|---|---|---|\n"
-    + f"| monitoring recommends retraining ({len(status['reasons'])} reasons) | {trigger_on_monitoring} | {triggers['monitoring']} |\n"
-    + f"| model age {status['model_age_days']} days > {staleness['threshold']:g} | {trigger_on_schedule} | {triggers['schedule']} |\n"
-    + f"| forced | {force} | {triggers['forced']} |"
+    + f"| monitoring recommends retraining ({len(status['reasons'])} reasons) | {cfg.trigger_on_monitoring} | {triggers['monitoring']} |\n"
+    + f"| model age {status['model_age_days']} days > {retraining.staleness_limit(criteria):g} | {cfg.trigger_on_schedule} | {triggers['schedule']} |\n"
+    + f"| forced | {cfg.force} | {triggers['forced']} |"
 )
 
 # %% [markdown]
 # ## Challenger against champion on the same recent data
+#
+# The challenger is trained by step 06's code on the training split plus every labelled
+# production batch but the most recent, which both models are then judged on. When the
+# champion was mitigated in step 08, the challenger is mitigated by the same procedure.
 
 # %%
-decision = {"triggered": triggered, "triggers": triggers, "monitoring_reasons": status["reasons"], "promoted": False}
-if triggered and not has_champion:
-    decision["reasons"] = ["no champion in service: step 08 did not release a model, so there is nothing to challenge"]
-elif triggered:
-    monitored = sorted(step.path("data/monitored").glob("*.parquet"))
-    labelled = [pd.read_parquet(p) for p in monitored]
-    labelled = [
-        b for b in labelled if target in b.columns and b[target].notna().sum() >= 50 and b[target].nunique() == 2
-    ]
-    if not labelled:
-        decision["reasons"] = ["no labelled production batch to train and compare on"]
-    else:
-        recent = labelled[-1].dropna(subset=[target])
-        reference = pd.read_parquet(step.path("data/processed/train.parquet"))
-        newly_labelled = [b.dropna(subset=[target]).reindex(columns=reference.columns) for b in labelled[:-1]]
-        train = pd.concat([reference, *newly_labelled], ignore_index=True)
-        validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
-        result = modeling.train_and_select(
-            train, validation, spec, plan, business.Costs.of(charter), cfg.challenger_search, include=cfg.challenger_models
-        )
-        show(modeling.search_sample_note(result))
-        champion = scoring.load_bundle(registry.champion)
-        treatment = champion["metadata"].get("mitigation")
-        challenger_model = result.model
-        challenger_constraint = champion["metadata"].get("mitigation_constraint")
-        if treatment:  # the champion was mitigated in step 08: the challenger gets the same treatment
-            # the same procedure as step 08: one fit per constraint with a gate, kept if it passes on validation
-            fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
-            sampled = mitigate.sample_note(len(validation), mitigation_max_rows, "the recent batch")
-            if sampled:
-                show(sampled)
-            challenger_model, _, challenger_constraint = mitigate.mitigate_to_pass(
-                treatment,
-                result.model,
-                spec,
-                validation,
-                champion["metadata"]["mitigation_features"],
-                mitigate.failing_constraints([g["name"] for g in fair_gates]),
-                fair_gates,
-                cfg,
-                costs=business.Costs.of(charter),
-            )
-        challenger = scoring.make_bundle(
-            challenger_model,
-            result.threshold,
-            {
-                **champion["metadata"],
-                "model_name": result.name,
-                "params": result.params,
-                "version": f"{champion['metadata']['version'].split('+')[0]}+retrained.{scoring.file_md5(step.path('reports/09_monitoring/monitoring_status.json'))[:8]}",
-                "train_rows": len(train),
-                "mitigation_constraint": challenger_constraint,
-            },
-        )
-        y_recent = recent[target].to_numpy().astype(int)
-        compared, offline_scores = {}, {}
-        for name, model in (("champion", champion), ("challenger", challenger)):
-            scored = scoring.score(model, recent, allow_extra=True, allow_unseen=True)
-            decided = scored["decision"].to_numpy()
-            offline_scores[name] = scored["score"].to_numpy()
-            metrics = modeling.evaluate_served(y_recent, scored["score"].to_numpy(), decided, cost_fp, cost_fn)
-            metrics["cost_reduction_vs_baseline"] = (
-                charter["baseline_expected_cost"] - metrics["expected_cost"]
-            ) / charter["baseline_expected_cost"]
-            metrics.update(fairness.gap_metrics(y_recent, decided, recent, spec, min_group_size))
-            compared[name] = metrics
-        comparison = pd.DataFrame(compared)
-        display(comparison.round(4))
-        observed = {f"test_{k}": v for k, v in compared["challenger"].items()} | compared["challenger"]
-        blessing = gates.evaluate(
-            [g for g in gates.gates_for(criteria["gates"], "retraining") if g["name"] != "staleness"], observed
-        )
-        regression = compared["champion"]["roc_auc"] - compared["challenger"]["roc_auc"]
-        blessing = pd.concat(
-            [
-                blessing,
-                pd.DataFrame(
-                    [
-                        {
-                            "gate": "no_regression",
-                            "metric": "roc_auc loss vs champion",
-                            "rule": f"<= {max_regression:g}",
-                            "value": regression,
-                            "passed": bool(regression <= max_regression),
-                            "note": "",
-                        }
-                    ]
-                ),
-            ],
-            ignore_index=True,
-        )
-        reasons = gates.failures(blessing)
-        canary = None
-        with tempfile.TemporaryDirectory() as tmp:
-            challenger_path = artifacts.save(challenger, Path(tmp) / "challenger.skops")
-            if not reasons:
-                # Canary: a challenger that passes offline is served beside the champion on the same
-                # records (requests of 100, as the latency gate is defined) before it may replace it.
-                columns = [c for c in challenger["metadata"]["schema"] if c in recent.columns]
-                canary = deployment.canary(
-                    registry.champion,
-                    challenger_path,
-                    json.loads(recent[columns].to_json(orient="records")),
-                    offline_scores["challenger"],
-                    batch_size=100,
-                    max_latency_ms=criteria["criteria"]["max_batch_latency_ms"],
-                )
-                canary_row = {
-                    "gate": "canary",
-                    "metric": "failed canary checks",
-                    "rule": "== 0",
-                    "value": len(canary["failed_checks"]),
-                    "passed": canary["passed"],
-                    "note": canary["summary"],
-                }
-                blessing = pd.concat([blessing, pd.DataFrame([canary_row])], ignore_index=True)
-                reasons = gates.failures(blessing) + canary["failed_checks"]
-            display(blessing)
-            decision.update(
-                champion=compared["champion"],
-                challenger=compared["challenger"],
-                challenger_model=result.name,
-                challenger_params=result.params,
-                challenger_version=challenger["metadata"]["version"],
-                challenger_mitigation=treatment,
-                gates=blessing.to_dict(orient="records"),
-                canary=canary,
-                recent_batch_rows=len(recent),
-                training_rows=len(train),
-                promoted=not reasons,
-                reasons=reasons
-                or ["the challenger passes every gate, does not regress against the champion, and passed its canary"],
-            )
-            if decision["promoted"]:
-                fired = ", ".join(name for name, on in triggers.items() if on)
-                registry.install(
-                    challenger_path,
-                    challenger["metadata"]["version"],
-                    f"promoted by step 10 (trigger: {fired})",
-                    compared["challenger"],
-                )
+if blocked:
+    decision["reasons"] = [blocked]
 else:
-    decision["reasons"] = ["no trigger fired: nothing retrained, the champion is unchanged"]
+    train, recent = retraining.training_data(
+        pd.read_parquet(step.path("data/processed/train.parquet")), labelled, target
+    )
+    validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
+    result = modeling.train_and_select(
+        train, validation, spec, plan, costs, cfg.challenger_search, include=cfg.challenger_models
+    )
+    show(modeling.search_sample_note(result))
+    champion = scoring.load_bundle(registry.champion)
+    version = retraining.challenger_version(
+        champion["metadata"]["version"], scoring.file_md5(step.report("monitoring", "monitoring_status.json"))
+    )
+    challenge, notes = retraining.build_challenger(
+        result, champion, (train, validation, recent), spec, criteria, cfg, costs, version
+    )
+    for note in notes:
+        show(note)
+    compared, offline_scores = retraining.compare(challenge, spec, charter, cfg)
+    display(pd.DataFrame(compared).round(4))
+
+# %% [markdown]
+# ## The promotion gates and the canary
+#
+# The challenger must pass every gate of step 02 that retraining enforces and lose no more than
+# `max_regression` ROC AUC against the champion. Only then is it served beside the champion on
+# the same records (the canary); it is promoted only if the canary passes too.
+
+# %%
+if not blocked:
+    blessing = retraining.promotion_gates(compared, criteria, cfg)
+    canary = None
+    with tempfile.TemporaryDirectory() as tmp:
+        challenger_path = artifacts.save(challenge.challenger, Path(tmp) / "challenger.skops")
+        if blessing["passed"].all():
+            canary = retraining.run_canary(
+                registry.champion, challenger_path, challenge, offline_scores["challenger"], criteria
+            )
+        blessing = retraining.with_canary(blessing, canary)
+        decision.update(retraining.decide(challenge, compared, blessing, canary))
+        if decision["promoted"]:
+            registry.install(
+                challenger_path,
+                decision["challenger_version"],
+                retraining.install_reason(triggers),
+                compared["challenger"],
+            )
+    display(blessing)
 
 # %% [markdown]
 # ## Champion and challenger against the gates
@@ -268,6 +177,7 @@ else:
 # ## Decision
 
 # %%
+triggered = decision["triggered"]
 state = registry.state()
 decision["champion_version"] = (state.get("champion") or {}).get("version")
 decision["history"] = len(state.get("history", []))

@@ -1,10 +1,13 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import monitoring
+from {{ cookiecutter.package_name }} import config, data, gates, monitoring, project, scoring
+from {{ cookiecutter.package_name }}.business import Costs
+from {{ cookiecutter.package_name }}.runtime import run_step
 
 KINDS = {"x": "numeric", "k": "numeric", "c": "categorical"}
 
@@ -142,3 +145,143 @@ def test_simulate_batches_injects_the_requested_drifts(spec, source):
 def test_simulate_batches_refuses_an_unknown_shift_feature(spec, source):
     with pytest.raises(ValueError, match="drift_shift_feature: column 'salary'"):
         monitoring.simulate_batches(source, spec, 200, 0, shift_batch=1, shift_feature="salary")
+
+
+# ------------------------------------------------------------------ step 09's judgement of a batch
+
+
+def stage_config(stage: str, **changes):
+    """The stage's config as params.yaml gives it, with ``changes``."""
+    root = Path(__file__).resolve().parents[1]
+    given = run_step.stage_parameters(run_step.load_stage(root, stage), project.load_params(root))
+    return config.STAGE_CONFIGS[stage].from_cell(given).model_copy(update=changes)
+
+
+CRITERIA = {
+    "primary_metric": "roc_auc",
+    "min_primary_metric": 0.6,
+    "min_cost_reduction_vs_baseline": 0.1,
+    "max_demographic_parity_difference": 0.9,
+    "max_equalized_odds_difference": 0.9,
+    "max_batch_latency_ms": 1000.0,
+    "psi_alert": 0.25,
+    "max_drifted_features": 0,
+    "max_staleness_days": 90.0,
+}
+
+
+def success_criteria(**changes) -> dict:
+    values = {**CRITERIA, **changes}
+    return {"criteria": values, "gates": gates.build_gates(values, ["sex"])}
+
+
+@pytest.fixture
+def reference(pipeline, spec, metadata, make_frame):
+    bundle = scoring.make_bundle(pipeline, 0.5, metadata)
+    cfg = stage_config("monitoring", min_group_size=30, fairness_bootstrap_samples=20)
+    ref = monitoring.Reference.build(bundle, make_frame(n=3000, seed=3), spec, success_criteria(), Costs(1.0, 5.0), cfg)
+    return ref, cfg
+
+
+def batch_of(make_frame, spec, seed: int = 5, n: int = 800) -> pd.DataFrame:
+    return monitoring.prepare_batch(make_frame(n=n, seed=seed), spec, "batch")
+
+
+def test_a_healthy_labelled_batch_passes_with_its_quality_and_fairness_measured(reference, make_frame, spec):
+    ref, cfg = reference
+    judged = monitoring.judge_batch("b1", batch_of(make_frame, spec), "none", ref, cfg)
+    row = judged["row"]
+    assert judged["reasons"] == [] and row["drifted"] == "" and row["drifted_features"] == 0
+    assert row["batch"] == "b1" and row["rows"] == 800 and row["max_psi"] < 0.1
+    assert 0.6 < row["roc_auc"] <= 1 and 0 < row["label_rate"] < 1 and "demographic_parity_difference[sex]" in row
+    assert set(judged["drift"]["feature"]) == {"age", "hours", "job", "sex"}
+
+
+def test_a_shifted_feature_and_a_quality_drop_are_the_batch_s_reasons(reference, make_frame, spec):
+    ref, cfg = reference
+    shifted = batch_of(make_frame, spec).assign(hours=lambda f: f["hours"] * 1.5)
+    judged = monitoring.judge_batch("b2", shifted, "hours × 1.5", ref, cfg)
+    assert judged["row"]["drifted"] == "hours" and judged["row"]["most_drifted"] == "hours"
+    assert judged["reasons"] == ["feature_drift: drifted_features = 1, required <= 0"]
+    # labels that contradict the model: the quality gate fails too
+    flipped = batch_of(make_frame, spec).assign(income=lambda f: 1 - f["income"])
+    reasons = monitoring.judge_batch("b3", flipped, "none", ref, cfg)["reasons"]
+    assert any(r.startswith("model_quality: test_roc_auc") for r in reasons), reasons
+
+
+def test_an_unlabelled_batch_is_judged_on_drift_alone(reference, make_frame, spec):
+    ref, cfg = reference
+    judged = monitoring.judge_batch("b4", batch_of(make_frame, spec).drop(columns="income"), "none", ref, cfg)
+    assert judged["reasons"] == [] and "roc_auc" not in judged["row"]
+    stale = monitoring.judge_batch(
+        "b4", batch_of(make_frame, spec), "none", ref, cfg.model_copy(update={"model_age_days": 120})
+    )
+    assert stale["reasons"] == ["staleness: model_age_days = 120, required <= 90"]
+
+
+def test_a_batch_without_a_training_column_cannot_be_monitored(reference, make_frame, spec):
+    ref, cfg = reference
+    with pytest.raises(data.DataContractError, match="production batch b5: column 'job'"):
+        monitoring.judge_batch("b5", batch_of(make_frame, spec).drop(columns="job"), "none", ref, cfg)
+
+
+def test_status_lists_every_batch_s_reasons(reference, make_frame, spec):
+    ref, cfg = reference
+    judged = [
+        monitoring.judge_batch("b1", batch_of(make_frame, spec), "none", ref, cfg),
+        monitoring.judge_batch(
+            "b2", batch_of(make_frame, spec).assign(hours=lambda f: f["hours"] * 1.5), "x", ref, cfg
+        ),
+        monitoring.judge_batch("b3", batch_of(make_frame, spec).drop(columns="income"), "none", ref, cfg),
+    ]
+    status = monitoring.status(judged, ref.meta, cfg)
+    assert status["retrain_recommended"] is True
+    assert status["reasons"] == ["b2: feature_drift: drifted_features = 1, required <= 0"]
+    assert [b["batch"] for b in status["batches"]] == ["b1", "b2", "b3"]
+    assert pd.isna(status["batches"][2]["roc_auc"])  # every batch carries every column of the report
+    assert status["model_age_days"] == 30 and isinstance(status["model_age_days"], int)
+    assert monitoring.status(judged[:1], ref.meta, cfg)["retrain_recommended"] is False
+
+
+def test_the_drift_goes_into_a_numeric_model_input(metadata):
+    assert monitoring.shift_feature(metadata, "hours") == ("hours", "")
+    chosen, note = monitoring.shift_feature(metadata, "job")
+    assert chosen == "age" and "`job` is not a numeric feature" in note and "into `age` instead" in note
+    only_text = {**metadata, "feature_columns": ["job"]}
+    assert monitoring.shift_feature(only_text, "hours") == (None, monitoring.shift_feature(only_text, "hours")[1])
+    assert "no drift is injected" in monitoring.shift_feature(only_text, "hours")[1]
+
+
+@pytest.mark.parametrize("rows, expected", [(20000, 2000), (12000, 2000), (1000, 166), (300, 100), (60, 60)])
+def test_simulated_batches_are_smaller_only_so_that_the_injected_ones_exist(rows, expected):
+    cfg = stage_config("monitoring", batch_size=2000, drift_shift_batch=3, group_mix_batch=4, label_shift_batch=5)
+    assert monitoring.simulation_batch_rows(rows, cfg) == expected
+
+
+def test_production_batches_are_the_files_else_a_simulation(tmp_path, make_frame, spec, metadata):
+    make_frame(n=700, seed=4).to_csv(tmp_path / "held_out.csv", index=False)
+    cfg = stage_config(
+        "monitoring", production_dir="prod", simulation_source="held_out.csv", batch_size=200, drift_shift_feature="job"
+    )
+    simulated = monitoring.production_batches(tmp_path, spec, metadata, cfg)
+    assert [len(b) for _, b, _ in simulated.batches] == [116] * 6
+    assert "6 batches of 116 rows simulated from `held_out.csv` (700 rows: too few" in simulated.origin
+    assert simulated.batches[2][2] == "age × 1.3" and "`job` is not a numeric feature" in simulated.notes[0]
+    (tmp_path / "prod").mkdir()
+    make_frame(n=50, seed=6).to_csv(tmp_path / "prod" / "2026-01.csv", index=False)
+    received = monitoring.production_batches(tmp_path, spec, metadata, cfg)
+    assert received.origin == "1 files in `prod`" and received.notes == []
+    assert received.batches[0][0] == "2026-01.csv" and received.batches[0][2] == "as received"
+    assert set(received.batches[0][1]["income"]) <= {0, 1}
+    make_frame(n=700, seed=4).drop(columns="job").to_csv(tmp_path / "held_out.csv", index=False)
+    with pytest.raises(data.DataContractError, match="monitoring.simulation_source: 'held_out.csv' lacks"):
+        monitoring.simulated_batches(tmp_path, spec, metadata, cfg)
+
+
+def test_keep_batches_replaces_the_folder(tmp_path, make_frame):
+    folder = tmp_path / "monitored"
+    folder.mkdir()
+    (folder / "old.parquet").write_bytes(b"x")
+    monitoring.keep_batches([("2026-01.csv", make_frame(n=10), "as received")], folder)
+    assert [p.name for p in folder.iterdir()] == ["2026-01.parquet"]
+    assert len(pd.read_parquet(folder / "2026-01.parquet")) == 10

@@ -1,4 +1,7 @@
-"""Drift and health checks of production batches against the training reference.
+"""Drift and health checks of production batches against the training reference. Adapt freely.
+
+Step 09 gets its batches from :func:`production_batches`, judges each with
+:func:`judge_batch` against a :class:`Reference`, and writes :func:`status`.
 
 Population Stability Index (PSI) is the effect size used for alerts on every
 feature and on the scores; the Kolmogorov-Smirnov statistic (numeric) and the
@@ -9,8 +12,10 @@ it is significant.
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,6 +23,10 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from . import data
+
+if TYPE_CHECKING:
+    from .business import Costs
+    from .config import Monitoring
 
 EPSILON = 1e-4
 MIN_EXPECTED_COUNT = 5  # rows a batch must be expected to hold for a category to be its own PSI bin
@@ -175,3 +184,262 @@ def simulate_batches(
             injected = "positive label rate raised"
         batches.append((f"simulated_{number:03d}", batch.reset_index(drop=True), injected))
     return batches
+
+
+# ------------------------------------------------------------------ step 09: batches, judgement, status
+
+Batch = tuple[str, pd.DataFrame, str]  # (name, rows, what was injected)
+
+
+class Batches(NamedTuple):
+    """The batches step 09 monitors, where they came from, and anything the reader should know."""
+
+    batches: list[Batch]
+    origin: str
+    notes: list[str]
+
+
+def production_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring) -> Batches:
+    """The files in ``cfg.production_dir``, or, when there are none, batches simulated from held-out data."""
+    files = list_batches(root / cfg.production_dir)
+    if files:
+        batches = [
+            (f.name, prepare_batch(data.read_table(f, key=f"production batch {f.name}"), spec, f.name), "as received")
+            for f in files
+        ]
+        return Batches(batches, f"{len(files)} files in `{cfg.production_dir}`", [])
+    return simulated_batches(root, spec, meta, cfg)
+
+
+def shift_feature(meta: dict[str, Any], requested: str) -> tuple[str | None, str]:
+    """The numeric model input the drift is injected into (``requested`` if it is one) and a note if not."""
+    numeric_inputs = [c for c in meta["feature_columns"] if meta["schema"].get(c, {}).get("kind") == "numeric"]
+    chosen = requested if requested in numeric_inputs else (numeric_inputs[0] if numeric_inputs else None)
+    if chosen == requested:
+        return chosen, ""
+    return chosen, (
+        f"`monitoring.drift_shift_feature` = `{requested}` is not a numeric feature of the model; "
+        + (f"the drift is injected into `{chosen}` instead." if chosen else "there is none, so no drift is injected.")
+    )
+
+
+def simulation_batch_rows(source_rows: int, cfg: Monitoring) -> int:
+    """Rows per simulated batch: ``cfg.batch_size``, or fewer so that the batches with injected drift exist.
+
+    Never below 100 rows (unless the source is smaller): the PSI of a smaller batch is mostly sampling noise.
+    """
+    wanted = max(cfg.drift_shift_batch, cfg.group_mix_batch, cfg.label_shift_batch) + 1
+    if source_rows >= wanted * cfg.batch_size:
+        return cfg.batch_size
+    return max(source_rows // wanted, min(source_rows, 100))
+
+
+def simulated_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring) -> Batches:
+    """Batches cut from ``cfg.simulation_source``, with the drifts of ``cfg`` injected."""
+    from .scoring import required_columns
+
+    source = prepare_batch(
+        data.read_table(root / cfg.simulation_source, key="monitoring.simulation_source"), spec, cfg.simulation_source
+    )
+    lacking = [c for c in required_columns(meta) if c not in source.columns]
+    if lacking:
+        raise data.DataContractError(
+            f"monitoring.simulation_source: {cfg.simulation_source!r} lacks the training column {lacking[0]!r}; "
+            "with your own data, set it to data/processed/test.parquet"
+        )
+    feature, note = shift_feature(meta, cfg.drift_shift_feature)
+    notes = [note] if note and cfg.drift_shift_batch else []
+    rows = simulation_batch_rows(len(source), cfg)
+    batches = simulate_batches(
+        source,
+        spec,
+        rows,
+        cfg.seed,
+        cfg.drift_shift_batch,
+        feature,
+        cfg.drift_shift_scale,
+        cfg.group_mix_batch,
+        cfg.label_shift_batch,
+    )
+    injected = (cfg.drift_shift_batch, cfg.group_mix_batch, cfg.label_shift_batch)
+    skipped = [n for n in injected if n > len(batches)]
+    origin = f"no files in `{cfg.production_dir}`: {len(batches)} batches of {rows:,} rows simulated from `{cfg.simulation_source}`"
+    if rows < cfg.batch_size:
+        origin += f" ({len(source):,} rows: too few for batches of `monitoring.batch_size` = {cfg.batch_size:,})"
+    if skipped:
+        origin += (
+            f"; batches {', '.join(map(str, skipped))} with injected drift do not exist, so that drift is not simulated"
+        )
+    return Batches(batches, origin, notes)
+
+
+def batch_overview(batches: list[Batch], target: str) -> pd.DataFrame:
+    """One row per batch: its size, whether it carries labels, what was injected."""
+    return pd.DataFrame(
+        [
+            {"batch": n, "rows": len(b), "labelled": target in b.columns and b[target].notna().any(), "injected": i}
+            for n, b, i in batches
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What every batch is judged against: the model in service, its training data and scores, the gates."""
+
+    bundle: dict[str, Any]
+    frame: pd.DataFrame  # the inputs' reference (the training split)
+    scores: pd.Series  # the scores the batch's scores are compared with
+    spec: dict[str, Any]
+    criteria: dict[str, Any]  # success_criteria.json
+    costs: Costs
+    production_schema: Any  # the step-05 schema with a 10% range margin (pandera)
+
+    @classmethod
+    def build(
+        cls,
+        bundle: dict[str, Any],
+        frame: pd.DataFrame,
+        spec: dict[str, Any],
+        criteria: dict[str, Any],
+        costs: Costs,
+        cfg: Monitoring,
+    ) -> Reference:
+        from .schema import build_schema
+        from .scoring import score
+
+        sample = frame.sample(n=min(len(frame), 20000), random_state=cfg.seed)
+        scores = score(bundle, sample, allow_extra=True, allow_unseen=True)["score"]
+        schema = build_schema({"columns": bundle["metadata"]["schema"]}, range_margin=0.1)
+        return cls(bundle, frame, scores, spec, criteria, costs, schema)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.bundle["metadata"]
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {c: self.meta["schema"][c]["kind"] for c in self.meta["schema"]}
+
+    @property
+    def psi_alert(self) -> float:
+        return float(self.criteria["criteria"]["psi_alert"])
+
+    @property
+    def quality_gate(self) -> dict[str, Any]:
+        from .gates import gates_for
+
+        return gates_for(self.criteria["gates"], "modeling")[0]
+
+
+def score_drift(reference_scores: pd.Series, scores: pd.Series) -> float:
+    """PSI of a batch's scores against the reference scores (bins from the reference's quantiles)."""
+    edges = numeric_bin_edges(reference_scores)
+    return psi(*(binned_counts(s, "numeric", edges) for s in (reference_scores, scores)))
+
+
+def judge_batch(name: str, batch: pd.DataFrame, injected: str, ref: Reference, cfg: Monitoring) -> dict[str, Any]:
+    """One batch against the reference: schema, missing values, drift, and on labels quality and fairness.
+
+    Returns ``row`` (the batch's line of the report), ``drift`` (per-feature table) and
+    ``reasons`` (the failed monitoring gates; empty when the batch is healthy).
+    """
+    from .gates import evaluate, failures, gates_for
+    from .schema import violations
+    from .scoring import InputError, required_columns, score
+
+    meta, target = ref.meta, ref.spec["target"]
+    missing = [c for c in required_columns(meta) if c not in batch.columns]
+    if missing:
+        raise data.DataContractError(
+            f"production batch {name}: column {missing[0]!r} of the training schema is missing; the batch cannot be monitored"
+        )
+    schema_problems = violations(ref.production_schema, batch[list(meta["schema"])])
+    try:
+        scored = score(ref.bundle, batch, allow_extra=True, allow_unseen=True)
+    except InputError as exc:  # e.g. text where training had numbers: the batch's schema differs
+        raise data.DataContractError(f"production batch {name}: {exc}") from None
+    drift = drift_table(ref.frame, batch, ref.kinds, cfg.psi_warning, ref.psi_alert)
+    drifted = drift["psi"] >= ref.psi_alert
+    observed = {"drifted_features": int(drifted.sum()), "model_age_days": cfg.model_age_days}
+    row = {
+        "batch": name,
+        "injected": injected,
+        "rows": len(batch),
+        "schema_violations": int(schema_problems["rows"].sum()) if len(schema_problems) else 0,
+        "missing_spikes": len(missing_spikes(ref.frame, batch, list(meta["schema"]))),
+        "max_psi": float(drift["psi"].max()),
+        "most_drifted": drift.loc[drift["psi"].idxmax(), "feature"],
+        "drifted_features": observed["drifted_features"],
+        "drifted": ", ".join(drift.loc[drifted, "feature"]),
+        "score_psi": score_drift(ref.scores, scored["score"]),
+        "positive_rate": float(scored["decision"].mean()),
+    }
+    labelled = batch[target].notna().to_numpy() if target in batch.columns else np.zeros(len(batch), bool)
+    if labelled.sum() >= 50 and len(np.unique(batch.loc[labelled, target])) == 2:
+        outcome = labelled_outcome(batch.loc[labelled], scored[labelled], ref, cfg)
+        observed.update(outcome["observed"])
+        row.update(outcome["row"])
+    quality_gate = ref.quality_gate
+    measurable = [
+        g
+        for g in gates_for(ref.criteria["gates"], "monitoring") + [quality_gate]
+        if pd.notna(observed.get(g["metric"], np.nan))
+    ]
+    return {"row": row, "drift": drift, "reasons": failures(evaluate(measurable, observed))}
+
+
+def labelled_outcome(rows: pd.DataFrame, scored: pd.DataFrame, ref: Reference, cfg: Monitoring) -> dict[str, Any]:
+    """Quality and fairness of the labelled rows of a batch: ``observed`` for the gates, ``row`` for the report.
+
+    Fairness gates judge the bootstrap lower bound of each gap: a small batch's noise alone raises no alarm.
+    """
+    from .fairness import gap_lower_bounds, gap_metrics
+    from .modeling import evaluate_served
+
+    y = rows[ref.spec["target"]].to_numpy().astype(int)
+    decided = scored["decision"].to_numpy()
+    quality = evaluate_served(y, scored["score"].to_numpy(), decided, *ref.costs)
+    metric = ref.quality_gate["metric"]
+    observed = {metric: quality[metric.removeprefix("test_")]}
+    observed.update(
+        gap_lower_bounds(y, decided, rows, ref.spec, cfg.min_group_size, cfg.fairness_bootstrap_samples, cfg.seed)
+    )
+    point = gap_metrics(y, decided, rows, ref.spec, cfg.min_group_size)
+    row = {
+        "label_rate": float(y.mean()),
+        "roc_auc": quality["roc_auc"],
+        "expected_cost": quality["expected_cost"],
+        **{k: v for k, v in point.items() if k.startswith("demographic_parity_difference")},
+    }
+    return {"observed": observed, "row": row}
+
+
+def report(judged: list[dict[str, Any]]) -> pd.DataFrame:
+    """The report's table: one row per judged batch (columns a batch lacks, e.g. without labels, are empty)."""
+    return pd.DataFrame([j["row"] for j in judged])
+
+
+def status(judged: list[dict[str, Any]], meta: dict[str, Any], cfg: Monitoring) -> dict[str, Any]:
+    """The machine-readable verdict step 10 acts on: ``retrain_recommended`` and ``reasons``."""
+    reasons = [f"{j['row']['batch']}: {reason}" for j in judged for reason in j["reasons"]]
+    return {
+        "retrain_recommended": bool(reasons),
+        "reasons": reasons,
+        "batches": report(judged).to_dict(orient="records"),
+        "model_version": meta["version"],
+        "model_age_days": whole(cfg.model_age_days),
+    }
+
+
+def whole(value: float) -> float | int:
+    """A whole number as an int (a model age of 30 days is written ``30``, as params.yaml gives it)."""
+    return int(value) if float(value).is_integer() else value
+
+
+def keep_batches(batches: list[Batch], folder: Path) -> None:
+    """The batches as seen, one Parquet file each, for step 10 to retrain from (the folder is replaced)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, batch, _ in batches:
+        batch.to_parquet(folder / f"{name.split('.')[0]}.parquet", index=False)
