@@ -56,6 +56,20 @@ def test_step_names_and_report_dirs(tmp_path):
     assert path == tmp_path / "reports" / "09_monitoring" and path.is_dir()
 
 
+def test_a_step_added_as_a_notebook_after_the_ten_is_a_step(tmp_path):
+    for marker in project.MARKERS:
+        (tmp_path / marker).write_text("")
+    (tmp_path / "notebooks").mkdir()
+    for name in ("06_modeling", "12_review", "11_audit", "05_scratch", "notes"):
+        (tmp_path / "notebooks" / f"{name}.ipynb").write_text("{}")
+    assert project.steps(tmp_path) == (*project.STEPS, "audit", "review")
+    assert project.step_name("audit", tmp_path) == "11_audit"
+    assert project.report_dir(tmp_path, "review") == tmp_path / "reports" / "12_review"
+    with pytest.raises(KeyError, match="stages are: business_case, .*retraining, audit, review"):
+        project.step_name("scratch", tmp_path)  # numbered among the ten: not a step of its own
+    assert project.steps(tmp_path / "elsewhere" / "deeper") == project.STEPS  # no project there
+
+
 def test_load_params(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  target: income\n", encoding="utf-8")
     assert project.load_params(tmp_path) == {"data": {"target": "income"}}

@@ -27,6 +27,9 @@ TRUSTED_TYPES = (
     "{{ cookiecutter.package_name }}.mitigation.MitigatedModel",
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # the nodes of a fitted decision tree (and of every tree of a random or extra-trees forest):
+    # numpy arrays of thresholds, features and values, restored without running other code
+    "sklearn.tree._tree.Tree",
     "sklearn.utils._bunch.Bunch",
     # HistGradientBoostingClassifier with categorical features keeps an internal
     # FunctionTransformer(functools.partial(check_array, ...)); skops checks the

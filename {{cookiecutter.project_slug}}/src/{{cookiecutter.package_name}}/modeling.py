@@ -7,6 +7,7 @@ data and parameters, never by a copy of the code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,36 +37,54 @@ from .profiling import feature_columns
 BASELINES = ("majority_class", "shallow_tree")
 
 
+def _majority_class(spec: dict[str, Any], seed: int) -> Pipeline:
+    return Pipeline([("preprocess", features.build_preprocessor(spec)), ("model", DummyClassifier(strategy="prior"))])
+
+
+def _shallow_tree(spec: dict[str, Any], seed: int) -> Pipeline:
+    tree = DecisionTreeClassifier(max_depth=3, min_samples_leaf=50, random_state=seed)
+    return Pipeline([("preprocess", features.build_preprocessor(spec)), ("model", tree)])
+
+
+def _logistic_regression(spec: dict[str, Any], seed: int) -> Pipeline:
+    return Pipeline([("preprocess", features.build_preprocessor(spec)), ("model", LogisticRegression(max_iter=2000))])
+
+
+def _hist_gradient_boosting(spec: dict[str, Any], seed: int) -> Pipeline:
+    model = HistGradientBoostingClassifier(
+        categorical_features=features.categorical_mask(spec) or None,
+        random_state=seed,
+        early_stopping=False,
+        max_iter=100,
+    )
+    return Pipeline(
+        [("preprocess", features.build_preprocessor(spec, encoding="ordinal", max_categories=200)), ("model", model)]
+    )
+
+
+# ### ADD YOUR OWN MODELS HERE ###
+# One entry per model: its name, and a function of the data spec and the seed that builds its
+# scikit-learn Pipeline, a "preprocess" step (see features.build_preprocessor) and a "model" step
+# (any estimator with predict_proba and fit(..., sample_weight=...)). Step 06 tunes every entry
+# that is not a baseline with the search space under `modeling.search_space.<name>` in params.yaml
+# (keys are the model's parameters; no entry: its defaults), and step 10 challenges with the names
+# listed in `retraining.challenger_models`. For example:
+#
+#     from sklearn.ensemble import ExtraTreesClassifier
+#     CANDIDATES["extra_trees"] = lambda spec, seed: Pipeline(
+#         [("preprocess", features.build_preprocessor(spec)), ("model", ExtraTreesClassifier(random_state=seed))]
+#     )
+CANDIDATES: dict[str, Callable[[dict[str, Any], int], Pipeline]] = {
+    "majority_class": _majority_class,
+    "shallow_tree": _shallow_tree,
+    "logistic_regression": _logistic_regression,
+    "hist_gradient_boosting": _hist_gradient_boosting,
+}
+
+
 def candidate_pipelines(spec: dict[str, Any], seed: int) -> dict[str, Pipeline]:
-    """Baselines and candidates, each a full Pipeline: preprocessing travels with the model."""
-    return {
-        "majority_class": Pipeline(
-            [("preprocess", features.build_preprocessor(spec)), ("model", DummyClassifier(strategy="prior"))]
-        ),
-        "shallow_tree": Pipeline(
-            [
-                ("preprocess", features.build_preprocessor(spec)),
-                ("model", DecisionTreeClassifier(max_depth=3, min_samples_leaf=50, random_state=seed)),
-            ]
-        ),
-        "logistic_regression": Pipeline(
-            [("preprocess", features.build_preprocessor(spec)), ("model", LogisticRegression(max_iter=2000))]
-        ),
-        "hist_gradient_boosting": Pipeline(
-            [
-                ("preprocess", features.build_preprocessor(spec, encoding="ordinal", max_categories=200)),
-                (
-                    "model",
-                    HistGradientBoostingClassifier(
-                        categorical_features=features.categorical_mask(spec) or None,
-                        random_state=seed,
-                        early_stopping=False,
-                        max_iter=100,
-                    ),
-                ),
-            ]
-        ),
-    }
+    """Baselines and candidates (:data:`CANDIDATES`), each a full Pipeline: preprocessing travels with the model."""
+    return {name: build(spec, seed) for name, build in CANDIDATES.items()}
 
 
 def training_weights(

@@ -25,7 +25,7 @@ class Step:
 
     @property
     def name(self) -> str:
-        return step_name(self.stage)
+        return step_name(self.stage, self.root)
 
     def path(self, relative: str) -> Path:
         """A path relative to the project root."""
@@ -33,7 +33,7 @@ class Step:
 
     def report(self, stage: str, filename: str) -> Path:
         """A file another step wrote to its report directory."""
-        return self.root / "reports" / step_name(stage) / filename
+        return self.root / "reports" / step_name(stage, self.root) / filename
 
     def read_report(self, stage: str, filename: str) -> Any:
         return read_json(self.report(stage, filename))

@@ -39,16 +39,42 @@ def find_project_root(start: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"no project root (a directory with {' and '.join(MARKERS)}) at or above {here}")
 
 
-def step_name(stage: str) -> str:
-    """'modeling' -> '06_modeling', the notebook and report directory name."""
-    if stage not in STEPS:
-        raise KeyError(f"unknown stage {stage!r}; stages are: {', '.join(STEPS)}")
-    return f"{STEPS.index(stage) + 1:02d}_{stage}"
+def added_steps(root: Path | None = None) -> dict[str, str]:
+    """Steps a team added after the ten, by name: ``{"audit": "11_audit"}`` for ``notebooks/11_audit.ipynb``.
+
+    Adding a step is a notebook numbered after the ten and a stage of the same name in
+    dvc.yaml (README: "Adding a step"); nothing here needs editing.
+    """
+    try:
+        root = root or find_project_root()
+    except FileNotFoundError:
+        return {}
+    added = {}
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        number, _, name = path.stem.partition("_")
+        if int(number) > len(STEPS) and name not in STEPS:
+            added[name] = path.stem
+    return added
+
+
+def steps(root: Path | None = None) -> tuple[str, ...]:
+    """The project's steps in order: the ten of the lifecycle, then those the team added."""
+    return STEPS + tuple(added_steps(root))
+
+
+def step_name(stage: str, root: Path | None = None) -> str:
+    """'modeling' -> '06_modeling', the notebook and report directory name (an added step's from its notebook)."""
+    if stage in STEPS:
+        return f"{STEPS.index(stage) + 1:02d}_{stage}"
+    added = added_steps(root)
+    if stage not in added:
+        raise KeyError(f"unknown stage {stage!r}; stages are: {', '.join(STEPS + tuple(added))}")
+    return added[stage]
 
 
 def report_dir(root: Path, stage: str) -> Path:
     """reports/NN_stage/, created if needed: everything the step reports lives here."""
-    path = root / "reports" / step_name(stage)
+    path = root / "reports" / step_name(stage, root)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..project import STEPS, find_project_root, step_name, write_text
+from ..project import find_project_root, step_name, steps, write_text
 from . import skip_iri_format_checker
 
 PROJECT_NAME = "{{ cookiecutter.project_name }}"
@@ -53,10 +53,7 @@ class StepSummary:
     details: list[str] = field(default_factory=list)
     figure: str | None = None  # data: URI
     page: str | None = None  # relative link to the rendered notebook
-
-    @property
-    def name(self) -> str:
-        return step_name(self.stage)
+    name: str = ""  # NN_stage: the notebook's and the report directory's name
 
 
 # --- what each step's record says -------------------------------------------------------
@@ -266,7 +263,7 @@ def _shareable(path: Path) -> Path:
 
 
 def summarize(root: Path, stage: str, render: bool = True, exclude_input: bool = False) -> StepSummary:
-    name = step_name(stage)
+    name = step_name(stage, root)
     out = root / "reports" / name
     executed = out / f"{name}.ipynb"
     notebook = None
@@ -277,7 +274,7 @@ def summarize(root: Path, stage: str, render: bool = True, exclude_input: bool =
         title = notebook_title(json.loads(source.read_text(encoding="utf-8")), stage)
     else:
         title = notebook_title(notebook, stage)
-    summary = StepSummary(stage=stage, title=title, ran=notebook is not None)
+    summary = StepSummary(stage=stage, title=title, ran=notebook is not None, name=name)
     if notebook is None:
         return summary
     status, headline, details = SUMMARIES[stage](out)
@@ -386,7 +383,7 @@ def index_html(
 def build(root: Path | None = None, render: bool = True, exclude_input: bool = False) -> Path:
     """Render every executed notebook and write reports/index.html; returns its path."""
     root = root or find_project_root()
-    summaries = [summarize(root, stage, render=render, exclude_input=exclude_input) for stage in STEPS]
+    summaries = [summarize(root, stage, render=render, exclude_input=exclude_input) for stage in steps(root)]
     extra = []
     if (root / "reports" / "dvc_plots" / "index.html").is_file():
         extra.append(("dvc_plots/index.html", "DVC plots (dvc plots show)"))

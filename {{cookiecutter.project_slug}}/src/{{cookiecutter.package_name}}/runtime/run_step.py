@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..project import STEPS, find_project_root, load_params, read_yaml, step_name, write_text
+from ..project import find_project_root, load_params, read_yaml, step_name, steps, write_text
 from . import skip_iri_format_checker, warm_kernels
 
 PARAMETERS_TAG = "parameters"
@@ -220,7 +220,7 @@ def cells_seconds(executed: dict[str, Any]) -> float:
 def execute(stage: str, root: Path | None = None, log_output: bool = False) -> StepRun:
     """Run the stage's notebook; return where the executed copy is and which kernel ran it."""
     root = root or find_project_root()
-    name = step_name(stage)
+    name = step_name(stage, root)
     source = notebooks_dir(root) / f"{name}.ipynb"
     stage_spec = load_stage(root, stage)
     given = stage_parameters(stage_spec, load_params(root))
@@ -285,7 +285,7 @@ def skip_hdfs_support() -> None:
 def main(argv: list[str] | None = None, forked: bool = False) -> int:
     """Run the stage named in ``argv`` here; ``forked`` says this process was forked by the kernel server."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=STEPS)
+    parser.add_argument("stage", choices=steps())
     parser.add_argument("--log-output", action="store_true", help="stream cell output while running")
     args = parser.parse_args(argv)
     started = time.perf_counter()
