@@ -1,3 +1,6 @@
+import json
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,3 +125,85 @@ def test_a_command_is_required(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([])
     assert exit_.value.code == 2
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project directory whose step 03 declared an id column, a dropped column and the target."""
+    (tmp_path / "params.yaml").write_text("data: {}\n")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    spec = tmp_path / "reports" / "03_data_selection" / "dataset_spec.json"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(
+        json.dumps(
+            {"target": "income", "excluded_columns": {"person_id": "data.id_columns", "weight": "data.drop_columns"}}
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_predict_takes_a_file_shaped_like_the_training_data(project, frame, bundle_path, capsys):
+    """Target, id and dropped columns are the contract's: accepted without --allow-extra, and the
+    ids lead the output so scores join back; a column no one declared is still refused."""
+    training = frame.head(20).assign(person_id=range(100, 120), weight=1.0)
+    training.to_csv(project / "train_like.csv", index=False)
+    output = project / "scores.csv"
+    assert cli.main(["predict", "train_like.csv", str(output), "--model", str(bundle_path)]) == 0, (
+        capsys.readouterr().err
+    )
+    written = pd.read_csv(output)
+    assert list(written.columns) == ["person_id", "score", "decision", "label"]
+    assert written["person_id"].tolist() == list(range(100, 120))
+    np.testing.assert_allclose(
+        written["score"],
+        expected_scores(bundle_path, training.drop(columns=["income", "person_id", "weight"]))["score"],
+    )
+    training.assign(zodiac="leo").to_csv(project / "odd.csv", index=False)
+    assert cli.main(["predict", "odd.csv", str(output), "--model", str(bundle_path)]) == 1
+    assert "error: unexpected column 'zodiac'" in capsys.readouterr().err
+
+
+def test_predict_explain_adds_each_features_contribution(tmp_path, input_csv, frame, bundle_path):
+    reference = tmp_path / "train.parquet"
+    frame.to_parquet(reference, index=False)
+    output = tmp_path / "explained.csv"
+    argv = [
+        "predict",
+        str(input_csv),
+        str(output),
+        "--model",
+        str(bundle_path),
+        "--explain",
+        "--reference",
+        str(reference),
+    ]
+    assert cli.main(argv) == 0
+    written = pd.read_csv(output)
+    parts = ["contribution_age", "contribution_hours", "contribution_job"]
+    assert list(written.columns) == ["score", "decision", "label", *parts, "base_score"]
+    np.testing.assert_allclose(written["base_score"] + written[parts].sum(axis=1), written["score"], atol=1e-9)
+
+
+def test_predict_explain_outside_a_project_needs_reference_data(
+    outside_project, input_csv, bundle_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(outside_project)
+    argv = ["predict", str(input_csv), str(outside_project / "o.csv"), "--model", str(bundle_path), "--explain"]
+    assert cli.main(argv) == 1
+    assert "--reference" in capsys.readouterr().err
+
+
+def test_serve_beyond_loopback_without_a_token_refuses_to_start(bundle_path, capsys, monkeypatch):
+    from {{ cookiecutter.package_name }}.service import TOKEN_ENV
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert cli.main(["serve", "--host", "0.0.0.0", "--model", str(bundle_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to serve on '0.0.0.0' without a token") and TOKEN_ENV in err
+
+
+def test_serve_runs_a_worker_per_core_by_default():
+    args = cli.build_parser().parse_args(["serve"])
+    assert args.workers == (os.cpu_count() or 1)
+    assert (args.max_bytes, args.timeout) == (10 * 1024 * 1024, 30.0)

@@ -128,3 +128,70 @@ def test_file_md5(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert scoring.file_md5(path) == "900150983cd24fb0d6963f7d28e17f72"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (500, r"column 'age': value 500 \(record 0\) is outside the accepted range 0 to 120 \(training: 18 to 69\)"),
+        (-3, "outside the accepted range 0 to 120"),
+        ("1e400", r"value '1e400' \(record 0\) is not a finite number"),
+        (float("inf"), "is not a finite number"),
+    ],
+)
+def test_numbers_far_outside_the_training_range_are_refused(metadata, value, message):
+    with pytest.raises(InputError, match=message):
+        scoring.validate_input(one(age=value), metadata)
+
+
+def test_allow_unseen_accepts_out_of_range_numbers_and_missing_values(metadata):
+    clean = scoring.validate_input(one(age=500, sex=None), metadata, allow_unseen=True)
+    assert clean["age"].iloc[0] == 500 and clean["sex"].isna().all()
+    with pytest.raises(InputError, match="not a finite number"):  # infinity is never a value
+        scoring.validate_input(one(age=float("inf")), metadata, allow_unseen=True)
+
+
+def test_a_missing_value_in_a_column_that_had_none_is_refused(metadata):
+    with pytest.raises(InputError, match=r"column 'age': missing value \(record 1\); the training data had none"):
+        scoring.validate_input(pd.DataFrame([ONE, {**ONE, "age": None}]), metadata)
+
+
+def test_accepted_range():
+    assert scoring.accepted_range({"min": 18, "max": 69}) == (0.0, 120.0)  # never negative in training
+    assert scoring.accepted_range({"min": -10, "max": 10}) == (-30.0, 30.0)
+    assert scoring.accepted_range({"min": 5, "max": 5}, margin=0.5) == (2.5, 7.5)  # constant column: its size
+
+
+def test_columns_of_the_training_file_the_contract_declares_are_accepted(metadata):
+    """A file shaped like the training data (target, id and dropped columns) scores without --allow-extra."""
+    spec = {"target": "income", "excluded_columns": {"person_id": "data.id_columns", "weight": "data.drop_columns"}}
+    training_shape = one().assign(income=">50K", person_id=7, weight=1.5)
+    with pytest.raises(InputError, match="unexpected column 'income'"):
+        scoring.validate_input(training_shape, metadata)  # nothing says what these columns are
+    clean = scoring.validate_input(training_shape, metadata, spec=spec)
+    assert list(clean.columns) == ["age", "hours", "job", "sex"]
+    with pytest.raises(InputError, match="unexpected column 'zodiac'"):
+        scoring.validate_input(training_shape.assign(zodiac="leo"), metadata, spec=spec)
+    recorded = {**metadata, "target": "income", "excluded_columns": spec["excluded_columns"]}
+    assert list(scoring.validate_input(training_shape, recorded).columns) == ["age", "hours", "job", "sex"]
+
+
+def test_contract_columns():
+    spec = {
+        "target": "y",
+        "excluded_columns": {"id": "data.id_columns", "row": "identifier (100% unique)", "w": "data.drop_columns"},
+    }
+    assert scoring.contract_columns({}, spec) == {"target": ["y"], "ids": ["id", "row"], "dropped": ["w"]}
+    assert scoring.contract_columns({}, None) == {"target": [], "ids": [], "dropped": []}
+
+
+def test_numbers_of_every_origin_validate_alike(metadata):
+    """Numbers from JSON (ints, floats, None), from text, from nullable integer columns."""
+    frame = pd.DataFrame({"age": [37, 40.0, "41"], "hours": [None, 38.5, np.nan], "job": ["clerk", None, 2]})
+    frame["age2"] = pd.array([37, 40, 41], dtype="Int64")
+    meta = {**metadata, "schema": {**metadata["schema"], "job": {"kind": "categorical", "nullable": True}}}
+    clean = scoring.validate_input(frame.drop(columns="age2"), meta)
+    assert clean["age"].tolist() == [37.0, 40.0, 41.0] and clean["hours"].isna().tolist() == [True, False, True]
+    assert clean["job"].tolist() == ["clerk", None, "2"] and clean["job"].dtype == object
+    nullable_ints = frame.drop(columns="age").rename(columns={"age2": "age"})
+    assert scoring.validate_input(nullable_ints, meta)["age"].tolist() == [37.0, 40.0, 41.0]

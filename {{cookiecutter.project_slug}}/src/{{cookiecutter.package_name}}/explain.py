@@ -78,7 +78,8 @@ class Explainer:
             kind = "float64" if clean[feature].dtype.kind == "f" else object
             mine = clean[feature].to_numpy(dtype=kind)[:, None, None, None]
             theirs = self.reference[feature].to_numpy(dtype=kind)[None, :, None, None]
-            hybrid[feature] = np.where(own[None, None, :, :, j], mine, theirs).reshape(-1)
+            values = np.where(own[None, None, :, :, j], mine, theirs).reshape(-1)
+            hybrid[feature] = pd.Series(values, dtype=values.dtype)  # text stays object, as validate_input gives it
         frame = pd.DataFrame(hybrid)
         scores = scoring.model_scores(self.bundle, frame).reshape(n, b, p, d + 1)
         steps = np.diff(scores, axis=3).mean(axis=1)  # (records, orders, steps): the feature placed at each step

@@ -10,7 +10,6 @@ far less than the model's own pipeline.
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts, data
+from .project import file_md5  # noqa: F401  (scoring.file_md5: the artifact and training-data hashes)
 
 # Numbers outside the training range widened by this many spans (each side) are refused
 # unless unseen values are allowed: wide enough for production to exceed training a little,
@@ -29,14 +29,6 @@ DEFAULT_MODELS = ("models/registry/champion.skops", "models/release.skops", "mod
 
 class InputError(ValueError):
     """A scoring request does not fit the model's input schema."""
-
-
-def file_md5(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def make_bundle(model: Any, threshold: float, metadata: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +95,11 @@ def accepted_range(entry: dict[str, Any], margin: float = RANGE_MARGIN) -> tuple
     return (max(lower, 0.0) if low >= 0 else lower), high + margin * span
 
 
+def _shown(value: Any) -> Any:
+    """A value as the user wrote it (numpy scalars as plain Python numbers) for messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -128,7 +125,7 @@ def _as_numbers(values: np.ndarray, column: str) -> np.ndarray:
             except ValueError:
                 pass
         if number is None:
-            raise InputError(f"column {column!r}: value {value!r} (record {row}) is not a number")
+            raise InputError(f"column {column!r}: value {_shown(value)!r} (record {row}) is not a number")
         out[row] = number
     return out
 
@@ -185,14 +182,14 @@ def validate_input(
             infinite = np.isinf(values)
             if infinite.any():
                 row = _first(infinite)
-                raise InputError(f"column {column!r}: value {raw[row]!r} (record {row}) is not a finite number")
+                raise InputError(f"column {column!r}: value {_shown(raw[row])!r} (record {row}) is not a finite number")
             if not allow_unseen and "min" in entry:
                 low, high = accepted_range(entry, range_margin)
                 outside = ~absent & ((values < low) | (values > high))
                 if outside.any():
                     row = _first(outside)
                     raise InputError(
-                        f"column {column!r}: value {raw[row]!r} (record {row}) is outside the accepted range "
+                        f"column {column!r}: value {_shown(raw[row])!r} (record {row}) is outside the accepted range "
                         f"{low:g} to {high:g} (training: {entry['min']:g} to {entry['max']:g})"
                     )
         else:
@@ -210,7 +207,7 @@ def validate_input(
             raise InputError(
                 f"column {column!r}: missing value (record {_first(absent)}); the training data had none in this column"
             )
-        out[column] = values
+        out[column] = pd.Series(values, index=frame.index, dtype=values.dtype)  # text stays object, None missing
     return pd.DataFrame(out, index=frame.index)
 
 
