@@ -31,9 +31,10 @@ baseline_false_positive_rate = 0.15
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import business, data
+from {{ cookiecutter.package_name }} import business, config, data
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
+cfg = config.BusinessCase.from_cell(globals())
 step = start_step("business_case")
 
 # %% [markdown]

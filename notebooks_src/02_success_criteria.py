@@ -27,11 +27,11 @@ max_staleness_days = 180
 # %%
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import data, gates
+from {{ cookiecutter.package_name }} import config, gates
 from {{ cookiecutter.package_name }}.notebook import markdown_table, show, start_step
 
+cfg = config.SuccessCriteria.from_cell(globals())
 step = start_step("success_criteria")
-sensitive_features = data.as_list(sensitive_features)  # one name or a list
 charter = step.read_report("business_case", "charter.json")
 
 # %% [markdown]
@@ -49,7 +49,7 @@ criteria = {
     "max_drifted_features": max_drifted_features,
     "max_staleness_days": max_staleness_days,
 }
-gate_list = gates.build_gates(criteria, sensitive_features)
+gate_list = gates.build_gates(criteria, cfg.sensitive_features)
 table = pd.DataFrame(gate_list).assign(
     enforced_by=lambda d: d["enforced_by"].map(", ".join),
     rule=lambda d: d["operator"] + " " + d["threshold"].map("{:g}".format),
@@ -61,8 +61,8 @@ target_cost = charter["baseline_expected_cost"] * (1 - min_cost_reduction_vs_bas
 show(
     f"The baseline costs **{charter['baseline_expected_cost']:.3f}** per decision, so a model passes the cost gate "
     f"only at **{target_cost:.3f}** or less ({min_cost_reduction_vs_baseline:.0%} cheaper). "
-    f"{len(gate_list)} gates in all, {2 * len(sensitive_features)} of them on fairness across "
-    f"{', '.join(f'`{f}`' for f in sensitive_features)}."
+    f"{len(gate_list)} gates in all, {2 * len(cfg.sensitive_features)} of them on fairness across "
+    f"{', '.join(f'`{f}`' for f in cfg.sensitive_features)}."
 )
 
 # %%

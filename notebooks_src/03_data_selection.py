@@ -31,35 +31,24 @@ seed = 42
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 
-from {{ cookiecutter.package_name }} import data, datasheet, profiling
+from {{ cookiecutter.package_name }} import config, data, datasheet, profiling
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
+cfg = config.DataSelection.from_cell(globals())
 step = start_step("data_selection")
-sensitive_features = data.as_list(sensitive_features)  # one name or a list
-contract = {
-    "path": path,
-    "target": target,
-    "positive_label": positive_label,
-    "sensitive_features": sensitive_features,
-    "id_columns": id_columns,
-    "drop_columns": drop_columns,
-    "categorical_columns": categorical_columns,
-    "keep_columns": keep_columns,
-}
 
 # %% [markdown]
 # ## Availability: load and check the data contract
 
 # %%
-raw = data.read_table(step.path(path))
-y_all = data.check_contract(raw, contract)
+raw = data.read_table(step.path(cfg.path))
+y_all = data.check_contract(raw, cfg.contract)
 labelled = y_all.notna()
 frame, y = raw.loc[labelled].reset_index(drop=True), y_all[labelled].astype(int).reset_index(drop=True)
 show(
-    f"`{path}`: **{len(raw):,} rows × {raw.shape[1]} columns**; {int((~labelled).sum()):,} rows have no label. "
-    f"Positive class `{positive_label}`: **{y.mean():.1%}** of labelled rows. "
+    f"`{cfg.path}`: **{len(raw):,} rows × {raw.shape[1]} columns**; {int((~labelled).sum()):,} rows have no label. "
+    f"Positive class `{cfg.positive_label}`: **{y.mean():.1%}** of labelled rows. "
     f"{int(frame.duplicated().sum()):,} rows are exact duplicates."
 )
 
@@ -69,9 +58,9 @@ show(
 # in the other fold), so 0.5 means useless and 1.0 means the column alone separates the classes.
 
 # %%
-features = frame.drop(columns=[target])
-prof = profiling.profile(features, y, categorical=data.as_list(categorical_columns), seed=seed)
-prof = profiling.flag_columns(prof, leakage_auc, identifier_unique_ratio, max_categories, len(frame))
+features = frame.drop(columns=[cfg.target])
+prof = profiling.profile(features, y, categorical=cfg.categorical_columns, seed=cfg.seed)
+prof = profiling.flag_columns(prof, cfg.leakage_auc, cfg.identifier_unique_ratio, cfg.max_categories, len(frame))
 prof.round(3)
 
 # %%
@@ -80,7 +69,7 @@ fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2))
 colors = ["#c44e52" if ex else "#4c72b0" for ex in ranked["exclude"]]
 ax.barh(ranked["column"], ranked["auc"], color=colors)
 ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
-ax.axvline(leakage_auc, color="#c44e52", linestyle=":", linewidth=1)
+ax.axvline(cfg.leakage_auc, color="#c44e52", linestyle=":", linewidth=1)
 ax.set_xlim(0.45, 1.0)
 ax.set_title("Usefulness of each column on its own (red: excluded)")
 ax.set_xlabel("single-feature ROC AUC, out of fold")
@@ -91,7 +80,7 @@ plt.show()
 # ## Selection
 
 # %%
-spec = profiling.dataset_spec(frame, prof, contract, max_categories, raw[target])
+spec = profiling.dataset_spec(frame, prof, cfg.contract, cfg.max_categories, raw[cfg.target])
 flagged = prof[prof["flags"] != ""]
 best = ranked.iloc[::-1].head(3)
 show(
@@ -115,49 +104,24 @@ if spec["sensitive_bins"]:
     )
 
 # %%
-selected_columns = profiling.input_columns(spec)
-selected = frame[selected_columns].assign(**{target: y.to_numpy()})
+selected = frame[profiling.input_columns(spec)].assign(**{cfg.target: y.to_numpy()})
 step.path("data/interim").mkdir(parents=True, exist_ok=True)
 selected.to_parquet(step.path("data/interim/selected.parquet"), index=False)
 step.write_json("dataset_spec.json", spec)
-dictionary = prof.assign(
-    role=lambda d: d["column"].map(
-        lambda c: (
-            "sensitive" if c in sensitive_features else ("excluded" if c in spec["excluded_columns"] else "feature")
-        )
-    )
-)[["column", "role", "kind", "dtype", "missing_rate", "n_unique", "min", "max", "top_values", "auc", "flags"]]
-dictionary = pd.concat(
-    [
-        dictionary,
-        pd.DataFrame(
-            [
-                {
-                    "column": target,
-                    "role": "target",
-                    "kind": "categorical",
-                    "dtype": str(raw[target].dtype),
-                    "missing_rate": float((~labelled).mean()),
-                    "n_unique": 2,
-                    "top_values": f"positive: {positive_label}",
-                }
-            ]
-        ),
-    ],
-    ignore_index=True,
-)
+dictionary = profiling.data_dictionary(prof, spec, raw[cfg.target])
 dictionary.round(4).to_csv(step.out / "data_dictionary.csv", index=False)
+charter = step.read_report("business_case", "charter.json")
 facts = {
-    "path": path,
-    "source": dataset_source,
-    "license": dataset_license,
+    "path": cfg.path,
+    "source": cfg.dataset_source,
+    "license": cfg.dataset_license,
     "rows": len(raw),
     "columns": raw.shape[1],
     "prevalence": float(y.mean()),
     "unlabelled_rows": int((~labelled).sum()),
     "duplicate_rows": int(frame.duplicated().sum()),
-    "production_dir": production_dir,
-    **{k: v for k, v in step.read_report("business_case", "charter.json").items() if k in ("problem", "decision")},
+    "production_dir": cfg.production_dir,
+    **{k: v for k, v in charter.items() if k in ("problem", "decision")},
 }
 step.write_text("datasheet.md", datasheet.datasheet_markdown(facts, prof, spec))
 
@@ -167,7 +131,7 @@ step.write_text("datasheet.md", datasheet.datasheet_markdown(facts, prof, spec))
 # %%
 show(
     f"Selected **{len(selected):,} labelled rows** and **{len(profiling.feature_columns(spec))} features** "
-    f"(plus sensitive {', '.join(f'`{f}`' for f in sensitive_features)}, kept for fairness analysis, not as features) "
+    f"(plus sensitive {', '.join(f'`{f}`' for f in cfg.sensitive_features)}, kept for fairness analysis, not as features) "
     f"into `data/interim/selected.parquet`. The datasheet (`datasheet.md`) and data dictionary "
     f"(`data_dictionary.csv`) document what was kept and why; `dataset_spec.json` carries the inferred schema "
     f"that step 05 validates against."

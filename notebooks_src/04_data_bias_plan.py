@@ -29,18 +29,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 
-from {{ cookiecutter.package_name }} import bias, data, features
+from {{ cookiecutter.package_name }} import bias, config, data, features
 from {{ cookiecutter.package_name }}.notebook import pct, show, start_step
 
+cfg = config.DataBiasPlan.from_cell(globals())
 step = start_step("data_bias_plan")
 spec = step.read_report("data_selection", "dataset_spec.json")
 selected = pd.read_parquet(step.path("data/interim/selected.parquet"))
 y = selected[spec["target"]]
 groups = data.sensitive_groups(selected, spec)
 intersection = data.intersection_labels(groups)
-CHOICES = ("auto", "none", "reweighing", "resampling")
-if remediation not in CHOICES:
-    raise ValueError(f"data_bias_plan.remediation: {remediation!r} is not one of {', '.join(CHOICES)}")
 
 # %% [markdown]
 # ## Representation and base rates by group

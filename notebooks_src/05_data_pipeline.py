@@ -22,9 +22,10 @@ seed = 42
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import artifacts, data, features, schema
+from {{ cookiecutter.package_name }} import artifacts, config, data, features, schema
 from {{ cookiecutter.package_name }}.notebook import markdown_table, show, start_step
 
+cfg = config.DataPipeline.from_cell(globals())
 step = start_step("data_pipeline")
 spec = step.read_report("data_selection", "dataset_spec.json")
 selected = pd.read_parquet(step.path("data/interim/selected.parquet"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -16,6 +17,38 @@ from filelock import FileLock
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 DEFAULT_CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+GENERATED = TEMPLATE / "{{cookiecutter.project_slug}}"
+
+
+def generated_steps() -> tuple[str, ...]:
+    """``project.STEPS`` of the generated package, as the template's source defines it (no bake needed)."""
+    source = (GENERATED / "src" / "{{cookiecutter.package_name}}" / "project.py").read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["STEPS"]:
+            return tuple(ast.literal_eval(node.value))
+    raise LookupError("the generated project.py defines no STEPS")
+
+
+STEPS = generated_steps()
+
+
+def step_name(stage: str) -> str:
+    """'modeling' -> '06_modeling', as the generated ``project.step_name`` says."""
+    return f"{STEPS.index(stage) + 1:02d}_{stage}"
+
+
+def report_dir(project: Path, stage: str) -> Path:
+    return project / "reports" / step_name(stage)
+
+
+def report(project: Path, stage: str, name: str) -> dict:
+    """A JSON record a step wrote to its report directory."""
+    return json.loads((report_dir(project, stage) / name).read_text())
+
+
+def package_of(project: Path) -> str:
+    """The baked project's package name, from the answers it saved."""
+    return json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]["package_name"]
 
 
 # `make test` runs two pytest-xdist workers. Work units start in collection order, two per

@@ -20,10 +20,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import bake, dvc, run
+from conftest import bake, dvc, package_of, run
 
 pytestmark = pytest.mark.e2e
-PACKAGE = "income_outreach"
 CHAMPION = "models/registry/champion.skops"
 
 
@@ -159,7 +158,7 @@ def test_promotion_keeps_the_previous_champion_and_rollback_restores_it(reproduc
     assert md5(kept) == champion_before
     assert state["events"][-1]["event"] == "install" and state["events"][-1]["version"] == decision["challenger_version"]
 
-    result = run([sys.executable, "-m", f"{PACKAGE}.cli", "rollback"], project)
+    result = run([sys.executable, "-m", f"{package_of(reproduced_project)}.cli", "rollback"], project)
     assert "champion is now version" in result.stdout
     assert md5(project / CHAMPION) == champion_before
     state = registry_of(project)
@@ -222,7 +221,7 @@ def test_an_unfair_dataset_trips_the_fairness_gate_and_mitigation_narrows_the_ga
     # the mitigated artifact loads in fresh processes with equal decisions (it needs the sensitive feature)
     code = (
         "import json, pandas as pd\n"
-        f"from {PACKAGE}.scoring import load_bundle, score\n"
+        f"from {package_of(project)}.scoring import load_bundle, score\n"
         "b = load_bundle('models/release.skops', allow_unreleased=True)\n"
         "t = pd.read_parquet('data/processed/test.parquet')\n"
         "print(json.dumps([b['metadata'].get('mitigation'), score(b, t, allow_extra=True, allow_unseen=True)['decision'].tolist()]))\n"

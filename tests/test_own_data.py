@@ -24,24 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import bake, dvc, project_env, run
+from conftest import STEPS, bake, dvc, package_of, project_env, report, report_dir, run
 from datasets import DATASETS, Dataset, churn
 
 pytestmark = pytest.mark.e2e  # one xdist worker runs the whole file (conftest.SAME_WORKER)
-PACKAGE = "income_outreach"
-STAGES = [
-    "business_case", "success_criteria", "data_selection", "data_bias_plan", "data_pipeline",
-    "modeling", "deployment", "fairness_assessment", "monitoring", "retraining",
-]
 ADULT_ONLY = (">50K", "hours_per_week", "capital_gain", "native_country", "`sex`", "`race`")
-
-
-def report_dir(project: Path, stage: str) -> Path:
-    return project / "reports" / f"{STAGES.index(stage) + 1:02d}_{stage}"
-
-
-def report(project: Path, stage: str, name: str) -> dict:
-    return json.loads((report_dir(project, stage) / name).read_text())
 
 
 def notebook_text(project: Path, stage: str) -> str:
@@ -124,7 +111,7 @@ NAMES = list(DATASETS)
 @pytest.mark.parametrize("name", NAMES)
 def test_every_step_runs_and_reports_on_the_users_data(own, name):
     project = own[name]
-    for stage in STAGES:
+    for stage in STEPS:
         text = notebook_text(project, stage)
         notebook = json.loads((report_dir(project, stage) / f"{report_dir(project, stage).name}.ipynb").read_text())
         errors = [o for c in notebook["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
@@ -336,7 +323,7 @@ def test_batch_scorer_and_service_on_odd_column_names(own, tmp_path):
     }
 
     def predict(file: str, *extra: str) -> subprocess.CompletedProcess:
-        return run([sys.executable, "-m", f"{PACKAGE}.cli", "predict", str(tmp_path / file), str(tmp_path / "out.csv"),
+        return run([sys.executable, "-m", f"{package_of(project)}.cli", "predict", str(tmp_path / file), str(tmp_path / "out.csv"),
                     "--model", model, *extra], project, check=False)
 
     released = report(project, "modeling", "modeling.json")["releasable"]
@@ -355,7 +342,7 @@ def test_batch_scorer_and_service_on_odd_column_names(own, tmp_path):
     code = (
         "import json, sys, pandas as pd\n"
         "from fastapi.testclient import TestClient\n"
-        f"from {PACKAGE}.service import create_app\n"
+        f"from {package_of(project)}.service import create_app\n"
         f"client = TestClient(create_app('{model}', max_records=50))\n"
         "rows = json.loads(pd.read_parquet('data/processed/test.parquet').drop(columns=['churn status']).head(60).to_json(orient='records'))\n"
         "def post(body):\n"

@@ -12,23 +12,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import dvc, run
+from conftest import STEPS, dvc, package_of, report, run
 
 pytestmark = pytest.mark.e2e
-PACKAGE = "income_outreach"
-STAGES = [
-    "business_case", "success_criteria", "data_selection", "data_bias_plan", "data_pipeline",
-    "modeling", "deployment", "fairness_assessment", "monitoring", "retraining",
-]
-
-
-def report(project: Path, stage: str, name: str) -> dict:
-    number = STAGES.index(stage) + 1
-    return json.loads((project / "reports" / f"{number:02d}_{stage}" / name).read_text())
 
 
 def test_every_stage_ran_and_its_notebook_has_no_error(reproduced_project):
-    for number, stage in enumerate(STAGES, start=1):
+    for number, stage in enumerate(STEPS, start=1):
         executed = reproduced_project / "reports" / f"{number:02d}_{stage}" / f"{number:02d}_{stage}.ipynb"
         notebook = json.loads(executed.read_text())
         outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
@@ -149,7 +139,7 @@ def test_an_undeclared_parameter_is_an_error(project_copy):
     params["success_criteria"]["min_primry_metric"] = 0.9
     (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     before = (project_copy / "reports/02_success_criteria/success_criteria.json").read_bytes()
-    result = run([sys.executable, "-m", f"{PACKAGE}.runtime.run_step", "success_criteria"], project_copy, check=False)
+    result = run([sys.executable, "-m", f"{package_of(project_copy)}.runtime.run_step", "success_criteria"], project_copy, check=False)
     assert result.returncode == 1
     assert "parameter 'min_primry_metric' of stage 'success_criteria' is not declared" in result.stderr
     assert (project_copy / "reports/02_success_criteria/success_criteria.json").read_bytes() == before
@@ -157,19 +147,19 @@ def test_an_undeclared_parameter_is_an_error(project_copy):
 
 def test_batch_scoring_command(project_copy, tmp_path):
     out = tmp_path / "scores.csv"
-    run([sys.executable, "-m", f"{PACKAGE}.cli", "predict", "data/processed/test.parquet", str(out), "--allow-extra"], project_copy)
+    run([sys.executable, "-m", f"{package_of(project_copy)}.cli", "predict", "data/processed/test.parquet", str(out), "--allow-extra"], project_copy)
     scores = pd.read_csv(out)
     assert list(scores.columns) == ["score", "decision", "label"]
     assert len(scores) == len(pd.read_parquet(project_copy / "data/processed/test.parquet"))
     assert scores["score"].between(0, 1).all() and set(scores["label"]) <= {">50K", "<=50K"}
-    bad = run([sys.executable, "-m", f"{PACKAGE}.cli", "predict", "data/processed/test.parquet", str(out)], project_copy, check=False)
+    bad = run([sys.executable, "-m", f"{package_of(project_copy)}.cli", "predict", "data/processed/test.parquet", str(out)], project_copy, check=False)
     assert bad.returncode == 1 and "unexpected column 'income'" in bad.stderr
 
 
 def test_artifact_loads_in_a_fresh_process_with_equal_predictions(project_copy):
     code = (
         "import sys, json, pandas as pd\n"
-        f"from {PACKAGE}.scoring import load_bundle, score\n"
+        f"from {package_of(project_copy)}.scoring import load_bundle, score\n"
         "b = load_bundle('models/release.skops', allow_unreleased=True)\n"
         "t = pd.read_parquet('data/processed/test.parquet').head(500)\n"
         "print(json.dumps(score(b, t, allow_extra=True, allow_unseen=True)['decision'].tolist()))\n"
@@ -182,7 +172,7 @@ def test_artifact_loads_in_a_fresh_process_with_equal_predictions(project_copy):
 def test_http_service(project_copy):
     code = (
         "import json, pandas as pd\n"
-        f"from {PACKAGE}.deployment import running_service, request\n"
+        f"from {package_of(project_copy)}.deployment import running_service, request\n"
         "rows = json.loads(pd.read_parquet('data/processed/test.parquet').drop(columns=['income']).head(3).to_json(orient='records'))\n"
         "out = {}\n"
         "with running_service('models/model.skops') as url:\n"
@@ -217,7 +207,7 @@ def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(r
     else:  # this test alone: run the unit tests here
         run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", "-m", "not notebooks",
              f"--junitxml={junit}"], project_copy)
-    run([sys.executable, "-m", f"{PACKAGE}.runtime.readiness"], project_copy)
+    run([sys.executable, "-m", f"{package_of(reproduced_project)}.runtime.readiness"], project_copy)
     score = json.loads((project_copy / "reports/readiness.json").read_text())
     tests = {t["id"]: t for t in score["tests"]}
     assert len(tests) == 28 and set(score["sections"]) == {"data", "model", "infrastructure", "monitoring"}
@@ -227,7 +217,7 @@ def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(r
     assert tests["model_5"]["status"] == "automated", tests["model_5"]["reason"]
     assert all(t["points"] == 0 for t in tests.values() if t["status"] in ("missing", "failing"))
     assert "| data | data_1 |" in (project_copy / "reports/readiness.md").read_text()
-    run([sys.executable, "-m", f"{PACKAGE}.runtime.report", "--index-only"], project_copy)
+    run([sys.executable, "-m", f"{package_of(reproduced_project)}.runtime.report", "--index-only"], project_copy)
     assert f"ML Test Score {score['final_score']:g}" in (project_copy / "reports/index.html").read_text()
 
     # issue 17: no point rests on declared or simulated evidence in the default run
@@ -242,9 +232,9 @@ def test_readiness_is_scored_from_evidence_and_a_broken_check_loses_its_points(r
 
     (project_copy / "reports/03_data_selection/dataset_spec.json").unlink()
     # a change to the package that no test has run against: the test results no longer count
-    with open(project_copy / f"src/{PACKAGE}/features.py", "a") as fh:
+    with open(project_copy / f"src/{package_of(reproduced_project)}/features.py", "a") as fh:
         fh.write("# a change no test has run against\n")
-    run([sys.executable, "-m", f"{PACKAGE}.runtime.readiness"], project_copy)
+    run([sys.executable, "-m", f"{package_of(reproduced_project)}.runtime.readiness"], project_copy)
     broken = {t["id"]: t for t in json.loads((project_copy / "reports/readiness.json").read_text())["tests"]}
     assert broken["data_1"]["points"] == 0 and broken["data_1"]["status"] == "missing"
     assert "dataset_spec.json" in broken["data_1"]["reason"]

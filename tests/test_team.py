@@ -24,15 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TEMPLATE, bake, dvc, project_env, run
+from conftest import DEFAULT_CONTEXT, STEPS, TEMPLATE, bake, dvc, package_of, project_env, report, run, step_name
 
 e2e = pytest.mark.e2e
-PACKAGE = "income_outreach"
-STAGES = [
-    "business_case", "success_criteria", "data_selection", "data_bias_plan", "data_pipeline",
-    "modeling", "deployment", "fairness_assessment", "monitoring", "retraining",
-]
-NAMES = [f"{i:02d}_{s}" for i, s in enumerate(STAGES, start=1)]
+NAMES = [step_name(s) for s in STEPS]
 CLOUD_URLS = {"s3": "s3://team-bucket/income-outreach", "gcs": "gs://team-bucket/income-outreach",
               "azure": "azure://team-container/income-outreach"}
 BIN = Path(sys.executable).parent
@@ -77,15 +72,15 @@ def test_makefile_help_lists_every_task(default_project):
     [
         ("test", ["-m pytest tests -m \"not notebooks\"", "-m dvc repro", "-m pytest tests -m notebooks"]),
         ("lint", ["-m pre_commit run --all-files"]),
-        ("report", ["-m dvc repro", f"-m {PACKAGE}.runtime.report"]),
-        ("serve", [f"-m {PACKAGE}.cli serve --host 127.0.0.1 --port 8000"]),
+        ("report", ["-m dvc repro", "-m {package}.runtime.report"]),
+        ("serve", ["-m {package}.cli serve --host 127.0.0.1 --port 8000"]),
         ("lab", ["-m jupyter lab"]),
     ],
 )
 def test_makefile_tasks_run_the_project_tools(default_project, target, expected):
     dry = run(["make", "--no-print-directory", "-n", target, f"PYTHON={sys.executable}"], default_project).stdout
     position = -1
-    for command in expected:
+    for command in (c.format(package=package_of(default_project)) for c in expected):
         found = dry.find(command, position + 1)
         assert found > position, f"`make {target}` does not run {command!r} (in order):\n{dry}"
         position = found
@@ -189,8 +184,10 @@ def test_gitlab_ci_is_valid(tmp_path, remote):
 # --- remote storage (and the GitHub workflow for each) -------------------------------------------
 
 
-@pytest.mark.parametrize(("remote", "extra"), [("none", "dvc"), ("local", "dvc"), ("s3", "dvc[s3]"),
-                                               ("gcs", "dvc[gs]"), ("azure", "dvc[azure]")])
+DVC_EXTRAS = {"s3": "dvc[s3]", "gcs": "dvc[gs]", "azure": "dvc[azure]"}  # the dependency each remote needs
+
+
+@pytest.mark.parametrize(("remote", "extra"), [(r, DVC_EXTRAS.get(r, "dvc")) for r in DEFAULT_CONTEXT["remote"]])
 def test_remote_option_configures_dvc_and_ci(tmp_path, remote, extra):
     url = CLOUD_URLS.get(remote, "/srv/dvc-storage" if remote == "local" else "")
     project = bake(tmp_path, ci="github", remote=remote, remote_url=url)
@@ -328,13 +325,13 @@ class PageParser(html.parser.HTMLParser):
 
 
 def read_report(project: Path, stage: str, filename: str) -> dict:
-    return json.loads((project / "reports" / NAMES[STAGES.index(stage)] / filename).read_text())
+    return report(project, stage, filename)
 
 
 def test_report_before_any_run_lists_the_steps_as_not_run(default_project, tmp_path):
     project = tmp_path / default_project.name
     shutil.copytree(default_project, project, symlinks=True, ignore=shutil.ignore_patterns(".git", "cache"))
-    run([sys.executable, "-m", f"{PACKAGE}.runtime.report"], project)
+    run([sys.executable, "-m", f"{package_of(default_project)}.runtime.report"], project)
     page = PageParser()
     page.feed((project / "reports" / "index.html").read_text(encoding="utf-8"))
     assert page.sections == [(name, "step missing") for name in NAMES]

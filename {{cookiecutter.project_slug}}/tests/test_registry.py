@@ -1,7 +1,7 @@
 import pytest
 
+from {{ cookiecutter.package_name }}.project import file_md5
 from {{ cookiecutter.package_name }}.registry import Registry
-from {{ cookiecutter.package_name }}.scoring import file_md5
 
 
 @pytest.fixture

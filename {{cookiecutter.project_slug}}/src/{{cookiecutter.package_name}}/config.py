@@ -159,14 +159,14 @@ class DataSelection(DataContract):
 
     @property
     def contract(self) -> dict[str, Any]:
-        """The ``data:`` section, as :func:`.data.check_contract` takes it."""
-        return self.model_dump(include={*self.BORROWED})
+        """The ``data:`` section's column roles, as :func:`.data.check_contract` and the data spec take them."""
+        return self.model_dump(include=set(self.BORROWED) - {"production_dir"})
 
 
 class DataBiasPlan(StageConfig):
     SECTION: ClassVar[str] = "data_bias_plan"
     min_group_size: Count
-    remediation: Literal["auto", "none", "reweighing", "resampling", "correlation_remover"]
+    remediation: Literal["auto", "none", "reweighing", "resampling"]
     proxy_auc_alert: Annotated[float, Field(gt=0.5, le=1)]
     max_rows: Annotated[int, Field(ge=100)]
     seed: Seed

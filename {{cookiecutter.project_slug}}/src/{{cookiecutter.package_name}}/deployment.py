@@ -202,7 +202,7 @@ def bundle_metadata(modeling: dict[str, Any], spec: dict[str, Any], train_path: 
     import pandas as pd
 
     from .profiling import feature_columns, input_columns
-    from .scoring import file_md5
+    from .project import file_md5
 
     training_md5 = file_md5(train_path)
     return {

@@ -206,3 +206,39 @@ def feature_columns(spec: dict[str, Any]) -> list[str]:
 def input_columns(spec: dict[str, Any]) -> list[str]:
     """Columns a scoring request must carry: the features plus the sensitive features."""
     return feature_columns(spec) + [f for f in spec["sensitive_features"] if f not in feature_columns(spec)]
+
+
+DICTIONARY_COLUMNS = [
+    "column",
+    "role",
+    "kind",
+    "dtype",
+    "missing_rate",
+    "n_unique",
+    "min",
+    "max",
+    "top_values",
+    "auc",
+    "flags",
+]
+
+
+def data_dictionary(prof: pd.DataFrame, spec: dict[str, Any], raw_target: pd.Series) -> pd.DataFrame:
+    """One row per column of the raw data: its role (feature, sensitive, excluded, target) and its profile."""
+
+    def role(column: str) -> str:
+        if column in spec["sensitive_features"]:
+            return "sensitive"
+        return "excluded" if column in spec["excluded_columns"] else "feature"
+
+    columns = prof.assign(role=prof["column"].map(role))[DICTIONARY_COLUMNS]
+    target = {
+        "column": spec["target"],
+        "role": "target",
+        "kind": "categorical",
+        "dtype": str(raw_target.dtype),
+        "missing_rate": float(raw_target.isna().mean()),
+        "n_unique": 2,
+        "top_values": f"positive: {spec['positive_label']}",
+    }
+    return pd.concat([columns, pd.DataFrame([target])], ignore_index=True)

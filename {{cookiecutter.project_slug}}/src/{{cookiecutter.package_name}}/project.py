@@ -6,6 +6,7 @@ Notebooks call :func:`find_project_root` so they run the same from
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -139,6 +140,15 @@ def write_json(path: Path, data: Any) -> Path:
     plain = json.loads(json.dumps(data, default=_json_default))
     text = json.dumps(_finite(plain), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
     return write_text(path, text + "\n")
+
+
+def file_md5(path: str | Path) -> str:
+    """The file's MD5, read in chunks (artifacts, training data and registry entries are identified by it)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:

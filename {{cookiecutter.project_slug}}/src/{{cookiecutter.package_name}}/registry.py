@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .project import read_json, write_json
-from .scoring import file_md5
+from .project import file_md5, read_json, write_json
 
 REGISTRY = Path("models/registry")
 
