@@ -16,6 +16,9 @@ Figures (medians over --repeat runs):
    and what DVC and the step process's start add per stage beyond what run_step reports,
    which with the part of 2 outside the cells is the whole fixed overhead of a stage;
 4. no-op `dvc repro`;
+4b. forced `dvc repro --force` with warm kernels (the default) and with WARM_KERNELS=0 (a fresh
+   kernel and step process per stage), one after the other on the same project: what the warm
+   kernels save;
 5. with --sizes: the full chain on synthetic data drawn from the default data (new rows,
    keeping the sensitive-group mix and base rates, see resample()) at each size: wall time
    and peak memory per stage, and the growth exponent between consecutive sizes.
@@ -217,7 +220,7 @@ def main() -> int:
     if args.scale_only:
         args.repeat = 0
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    gen, full, noop, floors, rendered, stages, cells = [], [], [], [], [], [], []
+    gen, full, noop, floors, rendered, stages, cells, warm, fresh = [], [], [], [], [], [], [], [], []
     for _ in range(args.repeat):
         g, project = generate(work)
         gen.append(g)
@@ -227,10 +230,12 @@ def main() -> int:
         stages.append(stage_times(out))
         cells.append(cells_times(out))
         noop.append(timed([sys.executable, "-m", "dvc", "repro"], project, env)[0])
+        warm.append(timed([sys.executable, "-m", "dvc", "repro", "--force"], project, env)[0])
+        fresh.append(timed([sys.executable, "-m", "dvc", "repro", "--force"], project, {**env, "WARM_KERNELS": "0"})[0])
         floors.append(floor(project))
         rendered.append(floor(project, render_outputs=True))
     if args.repeat:
-        print_default_figures(args.repeat, gen, full, noop, floors, rendered, stages, cells)
+        print_default_figures(args.repeat, gen, full, noop, floors, rendered, stages, cells, warm, fresh)
     scale(work, args.sizes)
     return 0
 
@@ -243,7 +248,7 @@ def outside_share_per_stage(full: list[float], stages: list[dict[str, float]]) -
     return statistics.median((total - sum(run.values())) / len(run) for total, run in zip(full, stages, strict=True))
 
 
-def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cells) -> None:
+def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cells, warm, fresh) -> None:
     med = statistics.median
 
     def median_per_stage(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -267,6 +272,9 @@ def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cel
         ("run_step outside cells, stage median", fixed_median, 2),
         ("fixed overhead per stage, all included", fixed_median + outside, 2),
         ("no-op dvc repro", med(noop), 1),
+        ("forced repro, warm kernels", med(warm), 1),
+        ("forced repro, WARM_KERNELS=0", med(fresh), 1),
+        ("saved by warm kernels", med(f - w for f, w in zip(fresh, warm, strict=True)), 1),
     ]
     print(f"{'figure':40s} {'seconds':>10s}")
     for label, value, digits in rows:

@@ -98,7 +98,7 @@ def test_default_figures_table_reports_overhead_against_both_floors(capsys):
     rendered_floor = [{"modeling": 28.0, "monitoring": 9.0}] * 2
     cells = [{"modeling": 29.5, "monitoring": 9.0}, {"modeling": 31.0, "monitoring": 11.5}]
     benchmark.print_default_figures(
-        2, [3.0, 3.0], [45.0, 47.0], [1.5, 1.7], script_floor, rendered_floor, stages, cells
+        2, [3.0, 3.0], [45.0, 47.0], [1.5, 1.7], script_floor, rendered_floor, stages, cells, [40.0, 44.0], [70.0, 71.0]
     )
     printed = capsys.readouterr().out
     lines = {line[:40].strip(): line[40:].split() for line in printed.splitlines() if line.strip()}
@@ -110,6 +110,8 @@ def test_default_figures_table_reports_overhead_against_both_floors(capsys):
     assert lines["fixed overhead per stage, all included"] == ["2.75"]  # 0.75 + 2.0
     assert "modeling                   31.0     24.0     28.0      7.0      3.0     0.75" in printed
     assert lines["median overhead"] == ["6.0", "2.5", "0.75"]  # medians of (7, 5), (3, 2) and (0.75, 0.75)
+    assert lines["forced repro, warm kernels"] == ["42.0"] and lines["forced repro, WARM_KERNELS=0"] == ["70.5"]
+    assert lines["saved by warm kernels"] == ["28.5"]  # median of 30 and 27, each within its own run
 
 
 def test_dvc_share_is_taken_within_each_run():
