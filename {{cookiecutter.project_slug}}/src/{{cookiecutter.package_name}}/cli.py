@@ -99,6 +99,9 @@ def serve(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    # every thread of every worker (explanations run in a thread pool) gets --threads native
+    # threads: OpenMP reads this when it loads, in each worker before it imports scikit-learn
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import uvicorn
 
     from .scoring import load_bundle

@@ -208,9 +208,16 @@ class Guard:
 class Batcher:
     """One scoring thread; requests that wait for it are scored together in its next call."""
 
-    def __init__(self, bundle: dict[str, Any], metrics: Metrics, max_records: int = MAX_BATCH_RECORDS):
+    def __init__(
+        self, bundle: dict[str, Any], metrics: Metrics, max_records: int = MAX_BATCH_RECORDS, threads: int = 1
+    ):
         self.bundle, self.metrics, self.max_records = bundle, metrics, max_records
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+        # OpenMP's thread count is per thread: limit it in the scoring thread itself. A request
+        # scores a small batch: native thread pools gain little there and, on a busy machine,
+        # their spinning threads turn a 60 ms answer into a second. Scale with processes.
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="scoring", initializer=_limit_threads, initargs=(threads,)
+        )
         self.waiting: list[tuple[list[dict[str, Any]], asyncio.Future]] = []
         self.busy = False
 
@@ -273,6 +280,12 @@ class Batcher:
         return Refused(422, "invalid_record", "cannot score these records")
 
 
+def _limit_threads(threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
 def _frame(bundle: dict[str, Any], records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Records accepted by the API schema as a frame of the columns the model takes, validated.
 
@@ -301,6 +314,7 @@ def create_app(
     token: str | None = None,
     range_margin: float = RANGE_MARGIN,
     reference: str | Path | pd.DataFrame | None = None,
+    threads: int = 1,
 ) -> FastAPI:
     """The service for one artifact. ``reference``: training rows for explanations (a file or a frame)."""
     bundle = load_bundle(model_path)
@@ -309,7 +323,7 @@ def create_app(
     record = api_schema.record_type(meta, range_margin)
     adapter = TypeAdapter(api_schema.request_type(record, max_records))
     body_schema, components = api_schema.openapi_body(adapter)
-    batcher = Batcher(bundle, metrics)
+    batcher = Batcher(bundle, metrics, threads=threads)
     # the first call of a pipeline imports and allocates lazily (seconds): pay it before the first request
     warm_frame, warm_clean = _frame(bundle, [api_schema.example_record(meta)])
     score(bundle, warm_frame, clean=warm_clean)
@@ -440,11 +454,7 @@ def check_exposure(host: str, token: str | None) -> None:
 
 def app_from_env() -> FastAPI:
     """The app of one worker process, from what ``serve`` put in the environment."""
-    from threadpoolctl import threadpool_limits
-
     settings = Settings(**json.loads(os.environ[SETTINGS_ENV]))
-    # A request scores a small batch: native thread pools (OpenMP, BLAS) gain little there and,
-    # on a busy machine, their spinning threads turn a 60 ms answer into a second.
-    threadpool_limits(limits=settings.threads)
-    options = {k: v for k, v in asdict(settings).items() if k not in ("model", "threads")}
+    _limit_threads(settings.threads)
+    options = {k: v for k, v in asdict(settings).items() if k != "model"}
     return create_app(settings.model, token=os.environ.get(TOKEN_ENV) or None, **options)
