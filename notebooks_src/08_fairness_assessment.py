@@ -5,10 +5,12 @@
 # feature fairly enough to release, and if not, which mitigation to apply and at what cost.
 # Per-group selection rate, true and false positive rates and precision are measured on the
 # test split with fairlearn's `MetricFrame`, with bootstrap confidence intervals; demographic
-# parity and equalized odds gaps are checked against step 02's gates. If a gate fails, a
-# post-processing mitigation (`ThresholdOptimizer`) and a reduction (`ExponentiatedGradient`)
-# are fitted on the validation split and compared on the test split, and the release decision
-# is recorded with the numbers behind it.
+# parity and equalized odds gaps are checked against step 02's gates. Whether to mitigate and
+# how is decided on the validation split alone: a post-processing mitigation
+# (`ThresholdOptimizer`) and a reduction (`ExponentiatedGradient`) are fitted on part of it and
+# compared on the rest. The test split then gives one verdict, on the scores and decisions of
+# the artifact that would be served, and the release decision is recorded with the numbers
+# behind it.
 #
 # **Inputs:** `models/model.skops`, `data/processed/`, the success criteria and the data spec;
 # the `fairness_assessment` section of `params.yaml`.
@@ -30,7 +32,7 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, data, fairness, gates, release, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, config, data, fairness, gates, modeling, release, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
@@ -102,14 +104,13 @@ plt.show()
 
 # %% [markdown]
 # ## Gaps against the gates
+# The deployed model's gaps on the test split, for comparison with the release's below. They
+# do not choose anything: whether and how to mitigate is decided on the validation split.
 
 
 # %%
-def assess(decided: np.ndarray) -> dict[str, float]:
-    return fairness.gap_metrics(y_test, decided, test, spec, min_group_size)
-
-
-before = assess(decisions)
+before = fairness.gap_metrics(y_test, decisions, test, spec, min_group_size)
+deployed_metrics = modeling.evaluate_served(y_test, scores, decisions, *costs)
 gate_before = gates.evaluate(fair_gates, before)
 display(gate_before)
 small = {f: tables[f].index[tables[f]["count"] < min_group_size].tolist() for f in spec["sensitive_features"]}
@@ -127,13 +128,8 @@ show(
     )
 )
 
-# %% [markdown]
-# ## Mitigation, if a gate fails
-
 # %%
-measured = gate_before["note"] != "not measured"
-failed = gates.failures(gate_before[measured])  # mitigation acts on measured gaps; unmeasured gates still block release
-unmeasured = gate_before.loc[~measured, "gate"].tolist()
+unmeasured = gate_before.loc[gate_before["note"] == "not measured", "gate"].tolist()
 if unmeasured:
     needs = {
         "demographic_parity": f"{min_group_size} rows",
@@ -146,43 +142,57 @@ if unmeasured:
         "bring more data, or lower `fairness_assessment.min_group_size`."
     )
 
+# %% [markdown]
+# ## Mitigation, chosen on the validation split
+# Half of every (group, outcome) stratum of the validation split is held out; the mitigations
+# are fitted on the other half, once per failing constraint (and, for the post-processor, per
+# objective), and every option (the deployed model as it is among them) is compared on the
+# held-out rows (`release.choose_mitigation`). A held-out half rather than cross-fitting: what
+# is compared is exactly what is released (a cross-fitted choice is refitted on all rows
+# afterwards, a model nobody compared), at one fit per candidate instead of one per fold (the
+# reduction refits its learner about twenty times per fit). The price: the mitigations learn
+# from half of the validation rows. The test split is not used until the verdict.
+
 # %%
-failing_features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
-constraints = mitigate.failing_constraints(failed)
-options = {"none": release.Option()}
-if failed and mitigation != "none":
-    fitted, unavailable = release.fit_options(
-        bundle["model"], spec, validation, failing_features, constraints, fair_gates, cfg, costs
+selection = release.choose_mitigation(bundle, spec, validation, fair_gates, cfg, costs)
+show(
+    f"Of the {len(validation):,} validation rows, {selection.fit_rows:,} fit the mitigations and "
+    f"{selection.choice_rows:,} are held out to choose among the options. "
+    + (
+        f"Fairness gates the deployed model fails there: {'; '.join(selection.failed)}."
+        if selection.failed
+        else "The deployed model passes every measured fairness gate there, so no mitigation is fitted."
     )
-    options |= fitted
-    for note in [mitigate.sample_note(len(validation), mitigation_max_rows, "the whole test split"), *unavailable]:
-        if note:
-            show(note)
-decided = {
-    name: decisions if option.model is None else option.model.decide(test[meta["feature_columns"]], groups)
-    for name, option in options.items()
-}
-if "threshold_optimizer" in options:
-    post, pooled = options["threshold_optimizer"], options["threshold_optimizer"].model.pooled_groups
+)
+for note in selection.notes:
+    show(note)
+
+# %%
+post = selection.options.get("threshold_optimizer")
+if post is not None:
+    pooled = post.model.pooled_groups
     show(
-        f"The post-processor maximises `{post.curves['objective']}` under `{post.constraint}` "
-        f"(of the constraints tried, {', '.join(constraints)}, and of the objectives, the one that passes "
-        "on the validation split at the lower business cost)"
+        f"The post-processor maximises `{post.objective}` under `{post.constraint}`: of the "
+        f"{len(post.tried)} fits tried (constraints {', '.join(selection.constraints)}, objectives "
+        f"{', '.join(mitigate.POSTPROCESSING_OBJECTIVES)}), the one that passes the gates on the held-out rows "
+        "at the lowest business cost there"
         + (
-            f"; groups with fewer than {min_group_size} validation rows or one outcome only share one "
+            f"; groups with fewer than {min_group_size} fitting rows or one outcome only share one "
             f"threshold: {', '.join(pooled)}."
             if pooled
             else "."
         )
+        + " "
+        + mitigate.DECISION_RULE
     )
+    display(post.tried.round(4))
 
 # %%
-gaps = {name: assess(d) for name, d in decided.items()}
-tradeoff = release.tradeoff_table(options, decided, gaps, y_test, scores, fair_gates, costs)
+tradeoff = selection.tradeoff
 tradeoff.round(4)
 
 # %%
-curves = next((o.curves for o in options.values() if o.curves), None)
+curves = next((o.curves for o in selection.options.values() if o.curves), None)
 fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6.5, 4.2), squeeze=False)
 ax = axes[0, 0]
 for name, row in tradeoff.iterrows():
@@ -191,7 +201,7 @@ ax.axvline(
     criteria["criteria"]["max_demographic_parity_difference"], color="#c44e52", linestyle=":", label="parity gate"
 )
 ax.set(
-    title="Accuracy against fairness gap (test split)",
+    title="Accuracy against fairness gap (held-out validation rows)",
     xlabel="largest demographic parity difference",
     ylabel="accuracy",
 )
@@ -200,7 +210,7 @@ if curves:
     for group, curve in curves["groups"].items():
         axes[0, 1].plot(curve["x"], curve["y"], label=str(group))
     axes[0, 1].set(
-        title="ThresholdOptimizer's trade-off curve per group (validation)",
+        title="ThresholdOptimizer's trade-off curve per group (fitting rows)",
         xlabel=curves["x_metric"].replace("_", " "),
         ylabel=curves["y_metric"].replace("_", " "),
     )
@@ -211,32 +221,27 @@ plt.show()
 
 # %% [markdown]
 # ## Release decision
-# The cheapest option that passes every fairness gate is released (`mitigation: auto`; a named
-# mitigation is released as asked), if it also passes step 02's quality gates and step 07
-# deployed the model (`release.choose` and `release.verdict`).
+# The cheapest option that passes every fairness gate on the held-out validation rows is
+# chosen (`mitigation: auto`; a named mitigation is chosen as asked; `release.choose`). The
+# artifact it makes then scores the test split as the service would, once, and is released only
+# if its own scores and decisions pass the fairness and quality gates there and step 07 deployed
+# the model (`release.judge`).
 
 # %%
-chosen = release.choose(tradeoff, mitigation)
-constraint, after = options[chosen].constraint, gaps[chosen]
-quality = release.quality_gates(
-    criteria,
-    meta["metrics"][criteria["criteria"]["primary_metric"]],
-    float(tradeoff.loc[chosen, "expected_cost"]),
-    charter["baseline_expected_cost"],
-)
-all_gates, reasons = release.verdict(gates.evaluate(fair_gates, after), quality, deployment)
-released = not reasons
-display(all_gates)
-release_bundle = release.release_bundle(bundle, chosen, options[chosen], failing_features, reasons, after)
-artifacts.save(release_bundle, step.path("models/release.skops"))
-show(release.decision_note(failed, unmeasured, chosen, constraint, failing_features, tradeoff, reasons))
+chosen = selection.chosen
+candidate = release.release_bundle(bundle, chosen, selection.options[chosen], selection.features)
+verdict = release.judge(candidate, test, spec, criteria, charter, cfg, deployment)
+released, reasons, after = verdict.released, verdict.reasons, verdict.gaps
+artifacts.save(release.finalize(candidate, verdict), step.path("models/release.skops"))
+display(verdict.gates)
+show(release.decision_note(selection, before, deployed_metrics, verdict))
 
 # %%
-released_tables = {column: fairness.metric_frame(y_test, decided[chosen], groups[column]).by_group for column in tables}
-selection = pd.concat({f: released_tables[f]["selection_rate"] for f in spec["sensitive_features"]})
+released_tables = {c: fairness.metric_frame(y_test, verdict.decisions, groups[c]).by_group for c in tables}
+rates = pd.concat({f: released_tables[f]["selection_rate"] for f in spec["sensitive_features"]})
 step.write_plot_data(
     "selection_rate.csv",
-    pd.DataFrame({"group": [f"{f}={g}" for f, g in selection.index], "selection_rate": selection.round(4).to_numpy()}),
+    pd.DataFrame({"group": [f"{f}={g}" for f, g in rates.index], "selection_rate": rates.round(4).to_numpy()}),
 )
 # Per-group metrics of the deployed model's decisions (with intervals), and of the released decisions.
 for column, table in tables.items():
@@ -244,17 +249,26 @@ for column, table in tables.items():
     released_tables[column].round(4).to_csv(step.out / f"group_metrics_released_{column}.csv")
 
 # %%
+option = selection.options[chosen]
 step.write_json(
     "release_decision.json",
     {
         "released": released,
         "reasons": reasons,
         "mitigation": chosen,
-        "constraint": constraint if chosen != "none" else None,
+        "constraint": option.constraint,
+        "objective": option.objective,
+        "decision_rule": candidate["metadata"].get("decision_rule"),
+        "chosen_on": {
+            "split": "validation",
+            "fit_rows": selection.fit_rows,
+            "held_out_rows": selection.choice_rows,
+            "failed": selection.failed,
+        },
         "gaps_before": before,
         "gaps_after": after,
         "tradeoff": tradeoff.reset_index().to_dict(orient="records"),
-        "gates": all_gates.to_dict(orient="records"),
+        "gates": verdict.gates.to_dict(orient="records"),
     },
 )
 step.write_metrics(

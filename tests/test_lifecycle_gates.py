@@ -213,6 +213,10 @@ def test_an_unfair_dataset_trips_the_fairness_gate_and_mitigation_narrows_the_ga
     assert failing
     for gap in failing:
         assert release["gaps_after"][gap] < release["gaps_before"][gap], (gap, release["gaps_before"], release["gaps_after"])
+    # chosen on validation rows held out from the mitigation's fit; the test split only gives the verdict
+    validation = pd.read_parquet(project / "data/processed/validation.parquet")
+    chosen_on = release["chosen_on"]
+    assert chosen_on["split"] == "validation" and chosen_on["fit_rows"] + chosen_on["held_out_rows"] == len(validation)
     tradeoff = {row["mitigation"]: row for row in release["tradeoff"]}
     assert tradeoff["none"]["passes_fairness_gates"] is False
     assert tradeoff[release["mitigation"]]["max_dp_difference"] < tradeoff["none"]["max_dp_difference"]

@@ -158,16 +158,19 @@ def test_threshold_optimizer_fits_with_a_tiny_one_outcome_intersection(make_fram
     assert set(np.unique(decisions)) <= {0, 1}
 
 
-def test_business_costs_choose_the_cheaper_objective(fitted):
-    frame, _, pipeline, groups, accuracy_model, _ = fitted
-    x, y = frame[FEATURES], (frame["income"] == ">50K").astype(int).to_numpy()
+def test_business_costs_choose_the_objective_on_the_held_out_rows(fitted):
+    frame, spec, pipeline, _, _, _ = fitted
+    labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
+    fit, choice = mitigation.split_for_choice(labelled, spec, settings())
     costs = (1.0, 10.0)  # a missed positive costs ten false alarms
-    model, curves = mitigation.fit_threshold_optimizer(
-        pipeline, x, y, groups[["sex"]], "demographic_parity", seed=0, costs=costs
+    chosen = mitigation.choose_fit(
+        "threshold_optimizer", pipeline, spec, fit, choice, ["sex"], ["demographic_parity"], [], settings(), costs
     )
-    assert curves["objective"] in mitigation.POSTPROCESSING_OBJECTIVES
-    cost = lambda m: business.cost_of_predictions(y, m.decide(x, groups), *costs)  # noqa: E731
-    assert cost(model) <= cost(accuracy_model)
+    tried = chosen.tried
+    assert tried["objective"].tolist() == list(mitigation.POSTPROCESSING_OBJECTIVES)
+    assert chosen.objective == tried.loc[tried["expected_cost"].idxmin(), "objective"] == chosen.curves["objective"]
+    decided = chosen.model.decide(choice[FEATURES], data.sensitive_groups(choice, spec))
+    assert business.cost_of_predictions(choice["income"], decided, *costs) == tried["expected_cost"].min()
 
 
 def test_failing_constraints_from_gate_failures():
@@ -229,17 +232,123 @@ def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypat
     mitigation.mitigate_to_pass(
         "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings(max_rows=300)
     )
-    assert fitted_rows == [300, 300]
+    assert fitted_rows == [300] * 4  # two constraints, two objectives each
     fitted_rows.clear()
     mitigation.mitigate_to_pass(
         "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings()
     )
-    assert fitted_rows == [len(labelled), len(labelled)] and len(labelled) > 300
+    fit, choice = mitigation.split_for_choice(labelled, spec, settings())
+    assert fitted_rows == [len(fit)] * 4 and len(fit) + len(choice) == len(labelled)
+    assert len(fit) >= mitigation.fitting_rows(len(labelled)) > 300
 
 
 def test_sample_note_only_when_the_mitigation_fits_on_a_sample():
-    assert mitigation.sample_note(20_000, 20_000, "the whole test split") == ""
-    assert mitigation.sample_note(25_000, 20_000, "the whole test split") == (
-        "The mitigations are fitted and chosen on a random sample of 20,000 of the 25,000 validation rows "
-        "(`mitigation_max_rows`), then assessed on the whole test split."
+    assert mitigation.sample_note(40_000, 20_000, "the whole test split") == ""
+    assert mitigation.sample_note(40_000, None, "the whole test split") == ""
+    assert mitigation.sample_note(50_000, 20_000, "the whole test split") == (
+        "The mitigations are fitted on a random sample of 20,000 rows (`mitigation_max_rows`) of the 50,000 "
+        "validation rows' fitting half, chosen on the other half, then assessed on the whole test split."
     )
+
+
+def test_the_held_out_rows_are_a_share_of_every_group_and_outcome(make_spec):
+    strata = np.array(["a"] * 100 + ["b"] * 11 + ["c"])
+    held = mitigation.holdout_mask(strata, 0.5, seed=3)
+    assert [held[strata == s].sum() for s in "abc"] == [50, 5, 0]
+    np.testing.assert_array_equal(held, mitigation.holdout_mask(strata, 0.5, seed=3))
+    assert not np.array_equal(held, mitigation.holdout_mask(strata, 0.5, seed=4))
+    spec = make_spec()
+    frame = pd.DataFrame({"sex": ["F"] * 40 + ["M"] * 60, "income": [0, 1] * 50, "age": range(100)})
+    fit, choice = mitigation.split_for_choice(frame, spec, settings())
+    assert len(choice) == 50 and not set(fit.index) & set(choice.index)
+    assert choice.groupby(["sex", "income"]).size().tolist() == [10, 10, 15, 15]
+    fit, _ = mitigation.split_for_choice(frame, spec, settings(max_rows=100))
+    assert len(fit) == 50  # at most max_rows: no sample needed
+
+
+def test_record_uniforms_depend_on_the_record_and_the_seed_only():
+    x = pd.DataFrame({"age": [30, 41, 30], "job": ["nurse", None, "nurse"], "hours": [40.0, -0.0, 40.0]})
+    draws = mitigation.record_uniforms(x, seed=1)
+    assert ((draws > 0) & (draws < 1)).all() and draws[0] == draws[2] != draws[1]
+    as_validated = x.astype({"age": float}).assign(hours=[40.0, 0.0, 40.0])[["job", "hours", "age"]]
+    np.testing.assert_array_equal(mitigation.record_uniforms(as_validated, seed=1), draws)
+    np.testing.assert_array_equal(mitigation.record_uniforms(x.iloc[[1]], seed=1), draws[[1]])
+    assert (mitigation.record_uniforms(x, seed=2) != draws).all()
+    many = pd.DataFrame({"age": np.arange(5000), "job": "nurse"})
+    from scipy.stats import kstest
+
+    assert kstest(mitigation.record_uniforms(many, seed=0), "uniform").pvalue > 0.01
+
+
+def test_record_derived_draws_keep_the_optimizers_interpolation(fitted):
+    """Per group, the share of positive decisions is the optimizer's interpolation probability on average,
+    and the rule is fairlearn's own: act when the probability reaches the draw."""
+    frame, _, _, groups, model, _ = fitted
+    x = frame[FEATURES]
+    key = model.fitted_group(mitigation.group_key(groups[model.group_columns]))
+    positive = model.postprocessor._pmf_predict(x, sensitive_features=key)[:, 1]
+    assert ((positive > 0) & (positive < 1)).any()  # the fit does randomise some records
+    decided = model.decide(x, groups)
+    for group in np.unique(key):
+        rows = key == group
+        assert abs(decided[rows].mean() - positive[rows].mean()) < 0.05
+    draws = np.random.RandomState(0).rand(len(x))
+    fairlearns = model.postprocessor.predict(x, sensitive_features=key, random_state=np.random.RandomState(0))
+    np.testing.assert_array_equal(fairlearns, (positive >= draws).astype(int))
+
+
+def test_mitigate_to_pass_chooses_on_rows_held_out_from_the_fit(fitted, monkeypatch):
+    """The constraint and the objective are chosen on rows the mitigation was not fitted on."""
+    from {{ cookiecutter.package_name }} import fairness
+
+    frame, spec, pipeline, _, _, _ = fitted
+    labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
+    fitted_on, judged_on = [], []
+    fit, judge = mitigation.mitigate, fairness.gap_metrics
+
+    def recording_fit(kind, pipeline, spec, frame, *args, **kwargs):
+        fitted_on.append(set(frame.index))
+        return fit(kind, pipeline, spec, frame, *args, **kwargs)
+
+    def recording_judge(y, decided, frame, *args, **kwargs):
+        judged_on.append(set(frame.index))
+        return judge(y, decided, frame, *args, **kwargs)
+
+    monkeypatch.setattr(mitigation, "mitigate", recording_fit)
+    monkeypatch.setattr(fairness, "gap_metrics", recording_judge)
+    constraints = ["demographic_parity", "equalized_odds"]
+    mitigation.mitigate_to_pass(
+        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [DEMOGRAPHIC_PARITY_SEX_GATE], settings()
+    )
+    assert fitted_on and judged_on
+    fit_rows, judged_rows = set().union(*fitted_on), set().union(*judged_on)
+    assert not fit_rows & judged_rows
+    assert len(judged_rows) > len(labelled) / 3 and fit_rows | judged_rows == set(labelled.index)
+
+
+def test_a_records_decision_is_the_same_alone_in_a_batch_and_shuffled(fitted):
+    frame, _, _, groups, model, _ = fitted
+    x = frame[FEATURES]
+    batch = model.decide(x, groups)
+    alone = np.array([model.decide(x.iloc[[i]], groups.iloc[[i]])[0] for i in range(300)])
+    np.testing.assert_array_equal(alone, batch[:300])
+    order = np.random.default_rng(1).permutation(len(x))
+    np.testing.assert_array_equal(model.decide(x.iloc[order], groups.iloc[order]), batch[order])
+    np.testing.assert_array_equal(model.decide(x.iloc[200:260], groups.iloc[200:260]), batch[200:260])
+
+
+def test_scoring_decides_a_record_alike_alone_in_a_batch_shuffled_and_from_json(fitted, make_metadata):
+    """What the service does with a request (scoring.score on the JSON records) gives one decision per record."""
+    import json
+
+    frame, spec, _, groups, model, _ = fitted
+    bundle = scoring.make_bundle(model, 0.5, make_metadata(spec, needs_sensitive_features=True))
+    records = frame.drop(columns="income").head(400)
+    batch = scoring.score(bundle, records)["decision"].to_numpy()
+    np.testing.assert_array_equal(batch, model.decide(records[FEATURES], groups.head(400)))
+    wire = json.loads(records.to_json(orient="records"))
+    as_requests = [scoring.score(bundle, pd.DataFrame([r]))["decision"].iloc[0] for r in wire[:150]]
+    np.testing.assert_array_equal(as_requests, batch[:150])
+    order = np.random.default_rng(2).permutation(len(wire))
+    shuffled = scoring.score(bundle, pd.DataFrame([wire[i] for i in order]))["decision"].to_numpy()
+    np.testing.assert_array_equal(shuffled, batch[order])

@@ -1,4 +1,4 @@
-"""Fairness mitigation with fairlearn, packaged so the result deploys as a skops file.
+"""Fairness mitigation with fairlearn, packaged so the result deploys as a skops file. Adapt freely.
 
 Two approaches are compared in step 08:
 
@@ -9,11 +9,20 @@ Two approaches are compared in step 08:
 
 Both need the sensitive features at decision time (the post-processor) or only at
 training time (the reduction). :class:`MitigatedModel` gives the scorer one
-interface, ``score(X)`` and ``decide(X, groups)``, whichever was chosen.
+interface, ``score(X)`` and ``decide(X, groups)``, whichever was chosen. A record's
+decision is a function of the record: the post-processor's randomisation draws from
+a hash of the record's values (:func:`record_uniforms`), not from a random stream
+that depends on the batch.
+
+:func:`mitigate_to_pass` fits each candidate (constraint, objective) on part of a
+labelled split and chooses among them on the rest (:func:`split_for_choice`), so the
+choice is judged on rows the fit did not see.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +33,7 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from .config import Mitigation
+from .data import intersection_labels, sensitive_groups
 
 CONSTRAINTS = {"demographic_parity": DemographicParity, "equalized_odds": EqualizedOdds}
 POOLED_GROUP = "(small groups pooled)"
@@ -31,6 +41,14 @@ POOLED_GROUP = "(small groups pooled)"
 # missed positive like a false alarm; balanced accuracy weighs them by the inverse class
 # frequencies. With costs, both are fitted and the cheaper on the fitting data is kept.
 POSTPROCESSING_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")
+# Share of the labelled rows held out from the mitigation's fit to choose among the fits.
+CHOICE_FRACTION = 0.5
+DECISION_RULE = (
+    "The post-processor's decisions are randomised between two thresholds per group, as "
+    "fairlearn's ThresholdOptimizer prescribes; the draw comes from a hash of the record's "
+    "validated feature values and the seed, so the same record always gets the same decision, "
+    "alone or in any batch."
+)
 
 
 class MitigationUnavailable(ValueError):
@@ -41,8 +59,6 @@ def group_key(groups: pd.DataFrame | pd.Series) -> np.ndarray:
     """One label per row combining the sensitive features the mitigation acts on."""
     if isinstance(groups, pd.Series):
         return groups.astype(str).to_numpy()
-    from .data import intersection_labels
-
     return intersection_labels(groups).to_numpy()
 
 
@@ -70,6 +86,41 @@ def fittable_groups(key: np.ndarray, y: np.ndarray, min_group_size: int) -> tupl
     return mapping, fallback
 
 
+def record_uniforms(x: pd.DataFrame, seed: int, numeric_columns: list[str] | None = None) -> np.ndarray:
+    """One draw in (0, 1) per record, a function of the record's values and ``seed`` alone.
+
+    Each record's values are written out canonically (columns by name; numbers as float64,
+    so 5 and 5.0 agree, with one missing value and no negative zero; everything else as its
+    text) and hashed with BLAKE2b keyed by the seed. The draw does not depend on the other
+    records of the batch, their order or the environment. ``numeric_columns`` names the
+    columns to read as numbers (by default, those of a numeric dtype), so that a scorer's
+    validated frame and the raw data give the same draws.
+    """
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if numeric_columns is None:
+        numeric_columns = [c for c in x.columns if is_numeric_dtype(x[c]) and not is_bool_dtype(x[c])]
+    tokens = []
+    for column in sorted(x.columns):
+        if column in numeric_columns:
+            values = pd.to_numeric(x[column], errors="coerce").to_numpy(dtype=float) + 0.0  # -0.0 + 0.0 is 0.0
+            tokens.append([f"{column}=n:{'' if v != v else repr(v)}" for v in values.tolist()])
+        else:
+            values = x[column].astype(object).to_numpy()
+            missing = pd.isna(values)
+            tokens.append([f"{column}=-" if m else f"{column}=s:{v}" for v, m in zip(values, missing, strict=True)])
+    key = int(seed).to_bytes(16, "little", signed=True)
+    draws = (
+        [
+            int.from_bytes(hashlib.blake2b("\x1f".join(row).encode(), digest_size=8, key=key).digest(), "little")
+            for row in zip(*tokens, strict=True)
+        ]
+        if tokens
+        else [0] * len(x)
+    )
+    return ((np.array(draws, dtype=np.uint64) >> np.uint64(11)).astype(float) + 0.5) / 2.0**53
+
+
 class MitigatedModel:
     """A deployed model whose decisions depend on the sensitive groups.
 
@@ -90,6 +141,7 @@ class MitigatedModel:
         seed: int = 0,
         group_mapping: dict[str, str] | None = None,
         fallback_group: str | None = None,
+        numeric_columns: list[str] | None = None,
     ):
         self.kind = kind
         self.pipeline = pipeline
@@ -100,6 +152,7 @@ class MitigatedModel:
         self.seed = seed
         self.group_mapping = dict(group_mapping or {})
         self.fallback_group = fallback_group
+        self.numeric_columns = None if numeric_columns is None else list(numeric_columns)
 
     def score(self, x: pd.DataFrame) -> np.ndarray:
         """Probability of the positive outcome from the underlying model (for ranking and monitoring)."""
@@ -108,10 +161,18 @@ class MitigatedModel:
         return np.asarray(self.pipeline.predict_proba(x))[:, 1]
 
     def decide(self, x: pd.DataFrame, groups: pd.DataFrame) -> np.ndarray:
-        """0/1 decisions; ``groups`` holds the group labels of the sensitive features."""
+        """0/1 decisions; ``groups`` holds the group labels of the sensitive features.
+
+        Each record's decision depends on that record alone. The post-processor acts with
+        its group's interpolation probability (fairlearn's ``_pmf_predict``, what its own
+        ``predict`` compares a random draw against), against a draw from the record itself
+        (:func:`record_uniforms`); the ensemble takes the weighted vote.
+        """
         if self.kind == "threshold_optimizer":
             key = self.fitted_group(group_key(groups[self.group_columns]))
-            return np.asarray(self.postprocessor.predict(x, sensitive_features=key, random_state=self.seed)).astype(int)
+            positive = np.asarray(self.postprocessor._pmf_predict(x, sensitive_features=key))[:, 1]
+            draws = record_uniforms(x, self.seed, getattr(self, "numeric_columns", None))
+            return (positive >= draws).astype(int)
         return (self._ensemble_probability(x) >= 0.5).astype(int)
 
     def fitted_group(self, key: np.ndarray) -> np.ndarray:
@@ -143,36 +204,16 @@ def fit_threshold_optimizer(
     constraint: str,
     seed: int,
     min_group_size: int = 30,
-    costs: tuple[float, float] | None = None,
+    objective: str = "accuracy_score",
+    numeric_columns: list[str] | None = None,
 ) -> tuple[MitigatedModel, dict[str, Any]]:
     """Post-process a fitted pipeline; returns the model and the trade-off curve for plotting.
 
     Groups too small to fit are pooled (see :func:`fittable_groups`); the model's
-    ``pooled_groups`` lists them so the report can say so. ``costs`` (false positive,
-    false negative) choose the objective (see ``POSTPROCESSING_OBJECTIVES``); without
-    them the objective is accuracy.
+    ``pooled_groups`` lists them so the report can say so. ``objective`` is one of
+    ``POSTPROCESSING_OBJECTIVES``; :func:`mitigate_to_pass` tries both and keeps the
+    cheaper on held-out rows. ``numeric_columns``: see :func:`record_uniforms`.
     """
-    if costs is None:
-        return _fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed, min_group_size, "accuracy_score")
-    from .business import cost_of_predictions
-
-    fitted = [
-        _fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed, min_group_size, objective)
-        for objective in POSTPROCESSING_OBJECTIVES
-    ]
-    return min(fitted, key=lambda fit: cost_of_predictions(np.asarray(y), fit[0].decide(x, groups), *costs))
-
-
-def _fit_threshold_optimizer(
-    pipeline: Pipeline,
-    x: pd.DataFrame,
-    y: np.ndarray,
-    groups: pd.DataFrame,
-    constraint: str,
-    seed: int,
-    min_group_size: int,
-    objective: str,
-) -> tuple[MitigatedModel, dict[str, Any]]:
     optimizer = ThresholdOptimizer(
         estimator=pipeline,
         constraints=constraint,
@@ -189,6 +230,7 @@ def _fit_threshold_optimizer(
         seed=seed,
         group_mapping=mapping,
         fallback_group=fallback,
+        numeric_columns=numeric_columns,
     )
     optimizer.fit(x, y, sensitive_features=model.fitted_group(group_key(groups)))
     curves = {
@@ -258,16 +300,13 @@ def mitigate(
     constraint: str,
     seed: int,
     min_group_size: int = 30,
-    costs: tuple[float, float] | None = None,
+    objective: str | None = None,
 ) -> tuple[MitigatedModel, dict[str, Any] | None]:
-    """Fit mitigation ``kind`` for ``pipeline`` on ``frame`` (a labelled split, e.g. validation).
+    """Fit mitigation ``kind`` for ``pipeline`` on ``frame`` (labelled rows, e.g. part of validation).
 
-    Step 08 calls this to choose a mitigation, step 10 to give a challenger the same
-    treatment as the champion. ``costs`` (false positive, false negative) let the
-    post-processor pick the objective closest to the business cost. Returns the model
-    and, for the post-processor, its trade-off curves.
+    ``objective`` is the post-processor's (accuracy by default); the reduction has none.
+    Returns the model and, for the post-processor, its trade-off curves.
     """
-    from .data import sensitive_groups
     from .modeling import candidate_pipelines
     from .profiling import feature_columns
 
@@ -276,7 +315,17 @@ def mitigate(
     x, y = frame[feature_columns(spec)], frame[spec["target"]].to_numpy()
     groups = sensitive_groups(frame, spec)[list(features)]
     if kind == "threshold_optimizer":
-        return fit_threshold_optimizer(pipeline, x, y, groups, constraint, seed, min_group_size, costs)
+        return fit_threshold_optimizer(
+            pipeline,
+            x,
+            y,
+            groups,
+            constraint,
+            seed,
+            min_group_size,
+            objective or "accuracy_score",
+            spec["numeric_features"],
+        )
     if kind == "exponentiated_gradient":
         base = candidate_pipelines(spec, seed)["logistic_regression"]
         return fit_exponentiated_gradient(base, pipeline, x, y, groups, constraint, seed), None
@@ -288,14 +337,122 @@ def failing_constraints(failures: list[str]) -> list[str]:
     return sorted({line.split("[")[0] for line in failures if line.split("[")[0] in CONSTRAINTS})
 
 
-def sample_note(rows: int, max_rows: int, assessed_on: str) -> str:
-    """The notebook's sentence when :func:`mitigate_to_pass` fits on a sample of ``rows`` (empty otherwise)."""
-    if rows <= max_rows:
+def holdout_mask(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Which rows to hold out: a random ``fraction`` of every stratum (rounded down), the rest kept."""
+    codes = pd.factorize(np.asarray(strata))[0]
+    order = np.random.default_rng(seed).permutation(len(codes))
+    shuffled = codes[order]
+    rank = pd.Series(shuffled).groupby(shuffled).cumcount().to_numpy()  # place within its stratum, in random order
+    held = np.zeros(len(codes), dtype=bool)
+    held[order] = rank < np.floor(np.bincount(codes)[shuffled] * fraction)
+    return held
+
+
+def fitting_rows(rows: int) -> int:
+    """About how many of ``rows`` labelled rows are left to fit on once the choice's share is held out."""
+    return rows - int(rows * CHOICE_FRACTION)
+
+
+def split_for_choice(
+    frame: pd.DataFrame, spec: dict[str, Any], settings: Mitigation
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows to fit the mitigations on, and the rows held out to choose among the fits.
+
+    ``CHOICE_FRACTION`` of every (sensitive group, outcome) stratum is held out, so small
+    groups appear on both sides. With ``mitigation_max_rows``, the fit uses a random sample
+    of at most that many of its rows: the reduction refits its learner about twenty times per
+    constraint, which on a large validation split costs minutes per fit.
+    """
+    from .bias import sample_positions
+
+    groups = sensitive_groups(frame, spec)[spec["sensitive_features"]]
+    strata = pd.Series(group_key(groups), index=frame.index) + " | " + frame[spec["target"]].astype(str)
+    held = holdout_mask(strata.to_numpy(), CHOICE_FRACTION, settings.seed)
+    fit, choice = frame[~held], frame[held]
+    max_rows = settings.mitigation_max_rows
+    if max_rows is not None and fitting_rows(len(frame)) > max_rows:
+        fit = fit.iloc[sample_positions(len(fit), max_rows, settings.seed)]
+    return fit, choice
+
+
+def sample_note(rows: int, max_rows: int | None, assessed_on: str) -> str:
+    """The notebook's sentence when :func:`split_for_choice` fits on a sample (empty otherwise)."""
+    if max_rows is None or fitting_rows(rows) <= max_rows:
         return ""
     return (
-        f"The mitigations are fitted and chosen on a random sample of {max_rows:,} of the "
-        f"{rows:,} validation rows (`mitigation_max_rows`), then assessed on {assessed_on}."
+        f"The mitigations are fitted on a random sample of {max_rows:,} rows (`mitigation_max_rows`) of the "
+        f"{rows:,} validation rows' fitting half, chosen on the other half, then assessed on {assessed_on}."
     )
+
+
+@dataclass
+class Choice:
+    """A mitigation chosen on held-out rows (all None: the deployed model as it is, no mitigation).
+
+    ``tried`` has one row per fit compared: its constraint, objective, whether it passes the
+    fairness gates and its expected cost on the held-out rows.
+    """
+
+    model: MitigatedModel | None = None
+    constraint: str | None = None
+    objective: str | None = None
+    curves: dict[str, Any] | None = None
+    tried: pd.DataFrame | None = None
+
+
+def choose_fit(
+    kind: str,
+    pipeline: Pipeline,
+    spec: dict[str, Any],
+    fit_frame: pd.DataFrame,
+    choice_frame: pd.DataFrame,
+    features: list[str],
+    constraints: list[str],
+    fairness_gates: list[dict[str, Any]],
+    settings: Mitigation,
+    costs: tuple[float, float],
+) -> Choice:
+    """Fit ``kind`` on ``fit_frame`` once per constraint (and objective, for the post-processor);
+    keep the fit that passes the gates on ``choice_frame`` at the lowest cost there.
+
+    ThresholdOptimizer and the reductions enforce one constraint at a time, and a fit under
+    one (equalized odds) may leave the other (demographic parity) above its gate. When no fit
+    passes, the cheapest is kept and the gates downstream say why.
+    """
+    from .business import cost_of_predictions
+    from .fairness import gap_metrics
+    from .gates import evaluate
+    from .profiling import feature_columns
+
+    if not constraints:
+        raise ValueError("no fairness constraint to mitigate for: pass the constraints whose gates fail")
+    x, y = choice_frame[feature_columns(spec)], choice_frame[spec["target"]].to_numpy()
+    groups = sensitive_groups(choice_frame, spec)
+    objectives = POSTPROCESSING_OBJECTIVES if kind == "threshold_optimizer" else (None,)
+    fits, rows = [], []
+    for constraint in constraints:
+        for objective in objectives:
+            model, curves = mitigate(
+                kind, pipeline, spec, fit_frame, features, constraint, settings.seed, settings.min_group_size, objective
+            )
+            decided = model.decide(x, groups)
+            gaps = gap_metrics(y, decided, choice_frame, spec, settings.min_group_size)
+            passes, cost = bool(evaluate(fairness_gates, gaps)["passed"].all()), cost_of_predictions(y, decided, *costs)
+            fits.append(Choice(model, constraint, objective, curves))
+            rows.append(
+                {
+                    "constraint": constraint,
+                    "objective": objective,
+                    "passes_fairness_gates": passes,
+                    "expected_cost": cost,
+                }
+            )
+    tried = pd.DataFrame(rows)
+    best = min(
+        range(len(fits)), key=lambda i: (not tried.loc[i, "passes_fairness_gates"], tried.loc[i, "expected_cost"])
+    )
+    fits[best].tried = tried
+    return fits[best]
 
 
 def mitigate_to_pass(
@@ -309,39 +466,13 @@ def mitigate_to_pass(
     settings: Mitigation,
     costs: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[MitigatedModel, dict[str, Any] | None, str]:
-    """Fit ``kind`` once per constraint on ``frame``; keep the fit that passes the gates there at the lowest cost.
+    """Fit ``kind`` on part of ``frame`` and choose its constraint and objective on the rest.
 
-    ``settings`` are step 08's mitigation parameters (seed, ``min_group_size``,
-    ``mitigation_max_rows``); step 10 passes the same for its challenger.
-    With ``mitigation_max_rows``, fitting and choosing use a random sample of at most that many rows of
-    ``frame``: the reduction refits its learner about twenty times per constraint, which on a
-    large validation split costs minutes per fit.
-
-    ThresholdOptimizer and the reductions enforce one constraint at a time, and a fit under
-    one (equalized odds) may leave the other (demographic parity) above its gate. Step 08
-    chooses this way, and step 10 gives a challenger the same procedure. When no fit
-    passes, the cheapest is kept and the gates downstream say why. Returns the model,
-    its trade-off curves (post-processor only) and the constraint.
+    :func:`split_for_choice` holds out the rows to choose on; :func:`choose_fit` fits and
+    chooses. ``settings`` are step 08's mitigation parameters (seed, ``min_group_size``,
+    ``mitigation_max_rows``); step 10 gives a challenger the same procedure. Returns the
+    model, its trade-off curves (post-processor only) and the constraint.
     """
-    from .bias import sample_positions
-    from .business import cost_of_predictions
-    from .data import sensitive_groups
-    from .fairness import gap_metrics
-    from .gates import evaluate
-    from .profiling import feature_columns
-
-    if not constraints:
-        raise ValueError("no fairness constraint to mitigate for: pass the constraints whose gates fail")
-    seed, min_group_size, max_rows = settings.seed, settings.min_group_size, settings.mitigation_max_rows
-    if max_rows is not None:
-        frame = frame.iloc[sample_positions(len(frame), max_rows, seed)]
-    x, y = frame[feature_columns(spec)], frame[spec["target"]].to_numpy()
-    groups = sensitive_groups(frame, spec)
-    fits = []
-    for constraint in constraints:
-        model, curves = mitigate(kind, pipeline, spec, frame, features, constraint, seed, min_group_size, costs)
-        decided = model.decide(x, groups)
-        passes = bool(evaluate(fairness_gates, gap_metrics(y, decided, frame, spec, min_group_size))["passed"].all())
-        fits.append((not passes, cost_of_predictions(y, decided, *costs), constraint, model, curves))
-    fails, _, constraint, model, curves = min(fits, key=lambda fit: fit[:2])
-    return model, curves, constraint
+    fit, choice = split_for_choice(frame, spec, settings)
+    chosen = choose_fit(kind, pipeline, spec, fit, choice, features, constraints, fairness_gates, settings, costs)
+    return chosen.model, chosen.curves, chosen.constraint

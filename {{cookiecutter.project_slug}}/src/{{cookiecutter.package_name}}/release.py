@@ -1,17 +1,19 @@
 """Step 08's release decision: which mitigation option is released, and whether it passes the gates.
 
 Adapt freely: the rule that picks an option (:func:`choose`) and the gates the release
-must pass (:func:`verdict`) are the project's policy.
+must pass (:func:`judge`) are the project's policy.
 
-Step 08 fits the mitigations (:func:`fit_options`), compares every option in one
-trade-off table (:func:`tradeoff_table`), picks one (:func:`choose`), judges it
-against the fairness and quality gates and step 07's verdict (:func:`verdict`) and
-packs the artifact to serve (:func:`release_bundle`).
+The choice and the verdict use different rows. :func:`choose_mitigation` works on the
+validation split alone: it holds out part of it (:func:`.mitigation.split_for_choice`),
+fits the mitigations on the rest, and compares every option, the deployed model as it is
+included, on the held-out rows (:func:`tradeoff_table`, :func:`choose`). :func:`judge`
+then scores the test split with the artifact that would be served, once, and evaluates
+the fairness and quality gates on its own scores and decisions, with step 07's verdict.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,45 +21,82 @@ import pandas as pd
 
 from . import gates
 from .business import Costs, cost_reduction
+from .mitigation import Choice
+
+KINDS = ("threshold_optimizer", "exponentiated_gradient")
 
 
 @dataclass
-class Option:
-    """One way to release: ``model`` is None for the deployed model as it is (``"none"``)."""
+class Selection:
+    """What :func:`choose_mitigation` found on the validation split."""
 
-    model: Any = None
-    constraint: str | None = None
-    curves: dict[str, Any] | None = None
+    fit_rows: int  # validation rows the mitigations were fitted on
+    choice_rows: int  # validation rows held out from the fit, on which every option is compared
+    failed: list[str]  # fairness gates the deployed model fails on the held-out rows (measured ones)
+    features: list[str]  # the sensitive features whose gates fail: what the mitigations act on
+    constraints: list[str]  # the fairness constraints whose gates fail
+    options: dict[str, Choice]  # "none" (the deployed model as it is) and each mitigation fitted
+    tradeoff: pd.DataFrame  # one row per option, on the held-out rows
+    chosen: str
+    notes: list[str] = field(default_factory=list)  # what could not be fitted, and sampling
 
 
-def fit_options(
-    pipeline: Any,
+def choose_mitigation(
+    bundle: dict[str, Any],
     spec: dict[str, Any],
-    frame: pd.DataFrame,
-    features: list[str],
-    constraints: list[str],
+    validation: pd.DataFrame,
     fairness_gates: list[dict[str, Any]],
     settings: Any,
     costs: Costs,
-) -> tuple[dict[str, Option], list[str]]:
-    """Fit each mitigation on ``frame`` (see :func:`.mitigation.mitigate_to_pass`).
+) -> Selection:
+    """Decide on the validation split whether to mitigate, how, and which option to release.
 
-    Returns the fitted options by name, and one sentence per mitigation that this data
-    cannot support (the others may still be fitted).
+    ``settings`` is step 08's :class:`.config.FairnessAssessment` (``mitigation``, seed,
+    ``min_group_size``, ``mitigation_max_rows``). The test split is not an argument: the
+    choice cannot see the rows the verdict is given on.
     """
     from . import mitigation
+    from .profiling import feature_columns
 
-    options, unavailable = {}, []
-    for kind in ("threshold_optimizer", "exponentiated_gradient"):
-        try:
-            model, curves, constraint = mitigation.mitigate_to_pass(
-                kind, pipeline, spec, frame, features, constraints, fairness_gates, settings, costs=costs
-            )
-        except mitigation.MitigationUnavailable as exc:
-            unavailable.append(f"`{kind}` is not available on this data: {exc}.")
-            continue
-        options[kind] = Option(model, constraint, curves)
-    return options, unavailable
+    fit, choice = mitigation.split_for_choice(validation, spec, settings)
+    y, x = choice[spec["target"]].to_numpy(), choice[feature_columns(spec)]
+    groups = mitigation.sensitive_groups(choice, spec)
+    scores, decisions = _scored(bundle, choice)
+    deployed = gates.evaluate(fairness_gates, _gaps(y, decisions, choice, spec, settings))
+    failed = gates.failures(deployed[deployed["note"] != "not measured"])  # unmeasured gates cannot be mitigated
+    features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
+    constraints = mitigation.failing_constraints(failed)
+    options, notes = (
+        {"none": Choice()},
+        [mitigation.sample_note(len(validation), settings.mitigation_max_rows, "the test split")],
+    )
+    if failed and settings.mitigation != "none":
+        for kind in KINDS:
+            try:
+                options[kind] = mitigation.choose_fit(
+                    kind, bundle["model"], spec, fit, choice, features, constraints, fairness_gates, settings, costs
+                )
+            except mitigation.MitigationUnavailable as exc:
+                notes.append(f"`{kind}` is not available on this data: {exc}.")
+    decided = {name: decisions if o.model is None else o.model.decide(x, groups) for name, o in options.items()}
+    gaps = {name: _gaps(y, d, choice, spec, settings) for name, d in decided.items()}
+    tradeoff = tradeoff_table(options, decided, gaps, y, scores, fairness_gates, costs)
+    notes = [n for n in notes if n]
+    chosen = choose(tradeoff, settings.mitigation)
+    return Selection(len(fit), len(choice), failed, features, constraints, options, tradeoff, chosen, notes)
+
+
+def _scored(bundle: dict[str, Any], frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    from .scoring import score
+
+    result = score(bundle, frame, allow_extra=True, allow_unseen=True)
+    return result["score"].to_numpy(), result["decision"].to_numpy()
+
+
+def _gaps(y: np.ndarray, decisions: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], settings: Any):
+    from .fairness import gap_metrics
+
+    return gap_metrics(y, decisions, frame, spec, settings.min_group_size)
 
 
 def largest_gap(gaps: dict[str, float], name: str) -> float:
@@ -88,7 +127,7 @@ def tradeoff_row(
 
 
 def tradeoff_table(
-    options: dict[str, Option],
+    options: dict[str, Choice],
     decisions: dict[str, np.ndarray],
     gaps: dict[str, dict[str, float]],
     y: np.ndarray,
@@ -96,9 +135,9 @@ def tradeoff_table(
     fairness_gates: list[dict[str, Any]],
     costs: Costs,
 ) -> pd.DataFrame:
-    """One row per option (index ``mitigation``): its constraint, cost, accuracy, gaps and gate result."""
+    """One row per option (index ``mitigation``): its constraint, objective, cost, accuracy, gaps and gate result."""
     rows = [
-        {"mitigation": name, "constraint": option.constraint}
+        {"mitigation": name, "constraint": option.constraint, "objective": option.objective}
         | tradeoff_row(y, scores, decisions[name], gaps[name], fairness_gates, costs)
         for name, option in options.items()
     ]
@@ -120,84 +159,117 @@ def choose(tradeoff: pd.DataFrame, mitigation: str) -> str:
     return str(tradeoff["max_dp_difference"].fillna(np.inf).idxmin())
 
 
-def quality_gates(criteria: dict[str, Any], primary_value: float, expected_cost: float, baseline_cost: float):
-    """Step 02's quality gates (the ones step 06 enforces) for the released decisions."""
-    return gates.evaluate(
-        gates.gates_for(criteria["gates"], "modeling"),
+def release_bundle(bundle: dict[str, Any], chosen: str, option: Choice, features: list[str]) -> dict[str, Any]:
+    """The artifact to serve: the deployed bundle, or the mitigated model with the metadata its scorer needs."""
+    from .mitigation import DECISION_RULE
+    from .scoring import make_bundle
+
+    if chosen == "none":
+        return dict(bundle)
+    return make_bundle(
+        option.model,
+        bundle["threshold"],
         {
-            f"test_{criteria['criteria']['primary_metric']}": primary_value,
-            "cost_reduction_vs_baseline": cost_reduction(expected_cost, baseline_cost),
+            **bundle["metadata"],
+            "needs_sensitive_features": True,
+            "mitigation": chosen,
+            "mitigation_constraint": option.constraint,
+            "mitigation_objective": option.objective,
+            "mitigation_features": features,
+            **({"decision_rule": DECISION_RULE} if chosen == "threshold_optimizer" else {}),
         },
     )
 
 
-def verdict(
-    fairness_table: pd.DataFrame, quality_table: pd.DataFrame, deployment: dict[str, Any]
-) -> tuple[pd.DataFrame, list[str]]:
-    """Every gate of the release in one table, and the reasons it is not released (none: released).
+@dataclass
+class Verdict:
+    """The release judged on the test split by its own scores and decisions."""
 
+    scores: np.ndarray
+    decisions: np.ndarray
+    gaps: dict[str, float]
+    metrics: dict[str, float]  # :func:`.modeling.evaluate_served` of the released scores and decisions
+    gates: pd.DataFrame  # every gate of the release
+    reasons: list[str]  # why it is not released (empty: released)
+
+    @property
+    def released(self) -> bool:
+        return not self.reasons
+
+
+def quality_gates(criteria: dict[str, Any], metrics: dict[str, float], baseline_cost: float) -> pd.DataFrame:
+    """Step 02's quality gates (the ones step 06 enforces) for the released scores and decisions."""
+    return gates.evaluate(
+        gates.gates_for(criteria["gates"], "modeling"),
+        {
+            f"test_{criteria['criteria']['primary_metric']}": metrics[criteria["criteria"]["primary_metric"]],
+            "cost_reduction_vs_baseline": cost_reduction(metrics["expected_cost"], baseline_cost),
+        },
+    )
+
+
+def judge(
+    candidate: dict[str, Any],
+    test: pd.DataFrame,
+    spec: dict[str, Any],
+    criteria: dict[str, Any],
+    charter: dict[str, Any],
+    settings: Any,
+    deployment: dict[str, Any],
+) -> Verdict:
+    """Score ``test`` with the artifact to release, as the service would, and judge every gate on that.
+
+    Quality comes from the artifact's own scores and decisions (a reduction scores
+    differently from the model it came from), never from the deployed model's metadata.
     Step 07's verdict carries step 06's: a model that was not deployed is not released either.
     """
-    table = pd.concat([fairness_table, quality_table], ignore_index=True)
+    from .modeling import evaluate_served
+
+    y = test[spec["target"]].to_numpy()
+    scores, decisions = _scored(candidate, test)
+    gaps = _gaps(y, decisions, test, spec, settings)
+    metrics = evaluate_served(y, scores, decisions, *Costs.of(charter))
+    fairness_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
+    table = pd.concat(
+        [gates.evaluate(fairness_gates, gaps), quality_gates(criteria, metrics, charter["baseline_expected_cost"])],
+        ignore_index=True,
+    )
     upstream = [] if deployment["deployed"] else [f"step 07: {r}" for r in deployment["reasons"] or ["not deployed"]]
-    return table, gates.failures(table) + upstream
+    return Verdict(scores, decisions, gaps, metrics, table, gates.failures(table) + upstream)
 
 
-def release_bundle(
-    bundle: dict[str, Any],
-    chosen: str,
-    option: Option,
-    features: list[str],
-    reasons: list[str],
-    gaps: dict[str, float],
-) -> dict[str, Any]:
-    """The artifact to serve: the deployed bundle, or the mitigated model with the metadata its scorer needs."""
-    from .scoring import make_bundle
-
-    if chosen == "none":
-        released = dict(bundle)
-    else:
-        released = make_bundle(
-            option.model,
-            bundle["threshold"],
-            {
-                **bundle["metadata"],
-                "needs_sensitive_features": True,
-                "mitigation": chosen,
-                "mitigation_constraint": option.constraint,
-                "mitigation_features": features,
-            },
-        )
-    released["metadata"] = {**released["metadata"], "releasable": not reasons, "reasons": reasons, "fairness": gaps}
-    return released
+def finalize(candidate: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
+    """The artifact with its verdict recorded (``releasable``, ``reasons``, the test split's gaps)."""
+    meta = {**candidate["metadata"], "releasable": verdict.released, "reasons": verdict.reasons}
+    return {**candidate, "metadata": meta | {"fairness": verdict.gaps}}
 
 
 def decision_note(
-    failed: list[str],
-    unmeasured: list[str],
-    chosen: str,
-    constraint: str | None,
-    features: list[str],
-    tradeoff: pd.DataFrame,
-    reasons: list[str],
+    selection: Selection, before_gaps: dict[str, float], before: dict[str, float], verdict: Verdict
 ) -> str:
-    """The release decision in words, from the numbers of the trade-off table."""
-    if failed:
-        before = f"Fairness gates failed before mitigation ({'; '.join(failed)}). "
-    elif unmeasured:
-        before = "No measured fairness gate fails, so no mitigation. "
-    else:
-        before = "Every fairness gate passes without mitigation. "
-    change = ""
-    if chosen != "none":
-        none, it = tradeoff.loc["none"], tradeoff.loc[chosen]
-        on = ", ".join(f"`{f}`" for f in features)
-        change = (
-            f"Chosen mitigation: **{chosen}** ({constraint.replace('_', ' ')} constraint on {on}): "
-            f"largest parity gap {none['max_dp_difference']:.3f} → **{it['max_dp_difference']:.3f}**, "
-            f"accuracy {none['accuracy']:.3f} → **{it['accuracy']:.3f}**, expected cost "
-            f"{none['expected_cost']:.3f} → **{it['expected_cost']:.3f}**. "
+    """The release decision in words: the choice (validation) and the verdict (test), from the numbers."""
+    chosen = selection.chosen
+    if selection.failed:
+        text = (
+            f"Without mitigation, fairness gates fail on the held-out validation rows ({'; '.join(selection.failed)}). "
         )
-    if reasons:
-        return before + change + "**Not released**: " + "; ".join(reasons) + "."
-    return before + change + "**Released**: `models/release.skops` passes every gate."
+    else:
+        text = "Every measured fairness gate passes on the held-out validation rows without mitigation, so none is applied. "
+    if chosen != "none":
+        option = selection.options[chosen]
+        on = ", ".join(f"`{f}`" for f in selection.features)
+        how = option.constraint.replace("_", " ") + " constraint on " + on
+        text += f"Chosen there: **{chosen}** ({how}{f', objective `{option.objective}`' if option.objective else ''}). "
+    after = verdict.gaps
+    text += (
+        f"On the test split, from the deployed model's decisions to the released ones: largest parity gap "
+        f"{largest_gap(before_gaps, 'demographic_parity_difference'):.3f} → "
+        f"**{largest_gap(after, 'demographic_parity_difference'):.3f}**, largest equalized odds gap "
+        f"{largest_gap(before_gaps, 'equalized_odds_difference'):.3f} → "
+        f"**{largest_gap(after, 'equalized_odds_difference'):.3f}**, accuracy {before['accuracy']:.3f} → "
+        f"**{verdict.metrics['accuracy']:.3f}**, expected cost {before['expected_cost']:.3f} → "
+        f"**{verdict.metrics['expected_cost']:.3f}**. "
+    )
+    if verdict.reasons:
+        return text + "**Not released**: " + "; ".join(verdict.reasons) + "."
+    return text + "**Released**: `models/release.skops` passes every gate."
