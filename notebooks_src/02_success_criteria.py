@@ -17,6 +17,7 @@ sensitive_features = ["sex", "race"]
 primary_metric = "roc_auc"
 min_primary_metric = 0.85
 min_cost_reduction_vs_baseline = 0.1
+max_plausible_roc_auc = 0.99
 max_demographic_parity_difference = 0.15
 max_equalized_odds_difference = 0.15
 max_batch_latency_ms = 500
@@ -42,6 +43,7 @@ criteria = {
     "primary_metric": primary_metric,
     "min_primary_metric": min_primary_metric,
     "min_cost_reduction_vs_baseline": min_cost_reduction_vs_baseline,
+    "max_plausible_roc_auc": max_plausible_roc_auc,
     "max_demographic_parity_difference": max_demographic_parity_difference,
     "max_equalized_odds_difference": max_equalized_odds_difference,
     "max_batch_latency_ms": max_batch_latency_ms,

@@ -172,6 +172,9 @@ gate_table = gates.evaluate(
     | {"cost_reduction_vs_baseline": metrics["cost_reduction_vs_baseline"]},
 )
 reasons = gates.failures(gate_table)
+suspects = modeling.leakage_suspects(gate_table, ranked)
+if suspects:  # too good to be true: say which features carry it
+    reasons = [r + f"; carried by {suspects}" if r.startswith("leakage_alarm") else r for r in reasons]
 releasable = not reasons
 display(gate_table)
 show(

@@ -129,16 +129,30 @@ def grants(rows: int = 1200, seed: int = 4) -> pd.DataFrame:
     resubmission = rng.random(rows) < 0.3
     logit = (0.25 * (score - 70) + 0.4 * (papers - 6) + np.where(resubmission, 1.2, 0.0) + np.where(field_code == 33, 1.0, 0.0)
              - np.where(gender == "weiblich", 0.5, 0.0))
-    y = np.where(_labels_with_prevalence(rng, logit, 0.4) == 1, "funded", "rejected")
+    funded = _labels_with_prevalence(rng, logit, 0.4) == 1
+    y = np.where(funded, "funded", "rejected")
+    # Columns recorded after the outcome, as real exports carry them: the payout (a few rejected
+    # applications were paid after an appeal, a few funded ones never drew: alone ROC AUC ~0.97),
+    # the days the decision took (nearly perfect), and the date it was sent (text that reads as dates).
+    flipped = rng.random(rows) < 0.03
+    paid = np.where(flipped, ~funded, funded)
+    decided_in = np.where(funded, 45, 12) + rng.integers(0, 6, rows)
+    sent = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 300, rows) + decided_in, unit="D")
+    score_column = _with_missing(rng, pd.Series(score), 0.07)
     return pd.DataFrame({
         "application id": np.arange(100000, 100000 + rows),
         "Geschlecht": gender,
         "Herkunft.region": region,
-        "review score": _with_missing(rng, pd.Series(score), 0.07),
+        "review score": score_column,
         "papers": papers,
         "budget (€)": budget,
         "field code": field_code,
         "resubmission": resubmission,
+        "payout (€)": np.where(paid, (budget * rng.uniform(0.8, 1.0, rows)).round(-2), 0.0),
+        "days to decision": decided_in,
+        "decision sent": sent.strftime("%Y-%m-%d"),
+        "score (copy)": score_column,  # the same values under another name
+        "notes": np.full(rows, None, dtype=object),  # never filled in: not available
         "décision": y,
     })
 
@@ -204,7 +218,8 @@ DATASETS = {
                 {"target": "décision", "positive_label": "funded", "sensitive_features": ["Geschlecht", "Herkunft.region"],
                  "id_columns": ["application id"], "categorical_columns": ["field code"]},
                 drift_feature="review score",
-                description="1200 rows, Parquet, string target, two categorical sensitive features, unicode names, id column"),
+                description="1200 rows, Parquet, string target, two categorical sensitive features, unicode names, id column, "
+                            "columns recorded after the outcome, a copied column, an empty one"),
     )
 }
 

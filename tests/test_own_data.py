@@ -163,8 +163,27 @@ def test_dataset_specific_roles(own):
     assert "field code" in grants_spec["categorical_features"]  # data.categorical_columns
     assert "resubmission" in grants_spec["categorical_features"]  # booleans are categories
     assert grants_spec["positive_label"] == "funded" and grants_spec["negative_label"] == "rejected"
+    # columns recorded after the outcome are caught as leakage, however the export names them
+    excluded = grants_spec["excluded_columns"]
+    assert "leakage" in excluded["payout (€)"] and "leakage" in excluded["days to decision"], excluded
+    assert "datetime" in excluded["decision sent"]  # text that reads as dates
+    assert excluded["score (copy)"] == "duplicate of `review score`" and "review score" in grants_spec["numeric_features"]
+    assert excluded["notes"] == "empty (no value present)"
+    assert "`notes`: empty (no value present)" in (report_dir(own["grants"], "data_selection") / "datasheet.md").read_text()
     assert report(own["clinic"], "data_selection", "dataset_spec.json")["positive_label"] is True
     assert report(own["churn"], "data_selection", "dataset_spec.json")["positive_label"] == 2
+
+
+def test_a_leak_kept_on_purpose_is_too_good_to_be_true_and_stops_the_release(own, tmp_path):
+    project = tmp_path / own["grants"].name
+    shutil.copytree(own["grants"], project, symlinks=True)
+    edit_params(project, lambda params: params["data"].update(keep_columns=["days to decision"]))
+    dvc(project, "repro", "modeling")
+    modeling = report(project, "modeling", "modeling.json")
+    assert modeling["test_metrics"]["roc_auc"] > 0.99
+    assert not modeling["releasable"]
+    alarm = next(r for r in modeling["reasons"] if r.startswith("leakage_alarm"))
+    assert "carried by `days to decision`" in alarm, alarm
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -416,8 +435,8 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], dict], str, list[str]]] = {
         "business_case", ["data.target", "'readmitted'", "3 classes", "'unknown'"]),
     "sensitive feature missing": (lambda p: {"sensitive_features": ["Patient age", "Geschlecht"]},
                                   "business_case", ["data.sensitive_features", "'Geschlecht'", "not in the data"]),
-    "all-NaN column": (lambda p: {"path": _write(p, "nan.csv", CLINIC().assign(**{"notes field": np.nan}))},
-                       "data_selection", ["'notes field'", "entirely empty", "data.drop_columns"]),
+    "empty sensitive feature": (lambda p: {"path": _write(p, "nan.csv", CLINIC().assign(**{"Patient age": np.nan}))},
+                                "data_selection", ["data.sensitive_features", "'Patient age'", "entirely empty"]),
     "duplicated column names": (
         lambda p: {"path": _write(p, "dup.csv", CLINIC().set_axis(
             ["Patient age", "ward", "größe", "visits.last_year", "ward", "readmitted"], axis=1))},

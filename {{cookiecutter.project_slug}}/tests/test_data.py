@@ -149,15 +149,13 @@ def test_target_without_values(table):
         data.check_contract(table.assign(income=np.nan), CONTRACT)
 
 
-def test_all_missing_column(table):
+def test_an_empty_column_is_left_to_step_03_but_an_empty_sensitive_feature_stops(table):
     empty = table.assign(notes=np.nan)
+    assert data.check_contract(empty, CONTRACT).sum() == 2  # not available: step 03 excludes it, with the reason
     with pytest.raises(
-        DataContractError, match=r"column 'notes' is entirely empty \(all 6 values missing\).*data\.drop_columns"
+        DataContractError, match=r"data\.sensitive_features: column 'sex' is entirely empty \(all 6 values missing\)"
     ):
-        data.check_contract(empty, CONTRACT)
-    # dropping it (or declaring it an identifier) satisfies the contract
-    assert data.check_contract(empty, {**CONTRACT, "drop_columns": ["notes"]}).sum() == 2
-    assert data.check_contract(empty, {**CONTRACT, "id_columns": "notes"}).sum() == 2
+        data.check_contract(table.assign(sex=np.nan), CONTRACT)
 
 
 def test_sensitive_feature_missing(table):

@@ -78,3 +78,12 @@ def test_build_gates_covers_every_sensitive_feature_and_stage():
     assert [g["name"] for g in gates.gates_for(built, "deployment")] == ["latency"]
     assert "feature_drift" in [g["name"] for g in gates.gates_for(built, "monitoring")]
     assert "latency" not in [g["name"] for g in gates.gates_for(built, "monitoring")]
+
+
+def test_a_test_roc_auc_too_good_to_be_true_is_a_leakage_alarm():
+    built = gates.build_gates({**CRITERIA, "max_plausible_roc_auc": 0.99}, ["sex"])
+    alarm = [g for g in built if g["name"] == "leakage_alarm"]
+    assert alarm and alarm[0]["metric"] == "test_roc_auc" and alarm[0]["enforced_by"] == ["modeling", "retraining"]
+    table = gates.evaluate(alarm, {"test_roc_auc": 0.998})
+    assert gates.failures(table) == ["leakage_alarm: test_roc_auc = 0.998, required <= 0.99"]
+    assert gates.evaluate(alarm, {"test_roc_auc": 0.93})["passed"].all()

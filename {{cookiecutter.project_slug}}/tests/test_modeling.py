@@ -1,9 +1,10 @@
 """The model specification: candidates, search, threshold, metrics, selection (shared by steps 06 and 10)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, modeling
+from {{ cookiecutter.package_name }} import artifacts, business, config, gates, modeling
 
 SPACE = {
     "logistic_regression": {"C": [0.1, 1.0]},
@@ -118,3 +119,13 @@ def test_search_sample_note_says_whether_the_search_used_a_sample(splits):
     )
     full = select(spec, train, validation)
     assert modeling.search_sample_note(full) == f"The search and the fits used all {len(train):,} training rows."
+
+
+def test_leakage_suspects_name_the_features_that_carry_a_too_good_score():
+    alarm = [gates.gate("leakage_alarm", "test_roc_auc", "<=", 0.99, ["modeling"], "too good to be true")]
+    importance = pd.Series({"closed_at": 0.30, "status_code": 0.15, "age": 0.05, "city": 0.01, "noise": -0.002})
+    alarmed = gates.evaluate(alarm, {"test_roc_auc": 0.998})
+    named = modeling.leakage_suspects(alarmed, importance)
+    assert named == "`closed_at` (drop 0.300 in ROC AUC without it)"  # alone more than half of the total drop
+    assert "`status_code`" in modeling.leakage_suspects(alarmed, importance, share=0.7)
+    assert modeling.leakage_suspects(gates.evaluate(alarm, {"test_roc_auc": 0.91}), importance) == ""

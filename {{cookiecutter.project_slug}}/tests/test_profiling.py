@@ -119,3 +119,43 @@ def test_profile_reports_missingness_cardinality_and_range():
     assert (prof.loc["x", "min"], prof.loc["x", "max"]) == (1.0, 4.0)
     assert prof.loc["c", "kind"] == "categorical" and prof.loc["c", "n_unique"] == 2
     assert prof.loc["c", "top_values"].startswith("a (67%)")
+
+
+def test_text_that_reads_as_dates_is_a_date_column_checked_for_leakage(raw):
+    rng = np.random.default_rng(3)
+    y = (raw["income"] == "yes").to_numpy()
+    opened = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 365, N), unit="D")
+    # recorded after the outcome: approvals closed months later than refusals
+    closed = pd.Timestamp("2021-01-01") + pd.to_timedelta(np.where(y, 200, 0) + rng.integers(0, 60, N), unit="D")
+    dated = raw.assign(
+        opened=opened.strftime("%Y-%m-%d"),  # no information about the outcome
+        closed_at=closed.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        note_date=np.where(rng.random(N) < 0.5, "2021-03-04", "soon"),  # not a date column: half are words
+    )
+    assert profiling.column_kind(dated["opened"]) == profiling.DATETIME
+    assert profiling.column_kind(dated["closed_at"]) == profiling.DATETIME
+    assert profiling.column_kind(dated["note_date"]) == profiling.CATEGORICAL
+    flagged, spec = selection(dated)
+    assert flagged.loc["closed_at", "auc"] > 0.95 and "leakage" in flagged.loc["closed_at", "flags"]
+    assert flagged.loc["opened", "auc"] < 0.7 and "leakage" not in flagged.loc["opened", "flags"]
+    assert flagged.loc["opened", "min"].startswith("2020-01")
+    for column in ("opened", "closed_at"):
+        assert "datetime (not used as a feature)" in spec["excluded_columns"][column]
+
+
+def test_an_exact_copy_of_a_column_is_excluded_and_the_first_kept(raw):
+    copied = raw.assign(years=raw["age"], town=raw["city"], age_plus=raw["age"] + 1)
+    features = copied.drop(columns="income")
+    assert profiling.duplicate_columns(features) == {"years": "age", "town": "city"}
+    y = (copied["income"] == "yes").astype(int)
+    prof = profiling.profile(features, y, seed=0)
+    flagged = profiling.flag_columns(prof, 0.98, 0.95, 50, N, profiling.duplicate_columns(features))
+    spec = profiling.dataset_spec(features, flagged, CONTRACT, 50, copied["income"])
+    assert spec["excluded_columns"]["years"] == "duplicate of `age`"
+    assert spec["excluded_columns"]["town"] == "duplicate of `city`"
+    assert {"age", "age_plus"} <= set(spec["numeric_features"]) and "city" in spec["categorical_features"]
+
+
+def test_an_empty_column_is_excluded_as_not_available(raw):
+    flagged, spec = selection(raw.assign(notes=np.nan))
+    assert spec["excluded_columns"]["notes"] == "empty (no value present)"

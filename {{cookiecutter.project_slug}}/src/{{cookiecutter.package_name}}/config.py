@@ -131,6 +131,7 @@ class SuccessCriteria(StageConfig):
     primary_metric: Literal["roc_auc", "average_precision", "accuracy", "f1", "precision", "recall"]
     min_primary_metric: Fraction
     min_cost_reduction_vs_baseline: Annotated[float, Field(le=1)]
+    max_plausible_roc_auc: Annotated[float, Field(gt=0.5, le=1)]
     max_demographic_parity_difference: Fraction
     max_equalized_odds_difference: Fraction
     max_batch_latency_ms: Positive

@@ -183,12 +183,11 @@ def check_contract(frame: pd.DataFrame, contract: dict[str, Any]) -> pd.Series:
         raise DataContractError(f"data.sensitive_features: {target!r} is the target column")
     for key in ("id_columns", "drop_columns", "categorical_columns", "keep_columns"):
         require_columns(frame, as_list(contract.get(key)), f"data.{key}")
-    y = binary_target(frame[str(target)], contract.get("positive_label"))
-    dropped = set(as_list(contract.get("drop_columns"))) | set(as_list(contract.get("id_columns")))
-    for column in frame.columns:
-        if column not in dropped and frame[column].isna().all():
+    y = binary_target(frame[str(target)], contract.get("positive_label"))  # an empty target stops here
+    for column in sensitive:  # any other empty column is simply not available: step 03 excludes it, saying so
+        if frame[column].isna().all():
             raise DataContractError(
-                f"column {column!r} is entirely empty (all {len(frame)} values missing); add it to data.drop_columns"
+                f"data.sensitive_features: column {column!r} is entirely empty (all {len(frame)} values missing)"
             )
     return y
 

@@ -50,6 +50,17 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
             "relative reduction of the expected cost per decision against the baseline process",
         ),
     ]
+    if c.get("max_plausible_roc_auc") is not None:
+        gates.append(
+            gate(
+                "leakage_alarm",
+                "test_roc_auc",
+                "<=",
+                c["max_plausible_roc_auc"],
+                ["modeling", "retraining"],
+                "a model this good is more often a leak (a column recorded after the outcome) than a breakthrough",
+            )
+        )
     for feature in sensitive_features:
         gates.append(
             gate(

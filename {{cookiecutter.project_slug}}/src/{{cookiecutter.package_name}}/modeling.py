@@ -280,3 +280,19 @@ def train_and_select(
         training_rows=len(y),
         search_rows=len(searched),
     )
+
+
+def leakage_suspects(gate_table: pd.DataFrame, importance: pd.Series, share: float = 0.5, most: int = 5) -> str:
+    """When the leakage alarm fails, the features that carry the score (else ""): what to check first.
+
+    The fewest features, by permutation importance, that hold ``share`` of the total drop in
+    score (at most ``most``), each with its drop: a column recorded after the outcome shows
+    up here long before anything else does.
+    """
+    alarm = gate_table[(gate_table["gate"] == "leakage_alarm") & ~gate_table["passed"]]
+    positive = importance[importance > 0].sort_values(ascending=False)
+    if alarm.empty or positive.empty:
+        return ""
+    held = positive.cumsum() / positive.sum()
+    chosen = positive.iloc[: min(int((held < share).sum()) + 1, most)]
+    return ", ".join(f"`{name}` (drop {drop:.3f} in ROC AUC without it)" for name, drop in chosen.items())

@@ -20,8 +20,30 @@ from .data import as_list, numeric_bins, target_labels
 NUMERIC, CATEGORICAL, DATETIME, TEXT = "numeric", "categorical", "datetime", "text"
 
 
+# A date or a timestamp as CSV files write them: 2021-03-04, 04/03/2021, 2021-03-04T10:15:00Z, ...
+DATE_PATTERN = r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$"
+DATE_SHARE = 0.95  # of a column's present values must read as dates for it to be a date column
+
+
+def as_timestamps(values: pd.Series) -> pd.Series:
+    """A date column as seconds since 1970 (missing where a value is no date): what its usefulness is measured on."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values.astype("string"), errors="coerce", format="mixed", utc=True)
+    parsed = parsed.dt.tz_localize(None) if getattr(parsed.dt, "tz", None) is not None else parsed
+    return (parsed - pd.Timestamp("1970-01-01")).dt.total_seconds()
+
+
+def _reads_as_dates(present: pd.Series) -> bool:
+    sample = present.drop_duplicates().head(500)
+    if not len(sample) or sample.str.fullmatch(DATE_PATTERN).mean() < DATE_SHARE:
+        return False
+    return bool(as_timestamps(sample).notna().mean() >= DATE_SHARE)
+
+
 def column_kind(values: pd.Series, forced_categorical: bool = False) -> str:
-    """numeric, categorical, datetime or text (free text: long, mostly unique strings)."""
+    """numeric, categorical, datetime (typed, or text that reads as dates) or text (long, mostly unique strings)."""
     if forced_categorical or pd.api.types.is_bool_dtype(values):
         return CATEGORICAL
     if pd.api.types.is_numeric_dtype(values):
@@ -29,6 +51,8 @@ def column_kind(values: pd.Series, forced_categorical: bool = False) -> str:
     if pd.api.types.is_datetime64_any_dtype(values):
         return DATETIME
     present = values.dropna().astype(str)
+    if _reads_as_dates(present.str.strip()):
+        return DATETIME
     if len(present) and present.str.len().mean() > 40 and present.nunique() > 0.5 * len(present):
         return TEXT
     return CATEGORICAL
@@ -86,10 +110,35 @@ def profile(frame: pd.DataFrame, y: pd.Series, categorical: list[str] | None = N
         elif kind == CATEGORICAL:
             top = values.astype("string").value_counts(normalize=True).head(3)
             row["top_values"] = ", ".join(f"{k} ({v:.0%})" for k, v in top.items())
+        elif kind == DATETIME:
+            stamps = as_timestamps(values)
+            row["min"], row["max"] = (
+                str(pd.to_datetime(stamps.min(), unit="s")),
+                str(pd.to_datetime(stamps.max(), unit="s")),
+            )
         if kind in (NUMERIC, CATEGORICAL) and n_unique > 1:
             row["auc"] = single_feature_auc(values, y, kind, seed=seed)
+        elif kind == DATETIME and n_unique > 1:  # a date recorded after the outcome leaks like any column
+            row["auc"] = single_feature_auc(as_timestamps(values), y, NUMERIC, seed=seed)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def duplicate_columns(frame: pd.DataFrame) -> dict[str, str]:
+    """Columns that repeat an earlier column's values exactly, under another name: ``{copy: original}``."""
+    seen: dict[int, list[str]] = {}
+    copies: dict[str, str] = {}
+    for column in frame.columns:
+        values = frame[column]
+        digest = int(pd.util.hash_pandas_object(values, index=False).sum())
+        same = next(
+            (c for c in seen.get(digest, []) if frame[c].dtype == values.dtype and frame[c].equals(values)), None
+        )
+        if same is None:
+            seen.setdefault(digest, []).append(column)
+        else:
+            copies[column] = same
+    return copies
 
 
 def flag_columns(
@@ -98,13 +147,25 @@ def flag_columns(
     identifier_unique_ratio: float,
     max_categories: int,
     n_rows: int,
+    duplicates: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Add ``flags`` (why a column is suspicious) and ``exclude`` (whether it is dropped)."""
+    """Add ``flags`` (why a column is suspicious) and ``exclude`` (whether it is dropped).
+
+    ``duplicates`` (from :func:`duplicate_columns`) names the columns that copy another: the
+    copy is excluded, the first of them kept.
+    """
+    duplicates = duplicates or {}
     flags, exclude = [], []
     for row in prof.itertuples(index=False):
         found, drop = [], False
-        if row.n_unique <= 1:
+        if row.missing_rate == 1:
+            found.append("empty (no value present)")
+            drop = True
+        elif row.n_unique <= 1:
             found.append("constant")
+            drop = True
+        if row.column in duplicates:
+            found.append(f"duplicate of `{duplicates[row.column]}`")
             drop = True
         if row.kind in (DATETIME, TEXT):
             found.append(f"{row.kind} (not used as a feature)")
@@ -171,8 +232,12 @@ def dataset_spec(
             excluded[column] = "data.id_columns"
         elif column in dropped:
             excluded[column] = "data.drop_columns"
-        elif by_column.loc[column, "exclude"] and column not in keep:
-            excluded[column] = str(by_column.loc[column, "flags"])
+        elif by_column.loc[column, "exclude"] and (
+            column not in keep or by_column.loc[column, "kind"] in (DATETIME, TEXT)
+        ):
+            excluded[column] = str(
+                by_column.loc[column, "flags"]
+            )  # keep_columns cannot make a date or free text a feature
         elif by_column.loc[column, "kind"] == NUMERIC:
             numeric.append(column)
         else:
