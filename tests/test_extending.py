@@ -38,7 +38,7 @@ def readme_snippet(project: Path, marker: str, language: str) -> str:
 
 def test_a_candidate_model_is_one_entry_and_its_search_space(project_copy):
     modeling = package_dir(project_copy) / "modeling.py"
-    modeling.write_text(modeling.read_text() + "\n\n" + readme_snippet(project_copy, "Adding a candidate model", "python"))
+    modeling.write_text(modeling.read_text() + "\n\n" + readme_snippet(project_copy, "### Adding a candidate model", "python"))
     params = yaml.safe_load((project_copy / "params.yaml").read_text())
     params["modeling"]["search_space"]["extra_trees"] = {"max_depth": [8, 12], "min_samples_leaf": [5, 20]}
     params["retraining"]["challenger_models"] = ["extra_trees"]  # step 10 must build its challenger with it
@@ -76,7 +76,7 @@ def test_an_eleventh_step_is_a_notebook_and_a_stage(project_copy):
     )
     nbformat.write(notebook, project_copy / "notebooks" / "11_audit.ipynb")
     stages = yaml.safe_load((project_copy / "dvc.yaml").read_text())
-    stages["stages"]["audit"] = yaml.safe_load(readme_snippet(project_copy, "Adding a step", "yaml"))["stages"]["audit"]
+    stages["stages"]["audit"] = yaml.safe_load(readme_snippet(project_copy, "### Adding a step", "yaml"))["stages"]["audit"]
     (project_copy / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
     with open(project_copy / "params.yaml", "a") as params:
         params.write("\naudit:\n  auditor: Compliance\n")

@@ -56,7 +56,7 @@ def test_lifecycle_findings_are_right_for_adult(reproduced_project):
     charter = report(reproduced_project, "business_case", "charter.json")
     assert 0.23 < charter["prevalence"] < 0.25  # 24.1% of the official training split earn >50K
     spec = report(reproduced_project, "data_selection", "dataset_spec.json")
-    assert spec["sensitive_features"] == ["sex", "race"] and "fnlwgt" in spec["excluded_columns"]
+    assert spec["sensitive_features"] == ["sex", "race"] and "fnlwgt" not in spec["columns"]
     assert "sex" not in spec["categorical_features"]
     plan = report(reproduced_project, "data_bias_plan", "bias_plan.json")
     assert plan["remediation"] in {"none", "reweighing", "resampling"}

@@ -51,7 +51,7 @@ def request(
 def running_service(
     model_path: str | Path,
     host: str = "127.0.0.1",
-    startup_timeout: float = 60.0,
+    startup_timeout: float = 180.0,  # a busy machine (a CI runner, tests in parallel) imports slowly
     workers: int | None = None,
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
@@ -264,7 +264,7 @@ def exercise_service(
     The answers are the same on every run; the latencies are not, so they are returned apart
     (step 07 writes them to ``reports/metrics/latency.json``, which no stage depends on).
     """
-    with running_service(model_path) as url:
+    with running_service(model_path, workers=1) as url:  # one process answers as the others would
         _, health, _ = request(f"{url}/health")
         single, _, _ = request(f"{url}/predict", json.dumps(records[0]).encode())
         batch, many, _ = request(f"{url}/predict", json.dumps(records[:batch_size]).encode())
