@@ -7,8 +7,13 @@
 # membership (proxies: dropping the sensitive column does not remove what they encode).
 # Then we try the candidate remediations on a quick model and choose one from the evidence.
 #
+# The tables describe every row. What is fitted or chosen here, the remediation and its
+# weights, sees only the rows step 05 will train on: this step makes step 05's split itself
+# (`features.split_selected` with the `data_pipeline` parameters, which DVC tracks for this
+# stage too), so no validation or test row shapes training.
+#
 # **Inputs:** `data/interim/selected.parquet`, `reports/03_data_selection/dataset_spec.json`,
-# the `data_bias_plan` section of `params.yaml`.
+# the `data_bias_plan` section of `params.yaml` (and `data_pipeline`'s split).
 # **Outputs:** `reports/04_data_bias_plan/bias_plan.json` (the chosen remediation and the
 # sample weights per group and label that step 06 applies), `representation.csv`, figures,
 # and `reports/plots/base_rates.csv` for `dvc plots`. No row is dropped here.
@@ -25,12 +30,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import display
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
 
 from {{ cookiecutter.package_name }} import bias, config, data, features
 from {{ cookiecutter.package_name }}.notebook import pct, show, start_step
+from {{ cookiecutter.package_name }}.project import load_params
 
 cfg = config.DataBiasPlan.from_cell(globals())
 step = start_step("data_bias_plan")
@@ -39,6 +42,8 @@ selected = pd.read_parquet(step.path("data/interim/selected.parquet"))
 y = selected[spec["target"]]
 groups = data.sensitive_groups(selected, spec)
 intersection = data.intersection_labels(groups)
+split = config.DataPipeline.checked(load_params(step.root)["data_pipeline"])
+training = features.split_selected(selected, spec, split)["train"]  # the rows step 05 trains on
 
 # %% [markdown]
 # ## Representation and base rates by group
@@ -88,11 +93,12 @@ inter.head(15).round(3)
 # How well each feature alone predicts membership in each group (one-vs-rest AUC, out of fold,
 # weighted by group size), and all features together. The scan and the remediation comparison
 # below fit models, so on large data they use a random sample of `max_rows` rows (the group
-# mix is kept in expectation); the tables above and the weights in the plan use every row.
+# mix is kept in expectation); the tables above use every row. The scan is descriptive too:
+# nothing downstream is fitted on it.
 
 # %%
 scan_rows = bias.sample_positions(len(selected), max_rows, seed)
-scan, scan_groups, scan_y = selected.iloc[scan_rows], groups.iloc[scan_rows], y.iloc[scan_rows]
+scan, scan_groups = selected.iloc[scan_rows], groups.iloc[scan_rows]
 if len(scan) < len(selected):
     show(
         f"Proxy scan and remediation comparison on a random sample of **{len(scan):,}** of {len(selected):,} rows (`max_rows`)."
@@ -125,36 +131,19 @@ show(
 # %% [markdown]
 # ## Candidate remediations, measured
 # Each candidate trains the same quick model (logistic regression on the step-05 style
-# features) on 70% of the rows (of the sample, on large data) and is measured on the other
-# 30%: accuracy, and the largest selection-rate gap (demographic parity difference) over the
-# sensitive features. The reweighing weights come from every row.
+# features) on 70% of the training split (of a sample of it, on large data) and is measured on
+# the other 30%: accuracy, and the largest selection-rate gap (demographic parity difference)
+# over the sensitive features. The reweighing weights come from the training split's groups.
 
 # %%
-weights_table = bias.reweighing_table(intersection, y)
-train_idx, hold_idx = train_test_split(np.arange(len(scan)), test_size=0.3, stratify=scan_y, random_state=seed)
-x_train, x_hold = scan.iloc[train_idx][feature_cols], scan.iloc[hold_idx][feature_cols]
-y_train, y_hold = scan_y.iloc[train_idx], scan_y.iloc[hold_idx]
-train_weights = bias.row_weights(intersection.iloc[scan_rows].iloc[train_idx], y_train, weights_table)
-
-
-def measure(fit_x, fit_y, sample_weight=None):
-    model = make_pipeline(features.build_preprocessor(spec), LogisticRegression(max_iter=1000))
-    model.fit(fit_x, fit_y, logisticregression__sample_weight=sample_weight)
-    pred = model.predict(x_hold)
-    gaps = [
-        bias.selection_rate_gap(pred, scan_groups[f].iloc[hold_idx], min_group_size) for f in spec["sensitive_features"]
-    ]
-    return {"accuracy": float((pred == y_hold.to_numpy()).mean()), "max_parity_gap": float(np.nanmax(gaps))}
-
-
-resampled = bias.resample_indices(train_weights, seed)
-effects = pd.DataFrame(
-    {
-        "none": measure(x_train, y_train),
-        "reweighing": measure(x_train, y_train, train_weights),
-        "resampling": measure(x_train.iloc[resampled], y_train.iloc[resampled]),
-    }
-).T
+train_labels = data.intersection_labels(data.sensitive_groups(training, spec))
+weights_table = bias.reweighing_table(train_labels, training[spec["target"]])
+fit_rows = training.iloc[bias.sample_positions(len(training), max_rows, seed)]
+effects = bias.remediation_effects(fit_rows, spec, weights_table, min_group_size, seed)
+show(
+    f"Measured on **{len(fit_rows):,}** of the {len(training):,} training rows "
+    f"({len(selected) - len(training):,} validation and test rows, and duplicates, left out)."
+)
 effects.round(4)
 
 # %%

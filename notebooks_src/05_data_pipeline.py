@@ -52,29 +52,21 @@ problems
 # ## Cleaning
 
 # %%
-before = len(selected)
-clean = selected.drop_duplicates() if drop_duplicates else selected
-clean = clean.reset_index(drop=True)
+splits = features.split_selected(selected, spec, cfg)
+before, kept = len(selected), sum(len(part) for part in splits.values())
 show(
-    f"Removed **{before - len(clean):,} duplicated rows** ({(before - len(clean)) / before:.1%})."
+    f"Removed **{before - kept:,} duplicated rows** ({(before - kept) / before:.1%})."
     if drop_duplicates
     else "Duplicated rows kept (`data_pipeline.drop_duplicates: false`)."
 )
-if len(clean) < 50:
-    raise data.DataContractError(
-        f"data.path: only {len(clean)} usable rows remain after cleaning; at least 50 are needed"
-    )
 
 # %% [markdown]
 # ## Split, stratified by label and sensitive group
 
 # %%
-groups = data.sensitive_groups(clean, spec)
-key = features.strata(clean[target], data.intersection_labels(groups))
-splits = features.split_frame(clean, key, validation_fraction, test_fraction, seed)
 sizes = pd.DataFrame(
     {
-        name: {"rows": len(part), "share": len(part) / len(clean), "positive_rate": part[target].mean()}
+        name: {"rows": len(part), "share": len(part) / kept, "positive_rate": part[target].mean()}
         for name, part in splits.items()
     }
 ).T
@@ -127,7 +119,7 @@ step.write_json(
     "data_pipeline.json",
     {
         "rows_in": before,
-        "duplicates_removed": before - len(clean),
+        "duplicates_removed": before - kept,
         "splits": sizes.to_dict(orient="index"),
         "group_mix": {k: v for k, v in mix.to_dict().items()},
         "schema_violations": problems.to_dict(orient="records"),

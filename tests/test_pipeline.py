@@ -60,6 +60,9 @@ def test_lifecycle_findings_are_right_for_adult(reproduced_project):
     assert "sex" not in spec["categorical_features"]
     plan = report(reproduced_project, "data_bias_plan", "bias_plan.json")
     assert plan["remediation"] in {"none", "reweighing", "resampling"}
+    # the weights were fitted on step 05's training split alone, never on validation or test rows
+    train = pd.read_parquet(reproduced_project / "data/processed/train.parquet")
+    assert sum(cell["rows"] for cell in plan["weights"]) == len(train)
     representation = pd.read_csv(reproduced_project / "reports/04_data_bias_plan/representation.csv")
     sex = representation[representation["feature"] == "sex"].set_index("group")["positive_rate"]
     assert sex["Male"] > 0.28 and sex["Female"] < 0.12  # the well-known base-rate gap by sex

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import bias
+from {{ cookiecutter.package_name }} import bias, data
 
 
 @pytest.fixture
@@ -125,3 +125,16 @@ def test_sample_positions_are_all_rows_or_a_sorted_reproducible_sample():
     assert np.array_equal(sample, bias.sample_positions(1000, 100, seed=0))
     with pytest.raises(ValueError, match="max_rows must be a positive number of rows, got 0"):
         bias.sample_positions(1000, 0, seed=0)
+
+
+def test_remediation_effects_are_measured_on_the_rows_given_only(make_frame, make_spec):
+    spec = make_spec()
+    rows = make_frame(n=600, seed=5)
+    rows[spec["target"]] = (rows[spec["target"]] == spec["positive_label"]).astype(int)
+    labels = data.intersection_labels(data.sensitive_groups(rows, spec))
+    table = bias.reweighing_table(labels, rows[spec["target"]])
+    effects = bias.remediation_effects(rows, spec, table, min_group_size=10, seed=0)
+    assert list(effects.index) == ["none", "reweighing", "resampling"]
+    assert effects["accuracy"].between(0, 1).all() and (effects["max_parity_gap"] >= 0).all()
+    again = bias.remediation_effects(rows, spec, table, min_group_size=10, seed=0)
+    pd.testing.assert_frame_equal(effects, again)  # deterministic

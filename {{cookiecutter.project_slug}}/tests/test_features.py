@@ -117,3 +117,18 @@ def test_preprocessor_treats_numbers_and_booleans_as_text_categories():
 def test_build_preprocessor_rejects_an_unknown_encoding(spec):
     with pytest.raises(ValueError, match="encoding"):
         features.build_preprocessor(spec, encoding="target")
+
+
+def test_split_selected_is_step_05s_split_for_step_04_too(make_frame, make_spec):
+    from {{ cookiecutter.package_name }} import config
+
+    spec = make_spec()
+    frame = make_frame(n=500, seed=2)
+    frame[spec["target"]] = (frame[spec["target"]] == spec["positive_label"]).astype(int)  # as step 03 writes it
+    frame = pd.concat([frame, frame.head(20)], ignore_index=True)  # 20 duplicated rows
+    split = config.DataPipeline(validation_fraction=0.2, test_fraction=0.2, drop_duplicates=True, seed=3)
+    first, second = features.split_selected(frame, spec, split), features.split_selected(frame, spec, split)
+    for name in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(first[name], second[name])  # the same rows for steps 04 and 05
+    rows = pd.concat(first.values())
+    assert len(rows) == len(frame.drop_duplicates()) and not rows.duplicated().any() and rows.index.is_unique

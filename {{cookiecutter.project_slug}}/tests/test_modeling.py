@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, gates, modeling
+from {{ cookiecutter.package_name }} import artifacts, bias, business, config, data, gates, modeling
 
 SPACE = {
     "logistic_regression": {"C": [0.1, 1.0]},
@@ -129,3 +129,16 @@ def test_leakage_suspects_name_the_features_that_carry_a_too_good_score():
     assert named == "`closed_at` (drop 0.300 in ROC AUC without it)"  # alone more than half of the total drop
     assert "`status_code`" in modeling.leakage_suspects(alarmed, importance, share=0.7)
     assert modeling.leakage_suspects(gates.evaluate(alarm, {"test_roc_auc": 0.91}), importance) == ""
+
+
+def test_resampling_weights_the_rows_instead_of_copying_them_across_folds(splits):
+    spec, train, _ = splits
+    groups = data.intersection_labels(data.sensitive_groups(train, spec))
+    table = bias.reweighing_table(groups, train[spec["target"]])
+    plan = {"remediation": "resampling", "weights": table.to_dict(orient="records")}
+    frame, counts = modeling.training_weights(train, spec, plan, seed=0)
+    assert frame is train, "the resampled rows must not be copied into the frame the search cross-validates"
+    assert counts.sum() == len(train) and {0.0, 1.0, 2.0} <= set(np.unique(counts))  # drawn 0, 1, 2, ... times
+    expected = bias.row_weights(groups, train[spec["target"]], table)
+    heavy = expected > np.median(expected)
+    assert counts[heavy].mean() > counts[~heavy].mean()  # drawn as the weights say

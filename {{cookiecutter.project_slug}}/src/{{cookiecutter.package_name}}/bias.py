@@ -144,3 +144,40 @@ def plan_summary(choice: str, effects: pd.DataFrame) -> dict[str, Any]:
         "accuracy_before": float(none["accuracy"]),
         "accuracy_after": float(row["accuracy"]),
     }
+
+
+def remediation_effects(
+    rows: pd.DataFrame, spec: dict[str, Any], weights_table: pd.DataFrame, min_group_size: int, seed: int
+) -> pd.DataFrame:
+    """Accuracy and largest parity gap of a quick model under each remediation: none, reweighing, resampling.
+
+    ``rows`` are training rows (step 05's training split, or a sample of it): the quick model
+    (logistic regression on the step-05 features) is fitted on 70 % of them and measured on the
+    other 30 %, so the choice of remediation never sees a validation or test row.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+
+    from .data import intersection_labels, sensitive_groups
+    from .features import build_preprocessor
+
+    columns = spec["numeric_features"] + spec["categorical_features"]
+    y, groups = rows[spec["target"]], sensitive_groups(rows, spec)
+    fit, hold = train_test_split(np.arange(len(rows)), test_size=0.3, stratify=y, random_state=seed)
+    weights = row_weights(intersection_labels(groups).iloc[fit], y.iloc[fit], weights_table)
+
+    def measure(picked: np.ndarray, sample_weight: np.ndarray | None = None) -> dict[str, float]:
+        model = make_pipeline(build_preprocessor(spec), LogisticRegression(max_iter=1000))
+        model.fit(rows.iloc[picked][columns], y.iloc[picked], logisticregression__sample_weight=sample_weight)
+        pred = model.predict(rows.iloc[hold][columns])
+        gaps = [selection_rate_gap(pred, groups[f].iloc[hold], min_group_size) for f in spec["sensitive_features"]]
+        return {"accuracy": float((pred == y.iloc[hold].to_numpy()).mean()), "max_parity_gap": float(np.nanmax(gaps))}
+
+    return pd.DataFrame(
+        {
+            "none": measure(fit),
+            "reweighing": measure(fit, weights),
+            "resampling": measure(fit[resample_indices(weights, seed)]),
+        }
+    ).T

@@ -108,3 +108,22 @@ def split_frame(
         rest, test_size=validation_fraction / (1 - test_fraction), stratify=rest_key, random_state=seed
     )
     return {"train": train, "validation": validation, "test": test}
+
+
+def split_selected(selected: pd.DataFrame, spec: dict[str, Any], split: Any) -> dict[str, pd.DataFrame]:
+    """Step 05's split of step 03's selected rows, as a function of them and ``data_pipeline``'s parameters.
+
+    Duplicated rows go first (``split.drop_duplicates``: a row and its copy on both sides of the
+    split would leak), then a split stratified by label and sensitive group. Step 04 calls it
+    too, to fit and choose its remediation on the training rows only: the same parameters
+    give the same rows.
+    """
+    from .data import DataContractError, intersection_labels, sensitive_groups
+
+    clean = (selected.drop_duplicates() if split.drop_duplicates else selected).reset_index(drop=True)
+    if len(clean) < 50:
+        raise DataContractError(
+            f"data.path: only {len(clean)} usable rows remain after cleaning; at least 50 are needed"
+        )
+    key = strata(clean[spec["target"]], intersection_labels(sensitive_groups(clean, spec)))
+    return split_frame(clean, key, split.validation_fraction, split.test_fraction, split.seed)

@@ -90,7 +90,13 @@ def candidate_pipelines(spec: dict[str, Any], seed: int) -> dict[str, Pipeline]:
 def training_weights(
     train: pd.DataFrame, spec: dict[str, Any], plan: dict[str, Any], seed: int
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Apply step 04's remediation: sample weights (reweighing) or a resampled training set."""
+    """Apply step 04's remediation to the training rows: their sample weights (None: no remediation).
+
+    Reweighing gives each row its group's weight. Resampling draws rows with those weights and
+    gives each row the number of times it was drawn: the resampled set, without its copies, so
+    that cross-validation never puts a row in the fold it is judged on and its copy in the
+    folds it is fitted on (copies on both sides inflated the CV score).
+    """
     remediation = plan.get("remediation", "none")
     if remediation == "none":
         return train, None
@@ -99,7 +105,7 @@ def training_weights(
     if remediation == "reweighing":
         return train, weights
     if remediation == "resampling":
-        return train.iloc[bias.resample_indices(weights, seed)].reset_index(drop=True), None
+        return train, np.bincount(bias.resample_indices(weights, seed), minlength=len(train)).astype(float)
     raise ValueError(f"data_bias_plan.remediation: step 06 cannot apply {remediation!r}")
 
 
