@@ -37,6 +37,9 @@ def runner_python(root: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     site = next((venv / "lib").glob("python*/site-packages"))
     (site / "template-test-venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    for data in ("share", "etc"):  # data files the packages installed (nbconvert's templates, jupyter's config)
+        if (Path(sys.prefix) / data).is_dir():
+            (venv / data).symlink_to(Path(sys.prefix) / data)
     here = Path(sys.executable).parent
     for command in here.iterdir():
         target = venv / "bin" / command.name
