@@ -157,26 +157,33 @@ def _data_pipeline(out: Path):
     )
 
 
+def _gated(out: Path, filename: str, key: str, passed: str, failed: str, detail: Callable[[dict], str]) -> tuple:
+    """A step whose record says yes or no (``key``) after its gates: the verdict, ``detail`` and the gate lines."""
+    record = _json(out, filename)
+    status, headline, reasons = _decision(record, key, (PASS, passed), (FAIL, failed))
+    return status, headline + detail(record), reasons + _gate_details(record)
+
+
 def _modeling(out: Path):
-    m = _json(out, "modeling.json")
-    status, headline, reasons = _decision(m, "releasable", (PASS, "releasable"), (FAIL, "not releasable"))
-    if m.get("model"):
-        headline += f": {m['model']}, test ROC AUC {_num((m.get('test_metrics') or {}).get('roc_auc'))}"
-    return status, headline, reasons + _gate_details(m)
+    def detail(m: dict) -> str:
+        return (
+            f": {m['model']}, test ROC AUC {_num((m.get('test_metrics') or {}).get('roc_auc'))}"
+            if m.get("model")
+            else ""
+        )
+
+    return _gated(out, "modeling.json", "releasable", "releasable", "not releasable", detail)
 
 
 def _deployment(out: Path):
-    d = _json(out, "deployment.json")
-    status, headline, reasons = _decision(d, "deployed", (PASS, "deployed"), (FAIL, "not deployed"))
-    return status, headline, reasons + _gate_details(d)
+    return _gated(out, "deployment.json", "deployed", "deployed", "not deployed", lambda d: "")
 
 
 def _fairness_assessment(out: Path):
-    r = _json(out, "release_decision.json")
-    status, headline, reasons = _decision(r, "released", (PASS, "released"), (FAIL, "not released"))
-    if r.get("mitigation"):
-        headline += f" (mitigation: {r['mitigation']})"
-    return status, headline, reasons + _gate_details(r)
+    def detail(r: dict) -> str:
+        return f" (mitigation: {r['mitigation']})" if r.get("mitigation") else ""
+
+    return _gated(out, "release_decision.json", "released", "released", "not released", detail)
 
 
 def _monitoring(out: Path):
