@@ -285,3 +285,15 @@ def test_keep_batches_replaces_the_folder(tmp_path, make_frame):
     monitoring.keep_batches([("2026-01.csv", make_frame(n=10), "as received")], folder)
     assert [p.name for p in folder.iterdir()] == ["2026-01.parquet"]
     assert len(pd.read_parquet(folder / "2026-01.parquet")) == 10
+
+
+def test_a_simulation_source_of_other_data_gives_way_to_the_test_split(tmp_path, make_frame, spec, metadata):
+    """The default Adult held-out file, once data: points at other data: simulate from the test split, and say so."""
+    pd.DataFrame({"colour": ["red", "blue"] * 200, "weight": range(400)}).to_csv(tmp_path / "other.csv", index=False)
+    (tmp_path / "data/processed").mkdir(parents=True)
+    make_frame(n=700, seed=4).to_parquet(tmp_path / "data/processed/test.parquet", index=False)
+    cfg = stage_config("monitoring", simulation_source="other.csv", batch_size=200, drift_shift_feature="age")
+    simulated = monitoring.simulated_batches(tmp_path, spec, metadata, cfg)
+    assert "simulated from `data/processed/test.parquet`" in simulated.origin
+    assert "`monitoring.simulation_source` (`other.csv`) is other data" in simulated.notes[0]
+    assert sum(len(b) for _, b, _ in simulated.batches) <= 700

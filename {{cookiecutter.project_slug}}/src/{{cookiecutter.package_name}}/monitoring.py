@@ -234,21 +234,46 @@ def simulation_batch_rows(source_rows: int, cfg: Monitoring) -> int:
     return max(source_rows // wanted, min(source_rows, 100))
 
 
-def simulated_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring) -> Batches:
-    """Batches cut from ``cfg.simulation_source``, with the drifts of ``cfg`` injected."""
+TEST_SPLIT = "data/processed/test.parquet"
+
+
+def simulation_source(
+    root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring
+) -> tuple[str, pd.DataFrame, str]:
+    """The held-out records batches are simulated from: ``cfg.simulation_source``, or the test split.
+
+    A source that is another dataset altogether (it holds neither the target nor half of the
+    model's inputs: the default Adult file, once ``data:`` points at other data) gives way to
+    the test split, with a note saying so. A source of this data that lacks a column is an error.
+    """
     from .scoring import required_columns
 
     source = prepare_batch(
         data.read_table(root / cfg.simulation_source, key="monitoring.simulation_source"), spec, cfg.simulation_source
     )
-    lacking = [c for c in required_columns(meta) if c not in source.columns]
-    if lacking:
+    needed = required_columns(meta)
+    lacking = [c for c in needed if c not in source.columns]
+    if not lacking:
+        return cfg.simulation_source, source, ""
+    other_data = spec["target"] not in source.columns and len(lacking) > len(needed) / 2
+    if not other_data or cfg.simulation_source == TEST_SPLIT:
         raise data.DataContractError(
             f"monitoring.simulation_source: {cfg.simulation_source!r} lacks the training column {lacking[0]!r}; "
-            "with your own data, set it to data/processed/test.parquet"
+            f"with your own data, set it to held-out records of that data, or to {TEST_SPLIT}"
         )
+    note = (
+        f"`monitoring.simulation_source` (`{cfg.simulation_source}`) is other data (it has no `{spec['target']}` "
+        f"and lacks {len(lacking)} of the model's {len(needed)} inputs): the batches are simulated from the test "
+        f"split `{TEST_SPLIT}` instead. Set `monitoring.simulation_source` to held-out records of your own."
+    )
+    return TEST_SPLIT, prepare_batch(pd.read_parquet(root / TEST_SPLIT), spec, TEST_SPLIT), note
+
+
+def simulated_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring) -> Batches:
+    """Batches cut from ``cfg.simulation_source`` (see :func:`simulation_source`), with the drifts of ``cfg`` injected."""
+    source_name, source, fallback = simulation_source(root, spec, meta, cfg)
     feature, note = shift_feature(meta, cfg.drift_shift_feature)
-    notes = [note] if note and cfg.drift_shift_batch else []
+    notes = [n for n in (fallback, note if cfg.drift_shift_batch else "") if n]
     rows = simulation_batch_rows(len(source), cfg)
     batches = simulate_batches(
         source,
@@ -263,7 +288,9 @@ def simulated_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cf
     )
     injected = (cfg.drift_shift_batch, cfg.group_mix_batch, cfg.label_shift_batch)
     skipped = [n for n in injected if n > len(batches)]
-    origin = f"no files in `{cfg.production_dir}`: {len(batches)} batches of {rows:,} rows simulated from `{cfg.simulation_source}`"
+    origin = (
+        f"no files in `{cfg.production_dir}`: {len(batches)} batches of {rows:,} rows simulated from `{source_name}`"
+    )
     if rows < cfg.batch_size:
         origin += f" ({len(source):,} rows: too few for batches of `monitoring.batch_size` = {cfg.batch_size:,})"
     if skipped:
