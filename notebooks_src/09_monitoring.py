@@ -5,15 +5,22 @@
 # it was released, and whether to recommend retraining. Every production batch is compared
 # with the training data: schema violations and missing-value spikes (the schema of step 05),
 # drift of every input feature (PSI, with the Kolmogorov-Smirnov statistic for numeric and the
-# Jensen-Shannon distance and chi-square test for categorical features), drift of the scores,
-# and where labels have arrived, model quality and per-group fairness against step 02's gates,
-# plus the model's age.
+# Jensen-Shannon distance and chi-square test for categorical features), drift of the scores
+# against the model's scores on held-out rows (the validation split, which it was not fitted
+# on), and where labels have arrived, model quality and per-group fairness against step 02's
+# gates, plus the model's age.
+#
+# A numeric value that holds 5% or more of the training rows (the zeros of an amount, the 40 of
+# weekly hours) is a PSI bin of its own, and a feature also alerts when the share of such a
+# point mass moves by half or more beyond sampling noise: a column of 92% zeros whose non-zero
+# share doubles has a PSI of only about 0.06, far below the alert.
 #
 # Batches are the files in `data.production_dir` (CSV or Parquet, with or without labels).
 # When there are none, a sequence is simulated from held-out data, with drift injected into
 # chosen batches so the report shows what catching it looks like.
 #
-# **Inputs:** `models/release.skops`, `data/processed/train.parquet` (the reference), the
+# **Inputs:** `models/release.skops`, `data/processed/train.parquet` (the inputs' reference),
+# `data/processed/validation.parquet` (the scores' reference), the
 # production batches, the success criteria; `data.production_dir` and the `monitoring` section.
 # **Outputs:** `reports/09_monitoring/monitoring_status.json` (`retrain_recommended` and
 # `reasons`), per-batch tables and time-series figures, `reports/plots/drift.csv`,
@@ -50,7 +57,13 @@ charter = step.read_report("business_case", "charter.json")
 bundle = scoring.load_bundle(step.path("models/release.skops"), allow_unreleased=True)
 meta, target = bundle["metadata"], spec["target"]
 reference = monitoring.Reference.build(
-    bundle, pd.read_parquet(step.path("data/processed/train.parquet")), spec, criteria, business.Costs.of(charter), cfg
+    bundle,
+    pd.read_parquet(step.path("data/processed/train.parquet")),
+    pd.read_parquet(step.path("data/processed/validation.parquet")),
+    spec,
+    criteria,
+    business.Costs.of(charter),
+    cfg,
 )
 psi_alert, quality_gate = reference.psi_alert, reference.quality_gate
 
@@ -68,7 +81,8 @@ monitoring.batch_overview(found.batches, target)
 # ## Checks per batch
 #
 # Each batch is judged by `monitoring.judge_batch`: schema violations and missing-value spikes,
-# the drift of every feature and of the scores, and, where labels have arrived, the model's
+# the drift of every feature (PSI, and the shift of each point mass) and of the scores, and,
+# where labels have arrived, the model's
 # quality and the lower bound of each fairness gap, against the monitoring gates of step 02.
 
 # %%
@@ -110,7 +124,14 @@ worst = max(drift_tables, key=lambda n: drift_tables[n]["psi"].max())
 display(drift_tables[worst].sort_values("psi", ascending=False).head(8).round(4))
 show(
     f"Per-feature drift of the most drifted batch, **{worst}**: the statistic is KS for numeric features and the "
-    "Jensen-Shannon distance for categorical ones; PSI is the effect size the alerts use."
+    "Jensen-Shannon distance for categorical ones; PSI is the effect size the alerts use, with `mass_shift` (the "
+    "ratio of a point mass's smaller side, batch over training) for numeric values that hold 5% of the rows or more."
+)
+alerted = report.loc[report["drifted"] != "", ["batch", "drifted"]]
+show(
+    "Features that alerted: " + "; ".join(f"**{b}**: {d}" for b, d in alerted.itertuples(index=False)) + "."
+    if len(alerted)
+    else "No feature alerted in any batch."
 )
 
 # %% [markdown]

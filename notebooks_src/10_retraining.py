@@ -124,8 +124,12 @@ else:
 # ## The promotion gates and the canary
 #
 # The challenger must pass every gate of step 02 that retraining enforces and lose no more than
-# `max_regression` ROC AUC against the champion. Only then is it served beside the champion on
-# the same records (the canary); it is promoted only if the canary passes too.
+# `max_regression` ROC AUC against the champion. Only then comes the canary: champion and
+# challenger are served at the same time, and every request of the recent batch's records goes
+# to both. The challenger must serve records (serving nothing fails, whatever the champion
+# did), reject no request the champion accepted, serve its offline scores, take the champion's
+# decision on at least 80% of the records, and meet the latency gate; the score difference and
+# both latencies are recorded beside. It is promoted only if the canary passes too.
 
 # %%
 if not blocked:
@@ -147,6 +151,7 @@ if not blocked:
                 compared["challenger"],
             )
     display(blessing)
+    show(f"Canary: {canary['summary']}." if canary else "No canary: the challenger did not pass the offline gates.")
 
 # %% [markdown]
 # ## Champion and challenger against the gates

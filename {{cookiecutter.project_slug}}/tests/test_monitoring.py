@@ -64,6 +64,73 @@ def test_new_categories_and_missing_values_count_as_drift():
     assert monitoring.feature_drift(numbers, holes, "numeric")["psi"] > 1
 
 
+def zero_inflated(seed: int, n: int, nonzero_share: float) -> pd.Series:
+    """An amount that is mostly zero (as capital_gain is: 92% zeros), its non-zero part log-normal."""
+    rng = np.random.default_rng(seed)
+    amounts = np.round(rng.lognormal(8, 1, n))
+    return pd.Series(np.where(rng.random(n) < nonzero_share, amounts, 0.0))
+
+
+def test_a_zero_inflated_column_whose_non_zero_share_doubles_alerts():
+    reference = pd.DataFrame({"gain": zero_inflated(0, 20000, 0.08)})
+    bins = monitoring.numeric_bins(reference["gain"])
+    assert bins.points.tolist() == [0.0]  # the zeros are a bin of their own; the other 8% one bin (about a tenth)
+    assert monitoring.binned_counts(reference["gain"], "numeric", bins).tolist() == [
+        (reference["gain"] == 0).sum(),
+        (reference["gain"] > 0).sum(),
+        0,
+    ]
+    doubled = pd.DataFrame({"gain": zero_inflated(1, 2000, 0.16)})
+    same = pd.DataFrame({"gain": zero_inflated(2, 2000, 0.08)})
+    table = monitoring.drift_table(reference, doubled, {"gain": "numeric"}, 0.1, 0.25).set_index("feature")
+    assert table.loc["gain", "status"] == "alert"
+    assert table.loc["gain", "mass_shift"] == pytest.approx(2.0, rel=0.15) and table.loc["gain", "mass_shift_p"] < 1e-6
+    assert table.loc["gain", "psi"] > 0.04  # no longer ~0: the non-zero values are seen
+    quiet = monitoring.drift_table(reference, same, {"gain": "numeric"}, 0.1, 0.25).set_index("feature")
+    assert quiet.loc["gain", "status"] == "ok" and quiet.loc["gain", "psi"] < 0.02
+    halved = pd.DataFrame({"gain": zero_inflated(3, 2000, 0.04)})
+    assert monitoring.drift_table(reference, halved, {"gain": "numeric"}, 0.1, 0.25)["status"].tolist() == ["alert"]
+
+
+def test_a_point_mass_keeps_its_own_bin_beside_quantile_bins():
+    hours = pd.Series(np.r_[np.full(470, 40.0), np.linspace(1, 99, 530)])
+    bins = monitoring.numeric_bins(hours)
+    assert bins.points.tolist() == [40.0]
+    counts = monitoring.binned_counts(hours, "numeric", bins)
+    assert counts[0] == 470 and counts[-1] == 0 and counts.sum() == 1000  # the mass, the quantile bins, missing
+    assert len(counts) == 1 + 6 + 1  # 53% of the values: six bins of about a tenth each
+    assert monitoring.point_mass_shift(hours, hours.sample(500, random_state=0), bins)[0] == pytest.approx(1, abs=0.1)
+    # no point mass: plain quantile bins, and no mass shift
+    smooth = monitoring.numeric_bins(pd.Series(np.arange(1000.0)))
+    assert smooth.points.size == 0 and len(smooth.edges) == 11
+    assert monitoring.point_mass_shift(pd.Series(np.arange(1000.0)), pd.Series(np.arange(10.0)), smooth) == (1.0, 1.0)
+
+
+def test_score_drift_is_judged_against_held_out_scores(make_frame, spec, metadata):
+    # An overfit forest scores its own training rows near 0 or 1 and fresh rows in between: against
+    # its training-row scores, a batch from the very same population would look drifted.
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    from {{ cookiecutter.package_name }} import features
+
+    train, held_out, batch = make_frame(n=2000, seed=3), make_frame(n=2000, seed=4), make_frame(n=2000, seed=5)
+    x = spec["numeric_features"] + spec["categorical_features"]
+    forest = Pipeline(
+        [("preprocess", features.build_preprocessor(spec)), ("model", RandomForestClassifier(50, random_state=0))]
+    )
+    forest.fit(train[x], (train["income"] == ">50K").astype(int))
+    bundle = scoring.make_bundle(forest, 0.5, metadata)
+    cfg = stage_config("monitoring")
+    ref = monitoring.Reference.build(bundle, train, held_out, spec, success_criteria(), Costs(1.0, 5.0), cfg)
+    np.testing.assert_allclose(np.sort(ref.scores), np.sort(scoring.score(bundle, held_out, allow_extra=True)["score"]))
+    batch_scores = scoring.score(bundle, batch, allow_extra=True)["score"]
+    assert monitoring.score_drift(ref.scores, batch_scores) < 0.1
+    assert (
+        monitoring.score_drift(scoring.score(bundle, train, allow_extra=True)["score"], batch_scores) > 0.25
+    )  # the old reference
+
+
 def test_missing_spikes():
     reference = pd.DataFrame({"a": [1.0] * 100, "b": [1.0] * 100})
     current = pd.DataFrame({"a": [np.nan] * 20 + [1.0] * 80, "b": [np.nan] * 2 + [1.0] * 98})
@@ -179,7 +246,8 @@ def success_criteria(**changes) -> dict:
 def reference(pipeline, spec, metadata, make_frame):
     bundle = scoring.make_bundle(pipeline, 0.5, metadata)
     cfg = stage_config("monitoring", min_group_size=30, fairness_bootstrap_samples=20)
-    ref = monitoring.Reference.build(bundle, make_frame(n=3000, seed=3), spec, success_criteria(), Costs(1.0, 5.0), cfg)
+    train, held_out = make_frame(n=3000, seed=3), make_frame(n=1000, seed=4)
+    ref = monitoring.Reference.build(bundle, train, held_out, spec, success_criteria(), Costs(1.0, 5.0), cfg)
     return ref, cfg
 
 
@@ -202,7 +270,7 @@ def test_a_shifted_feature_and_a_quality_drop_are_the_batch_s_reasons(reference,
     shifted = batch_of(make_frame, spec).assign(hours=lambda f: f["hours"] * 1.5)
     judged = monitoring.judge_batch("b2", shifted, "hours × 1.5", ref, cfg)
     assert judged["row"]["drifted"] == "hours" and judged["row"]["most_drifted"] == "hours"
-    assert judged["reasons"] == ["feature_drift: drifted_features = 1, required <= 0"]
+    assert judged["reasons"] == ["feature_drift: drifted_features = 1, required <= 0 (hours)"]
     # labels that contradict the model: the quality gate fails too
     flipped = batch_of(make_frame, spec).assign(income=lambda f: 1 - f["income"])
     reasons = monitoring.judge_batch("b3", flipped, "none", ref, cfg)["reasons"]
@@ -236,7 +304,7 @@ def test_status_lists_every_batch_s_reasons(reference, make_frame, spec):
     ]
     status = monitoring.status(judged, ref.meta, cfg)
     assert status["retrain_recommended"] is True
-    assert status["reasons"] == ["b2: feature_drift: drifted_features = 1, required <= 0"]
+    assert status["reasons"] == ["b2: feature_drift: drifted_features = 1, required <= 0 (hours)"]
     assert [b["batch"] for b in status["batches"]] == ["b1", "b2", "b3"]
     assert pd.isna(status["batches"][2]["roc_auc"])  # every batch carries every column of the report
     assert status["model_age_days"] == 30 and isinstance(status["model_age_days"], int)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import business, config, gates, modeling, project, retraining, scoring
+from {{ cookiecutter.package_name }} import business, config, gates, mitigation, modeling, project, retraining, scoring
 from {{ cookiecutter.package_name }}.runtime import run_step
 
 CRITERIA = {
@@ -154,3 +154,33 @@ def test_decide_promotes_only_after_every_gate_and_a_passed_canary(challenge):
     assert retraining.install_reason({"monitoring": True, "schedule": False, "forced": True}) == (
         "promoted by step 10 (trigger: monitoring, forced)"
     )
+
+
+def test_a_mitigated_champion_s_challenger_gets_the_same_treatment(pipeline, spec, metadata, make_frame):
+    result = modeling.TrainingResult(
+        name="logistic_regression",
+        model=pipeline,
+        threshold=0.5,
+        params={},
+        candidates=pd.DataFrame(),
+        validation_scores=np.array([]),
+    )
+    meta = {
+        **metadata,
+        "mitigation": "threshold_optimizer",
+        "mitigation_features": ["sex"],
+        "needs_sensitive_features": True,
+    }
+    champion = scoring.make_bundle(pipeline, 0.5, meta | {"mitigation_constraint": "demographic_parity"})
+    validation = make_frame(n=400, seed=2).assign(income=lambda f: (f["income"] == ">50K").astype(int))
+    cfg = retraining_config(min_group_size=30, mitigation_max_rows=100)
+    built, notes = retraining.build_challenger(
+        result, champion, (validation, validation, validation), spec, SUCCESS, cfg, business.Costs(1.0, 5.0), "v"
+    )
+    assert built.treatment == "threshold_optimizer"
+    assert built.challenger["metadata"]["mitigation_constraint"] in ("demographic_parity", "equalized_odds")
+    assert built.challenger["model"] is not pipeline  # the mitigated model, not the plain one
+    expected = mitigation.sample_note(len(validation), 100, "the recent batch")
+    assert expected and notes == [expected]  # fitted on a sample, and the notebook says so
+    decisions = scoring.score(built.challenger, validation, allow_extra=True)["decision"]
+    assert set(decisions) <= {0, 1}

@@ -133,19 +133,33 @@ def latency_profile(
     }
 
 
-def served_scores(url: str, records: list[dict[str, Any]], batch_size: int) -> dict[str, Any]:
-    """Send ``records`` to a running service in batches; the scores of accepted batches, rejections, latencies."""
-    scores = np.full(len(records), np.nan)
-    rejected, timings = 0, []
-    for start in range(0, len(records), batch_size):
+def _empty_answers(records: int) -> dict[str, Any]:
+    return {"scores": np.full(records, np.nan), "decisions": np.full(records, -1), "rejected": [], "timings": []}
+
+
+def serve_side_by_side(urls: dict[str, str], records: list[dict[str, Any]], batch_size: int) -> dict[str, dict]:
+    """Send every request of ``batch_size`` records to each running service in ``urls``, in one pass.
+
+    The services take turns answering first, so neither always meets a warmer machine. Returns per
+    service the scores and decisions it served (NaN and -1 where it rejected), the numbers of the
+    requests it rejected, and each request's milliseconds.
+    """
+    answers = {name: _empty_answers(len(records)) for name in urls}
+    for number, start in enumerate(range(0, len(records), batch_size)):
         chunk = records[start : start + batch_size]
-        status, body, elapsed = request(f"{url}/predict", json.dumps(chunk).encode())
-        timings.append(elapsed)
-        if status == 200:
-            scores[start : start + len(chunk)] = [p["score"] for p in body["predictions"]]
-        else:
-            rejected += 1
-    return {"scores": scores, "rejected_requests": rejected, "requests": len(timings), "timings": timings}
+        payload = json.dumps(chunk).encode()
+        order = list(urls) if number % 2 == 0 else list(reversed(urls))
+        for name in order:
+            status, body, elapsed = request(f"{urls[name]}/predict", payload)
+            answer = answers[name]
+            answer["timings"].append(elapsed)
+            if status == 200:
+                rows = slice(start, start + len(chunk))
+                answer["scores"][rows] = [p["score"] for p in body["predictions"]]
+                answer["decisions"][rows] = [p["decision"] for p in body["predictions"]]
+            else:
+                answer["rejected"].append(number)
+    return answers
 
 
 def canary(
@@ -155,41 +169,59 @@ def canary(
     expected_scores: np.ndarray,
     batch_size: int,
     max_latency_ms: float,
+    min_agreement: float = 0.8,
 ) -> dict[str, Any]:
-    """Serve champion and challenger side by side on the same records before a promotion.
+    """Serve champion and challenger at the same time on the same records and compare their answers.
 
-    The challenger passes when it rejects no more requests than the champion, every score
-    it serves is finite and equals its offline score (``expected_scores``), and its p99
-    latency is within ``max_latency_ms``. Returns the measurements and the verdict.
+    Both services run at once and every request goes to both (:func:`serve_side_by_side`). The
+    challenger passes when it served at least one record (a canary that served nothing proves
+    nothing, even when the champion rejected everything too), rejected no request the champion
+    accepted, served finite scores equal to its offline scores (``expected_scores``: no
+    training/serving skew), took the champion's decision on at least ``min_agreement`` of the
+    records both served, and answered within ``max_latency_ms`` at the 99th percentile. The score
+    difference and the latency against the champion are measured beside. Returns the measurements
+    and the verdict.
     """
-    with running_service(champion_path) as url:
-        champion = served_scores(url, records, batch_size)
-    with running_service(challenger_path) as url:
-        challenger = served_scores(url, records, batch_size)
+    with running_service(champion_path) as champion_url, running_service(challenger_path) as challenger_url:
+        answers = serve_side_by_side({"champion": champion_url, "challenger": challenger_url}, records, batch_size)
+    champion, challenger = answers["champion"], answers["challenger"]
     served = ~np.isnan(challenger["scores"])
-    finite = bool(np.isfinite(challenger["scores"][served]).all())
-    difference = float(np.max(np.abs(challenger["scores"][served] - expected_scores[served]), initial=0.0))
-    p99 = float(np.percentile(challenger["timings"], 99)) if challenger["timings"] else float("nan")
+    both = served & ~np.isnan(champion["scores"])
+    skew = float(np.max(np.abs(challenger["scores"][served] - np.asarray(expected_scores, float)[served]), initial=0.0))
+    gap = np.abs(challenger["scores"][both] - champion["scores"][both])
+    mean_gap = float(gap.mean()) if gap.size else np.nan
+    agreement = float(np.mean(challenger["decisions"][both] == champion["decisions"][both])) if both.any() else np.nan
+    p99 = {name: float(np.percentile(a["timings"], 99)) if a["timings"] else np.nan for name, a in answers.items()}
+    only_challenger = sorted(set(challenger["rejected"]) - set(champion["rejected"]))
     checks = {
-        "no more rejections than the champion": challenger["rejected_requests"] <= champion["rejected_requests"],
-        "served scores are finite": finite,
-        "served scores equal offline scores": difference < 1e-9,
-        f"p99 latency within {max_latency_ms:g} ms": p99 <= max_latency_ms,
+        "the challenger served records": bool(served.any()),
+        "no request rejected that the champion accepted": not only_challenger,
+        "served scores are finite": bool(np.isfinite(challenger["scores"][served]).all()),
+        "served scores equal offline scores": skew < 1e-9,
+        f"decisions agree with the champion's on at least {min_agreement:.0%}": agreement >= min_agreement,
+        f"p99 latency within {max_latency_ms:g} ms": p99["challenger"] <= max_latency_ms,
     }
     failed = [name for name, ok in checks.items() if not ok]
     return {
         "records": len(records),
-        "requests": challenger["requests"],
-        "rejected_requests": {"champion": champion["rejected_requests"], "challenger": challenger["rejected_requests"]},
+        "requests": len(challenger["timings"]),
+        "rejected_requests": {name: len(a["rejected"]) for name, a in answers.items()},
         "served_records": int(served.sum()),
-        "max_score_difference": difference,
-        "p99_latency_ms": p99,
+        "served_by_both": int(both.sum()),
+        "decision_agreement": agreement,
+        "mean_score_difference_vs_champion": mean_gap,
+        "max_score_difference_vs_champion": float(gap.max()) if gap.size else np.nan,
+        "max_score_difference": skew,
+        "p99_latency_ms": p99["challenger"],
+        "champion_p99_latency_ms": p99["champion"],
         "passed": not failed,
         "failed_checks": failed,
         "summary": (
-            f"{int(served.sum()):,} of {len(records):,} records served by the challenger "
-            f"(rejected requests: champion {champion['rejected_requests']}, challenger {challenger['rejected_requests']}), "
-            f"max |served - offline| {difference:.1e}, p99 {p99:.0f} ms"
+            f"{int(served.sum()):,} of {len(records):,} records served by the challenger, {int(both.sum()):,} by both "
+            f"(rejected requests: champion {len(champion['rejected'])}, challenger {len(challenger['rejected'])}); "
+            f"decisions agree on {agreement:.1%}, mean |challenger - champion| score {mean_gap:.3f}; "
+            f"max |served - offline| {skew:.1e}; "
+            f"p99 {p99['challenger']:.0f} ms (champion {p99['champion']:.0f} ms)"
         ),
     }
 

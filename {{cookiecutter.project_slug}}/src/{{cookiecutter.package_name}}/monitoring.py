@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 EPSILON = 1e-4
 MIN_EXPECTED_COUNT = 5  # rows a batch must be expected to hold for a category to be its own PSI bin
+POINT_MASS_SHARE = 0.05  # a numeric value holding this share of the reference is a PSI bin of its own
+# A point mass alerts when the smaller side's share changes by this factor (or its inverse), beyond
+# sampling noise (binomial p-value below MASS_SHIFT_P): PSI cannot see a doubled 8% share (0.06 < 0.25).
+MASS_SHIFT_RATIO = 1.5
+MASS_SHIFT_P = 0.001
 BATCH_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
@@ -39,25 +44,76 @@ def _proportions(counts: np.ndarray) -> np.ndarray:
     return np.clip(share, EPSILON, None)
 
 
-def numeric_bin_edges(reference: pd.Series, bins: int = 10) -> np.ndarray:
-    """Quantile edges of the reference (open-ended at both sides)."""
-    values = pd.to_numeric(reference, errors="coerce").dropna().to_numpy()
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1))) if len(values) else np.array([0.0])
-    return np.concatenate([[-np.inf], edges[1:-1], [np.inf]]) if len(edges) > 2 else np.array([-np.inf, np.inf])
+@dataclass(frozen=True)
+class NumericBins:
+    """PSI bins of a numeric column: each point mass of the reference on its own, quantile bins for the rest.
+
+    A value that holds at least :data:`POINT_MASS_SHARE` of the reference (the zeros of an amount,
+    the 40 of weekly hours) is a bin of its own; plain quantile bins would merge it with its
+    neighbours, or, for a column of 92% zeros, collapse the whole column into one bin whose PSI
+    stays near 0 whatever happens to it. The other values get quantile bins in proportion to
+    their share (about 1/``bins`` of the reference each).
+    """
+
+    points: np.ndarray  # values with a bin of their own
+    edges: np.ndarray  # edges of the quantile bins of the other values (open-ended at both sides)
+
+
+def numeric_bins(reference: pd.Series, bins: int = 10) -> NumericBins:
+    """The :class:`NumericBins` of a reference column."""
+    values = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
+    if not len(values):
+        return NumericBins(np.array([]), np.array([-np.inf, np.inf]))
+    unique, counts = np.unique(values, return_counts=True)
+    points = unique[counts >= POINT_MASS_SHARE * len(values)]
+    rest = values[~np.isin(values, points)]
+    edges = np.array([-np.inf, np.inf])
+    if len(rest):
+        parts = max(int(np.ceil(bins * len(rest) / len(values))), 1)
+        quantiles = np.unique(np.quantile(rest, np.linspace(0, 1, parts + 1)))
+        if len(quantiles) > 2:
+            edges = np.concatenate([[-np.inf], quantiles[1:-1], [np.inf]])
+    return NumericBins(points, edges)
 
 
 def binned_counts(
-    values: pd.Series, kind: str, edges: np.ndarray | None = None, categories: list[str] | None = None
+    values: pd.Series, kind: str, bins: NumericBins | None = None, categories: list[str] | None = None
 ) -> np.ndarray:
-    """Counts per bin (numeric) or per category, with one extra bucket for missing values."""
+    """Counts per bin (numeric: point masses, then the quantile bins) or per category, plus one for missing values."""
     if kind == "numeric":
         numbers = pd.to_numeric(values, errors="coerce")
-        counts = np.histogram(numbers.dropna(), bins=edges)[0]
-        return np.append(counts, numbers.isna().sum()).astype(float)
+        present = numbers.dropna().to_numpy(dtype=float)
+        at_point = np.isin(present, bins.points)
+        points = [int(np.sum(present == p)) for p in bins.points]
+        counts = np.histogram(present[~at_point], bins=bins.edges)[0]
+        return np.array([*points, *counts, numbers.isna().sum()], dtype=float)
     text = values.astype("string")
     counts = [int((text == c).sum()) for c in categories]
     other = int(text.notna().sum()) - sum(counts)
     return np.array([*counts, other, int(text.isna().sum())], dtype=float)
+
+
+def point_mass_shift(reference: pd.Series, current: pd.Series, bins: NumericBins) -> tuple[float, float]:
+    """The largest change of a point mass's share: the ratio of the smaller side's shares, and its p-value.
+
+    For a mass that holds share ``r`` of the reference and ``c`` of the batch, the smaller side is
+    the mass itself when ``r <= 0.5`` (ratio ``c / r``), else the other values (``(1 - c) / (1 - r)``):
+    a column of 92% zeros whose non-zero share doubles has ratio 2, although its PSI is only about
+    0.06. The p-value is scipy's exact binomial test of the batch's count against the reference
+    share. Returns (1.0, 1.0) when the column has no point mass.
+    """
+    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
+    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
+    worst = (1.0, 1.0)
+    if not len(ref) or not len(cur):
+        return worst
+    for point in bins.points:
+        r, hits = float(np.mean(ref == point)), int(np.sum(cur == point))
+        c = hits / len(cur)
+        ratio = max(c, EPSILON) / max(r, EPSILON) if r <= 0.5 else max(1 - c, EPSILON) / max(1 - r, EPSILON)
+        if abs(np.log(ratio)) > abs(np.log(worst[0])):
+            worst = (float(ratio), float(stats.binomtest(hits, len(cur), r).pvalue))
+    return worst
 
 
 def psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
@@ -69,16 +125,19 @@ def psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
 def feature_drift(reference: pd.Series, current: pd.Series, kind: str) -> dict[str, float]:
     """PSI plus the matching scipy statistic for one feature."""
     if kind == "numeric":
-        edges = numeric_bin_edges(reference)
-        ref_counts, cur_counts = binned_counts(reference, kind, edges), binned_counts(current, kind, edges)
+        bins = numeric_bins(reference)
+        ref_counts, cur_counts = binned_counts(reference, kind, bins), binned_counts(current, kind, bins)
         a = pd.to_numeric(reference, errors="coerce").dropna()
         b = pd.to_numeric(current, errors="coerce").dropna()
         ks = stats.ks_2samp(a, b) if len(a) and len(b) else None
+        ratio, p_value = point_mass_shift(reference, current, bins)
         return {
             "psi": psi(ref_counts, cur_counts),
             "statistic": float(ks.statistic) if ks else float("nan"),
             "p_value": float(ks.pvalue) if ks else float("nan"),
             "test": "KS",
+            "mass_shift": ratio,
+            "mass_shift_p": p_value,
         }
     # A category the batch is expected to hold fewer than MIN_EXPECTED_COUNT times joins "other": its PSI
     # term (and the chi-square cell) would be sampling noise, e.g. 300 zip codes in a batch of 100 rows.
@@ -97,19 +156,29 @@ def feature_drift(reference: pd.Series, current: pd.Series, kind: str) -> dict[s
         "statistic": float(jensenshannon(_proportions(ref_counts), _proportions(cur_counts), base=2)),
         "p_value": p_value,
         "test": "Jensen-Shannon / chi-square",
+        "mass_shift": 1.0,
+        "mass_shift_p": 1.0,
     }
 
 
 def drift_table(
     reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], psi_warning: float, psi_alert: float
 ) -> pd.DataFrame:
-    """One row per feature: PSI, the scipy statistic and p-value, and the PSI status."""
+    """One row per feature: PSI, the scipy statistic and p-value, the point-mass shift, and the status.
+
+    A feature alerts when its PSI reaches ``psi_alert``, or when one of its point masses shifted
+    (:func:`point_mass_shift` by :data:`MASS_SHIFT_RATIO` or more, p below :data:`MASS_SHIFT_P`).
+    """
     rows = []
     for column, kind in kinds.items():
         if column not in current.columns:
             continue
         result = feature_drift(reference[column], current[column], kind)
-        status = "alert" if result["psi"] >= psi_alert else ("warning" if result["psi"] >= psi_warning else "ok")
+        shifted = (
+            abs(np.log(result["mass_shift"])) >= np.log(MASS_SHIFT_RATIO) and result["mass_shift_p"] < MASS_SHIFT_P
+        )
+        alert = result["psi"] >= psi_alert or shifted
+        status = "alert" if alert else ("warning" if result["psi"] >= psi_warning else "ok")
         rows.append({"feature": column, "kind": kind, **result, "status": status})
     return pd.DataFrame(rows)
 
@@ -316,7 +385,7 @@ class Reference:
 
     bundle: dict[str, Any]
     frame: pd.DataFrame  # the inputs' reference (the training split)
-    scores: pd.Series  # the scores the batch's scores are compared with
+    scores: pd.Series  # the model's scores on held-out rows: what the batch's scores are compared with
     spec: dict[str, Any]
     criteria: dict[str, Any]  # success_criteria.json
     costs: Costs
@@ -327,15 +396,22 @@ class Reference:
         cls,
         bundle: dict[str, Any],
         frame: pd.DataFrame,
+        held_out: pd.DataFrame,
         spec: dict[str, Any],
         criteria: dict[str, Any],
         costs: Costs,
         cfg: Monitoring,
     ) -> Reference:
+        """The reference from the training split (inputs) and a held-out split (scores).
+
+        The score reference is the model's scores on rows it was not fitted on (step 05's
+        validation split): on its own training rows an overfit model scores differently from
+        anywhere else, so production would look drifted when it is not.
+        """
         from .schema import build_schema
         from .scoring import score
 
-        sample = frame.sample(n=min(len(frame), 20000), random_state=cfg.seed)
+        sample = held_out.sample(n=min(len(held_out), 20000), random_state=cfg.seed)
         scores = score(bundle, sample, allow_extra=True, allow_unseen=True)["score"]
         schema = build_schema({"columns": bundle["metadata"]["schema"]}, range_margin=0.1)
         return cls(bundle, frame, scores, spec, criteria, costs, schema)
@@ -360,9 +436,9 @@ class Reference:
 
 
 def score_drift(reference_scores: pd.Series, scores: pd.Series) -> float:
-    """PSI of a batch's scores against the reference scores (bins from the reference's quantiles)."""
-    edges = numeric_bin_edges(reference_scores)
-    return psi(*(binned_counts(s, "numeric", edges) for s in (reference_scores, scores)))
+    """PSI of a batch's scores against the reference scores (bins from the reference, as for a feature)."""
+    bins = numeric_bins(reference_scores)
+    return psi(*(binned_counts(s, "numeric", bins) for s in (reference_scores, scores)))
 
 
 def judge_batch(name: str, batch: pd.DataFrame, injected: str, ref: Reference, cfg: Monitoring) -> dict[str, Any]:
@@ -387,7 +463,7 @@ def judge_batch(name: str, batch: pd.DataFrame, injected: str, ref: Reference, c
     except InputError as exc:  # e.g. text where training had numbers: the batch's schema differs
         raise data.DataContractError(f"production batch {name}: {exc}") from None
     drift = drift_table(ref.frame, batch, ref.kinds, cfg.psi_warning, ref.psi_alert)
-    drifted = drift["psi"] >= ref.psi_alert
+    drifted = drift["status"] == "alert"
     observed = {"drifted_features": int(drifted.sum()), "model_age_days": cfg.model_age_days}
     row = {
         "batch": name,
@@ -413,7 +489,10 @@ def judge_batch(name: str, batch: pd.DataFrame, injected: str, ref: Reference, c
         for g in gates_for(ref.criteria["gates"], "monitoring") + [quality_gate]
         if pd.notna(observed.get(g["metric"], np.nan))
     ]
-    return {"row": row, "drift": drift, "reasons": failures(evaluate(measurable, observed))}
+    reasons = failures(evaluate(measurable, observed))
+    named = f" ({row['drifted']})" if row["drifted"] else ""
+    reasons = [r + named if r.startswith("feature_drift:") else r for r in reasons]
+    return {"row": row, "drift": drift, "reasons": reasons}
 
 
 def labelled_outcome(rows: pd.DataFrame, scored: pd.DataFrame, ref: Reference, cfg: Monitoring) -> dict[str, Any]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MIN_LABELS = 50  # labelled rows a production batch needs to train or judge on
 CANARY_BATCH_SIZE = 100  # records per request, as step 02's latency gate is defined
+CANARY_MIN_AGREEMENT = 0.8  # share of the records on which the challenger must take the champion's decision
 
 
 def staleness_limit(criteria: dict[str, Any]) -> float:
@@ -194,7 +195,11 @@ def run_canary(
     offline_scores: np.ndarray,
     criteria: dict[str, Any],
 ) -> dict[str, Any]:
-    """Serve champion and challenger on the recent batch's records, requests of :data:`CANARY_BATCH_SIZE`."""
+    """Serve champion and challenger side by side on the recent batch's records (:func:`.deployment.canary`).
+
+    Requests of :data:`CANARY_BATCH_SIZE` records; the challenger must agree with the champion's
+    decisions on :data:`CANARY_MIN_AGREEMENT` of them and meet step 02's latency gate.
+    """
     from .deployment import canary
 
     columns = [c for c in challenge.challenger["metadata"]["schema"] if c in challenge.recent.columns]
@@ -205,6 +210,7 @@ def run_canary(
         offline_scores,
         batch_size=CANARY_BATCH_SIZE,
         max_latency_ms=criteria["criteria"]["max_batch_latency_ms"],
+        min_agreement=CANARY_MIN_AGREEMENT,
     )
 
 
