@@ -70,6 +70,7 @@ SAME_WORKER = {
 # unfair dataset. The longest units on the reproduced project come next, so that short ones, not
 # a three-minute one, end the run.
 LONG_UNITS_FIRST = (
+    "test_python_versions.py::",  # the newest Python's install, unit tests and chain: the longest unit
     "test_pipeline.py::test_every_stage_ran",
     "test_own_data.py::test_every_step_runs",
     "test_own_data.py::test_bad_input_stops",
