@@ -115,13 +115,26 @@ def test_load_bundle_refuses_unreleasable_and_foreign_files(tmp_path, pipeline, 
         scoring.load_bundle(bare)
 
 
-def test_default_model_path_prefers_the_registry_champion(tmp_path):
+def test_default_model_path_is_the_model_in_service(tmp_path):
+    from {{ cookiecutter.package_name }}.registry import Registry
+
     with pytest.raises(FileNotFoundError, match="dvc repro"):
         scoring.default_model_path(tmp_path)
-    for candidate in reversed(scoring.DEFAULT_MODELS):
-        (tmp_path / candidate).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / candidate).write_bytes(b"x")
-        assert scoring.default_model_path(tmp_path) == tmp_path / candidate
+    deployable, release = tmp_path / "models/model.skops", tmp_path / "models/release.skops"
+    deployable.parent.mkdir(parents=True)
+    deployable.write_bytes(b"step 07")
+    assert scoring.default_model_path(tmp_path) == deployable
+    release.write_bytes(b"step 08, first release")
+    assert scoring.default_model_path(tmp_path) == release
+    registry = Registry(tmp_path)
+    registry.sync_release(release, "1")
+    assert scoring.default_model_path(tmp_path) == registry.champion  # installed: the same model
+    challenger = tmp_path / "challenger.skops"
+    challenger.write_bytes(b"step 10, promoted")
+    registry.install(challenger, "2", "promoted")
+    assert scoring.default_model_path(tmp_path) == registry.champion  # the promoted challenger, not the release
+    release.write_bytes(b"step 08, a new release")
+    assert scoring.default_model_path(tmp_path) == release  # deployed before step 10 installs it
 
 
 def test_file_md5(tmp_path):

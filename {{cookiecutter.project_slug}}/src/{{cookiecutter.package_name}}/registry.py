@@ -74,6 +74,20 @@ class Registry:
         write_json(self.log, state)
         return reason
 
+    def in_service(self, release: Path) -> Path:
+        """The model in service: the champion, unless step 08 released a model the registry has not installed.
+
+        Step 10 installs such a release (:meth:`sync_release`) before it challenges it; from the moment
+        step 08 writes it, it is the model deployed. The service, ``predict``, step 09 and step 10 all
+        ask here (through :func:`.scoring.default_model_path`), so the model monitored and challenged
+        is the model served.
+        """
+        if not self.champion.is_file():
+            return release
+        if release.is_file() and self.state().get("release_md5") != file_md5(release):
+            return release
+        return self.champion
+
     def rollback(self) -> dict[str, Any]:
         """Restore the most recent previous champion; the current one is discarded from service but kept."""
         state = self.state()

@@ -52,10 +52,15 @@ def load_bundle(path: str | Path, allow_unreleased: bool = False) -> dict[str, A
 
 
 def default_model_path(root: Path) -> Path:
-    """The registry's champion, else step 08's release, else step 07's deployable artifact."""
-    for candidate in DEFAULT_MODELS:
-        if (root / candidate).is_file():
-            return root / candidate
+    """The artifact in service (:meth:`.registry.Registry.in_service`: the champion, or a release step 10 has
+    not installed yet), else step 07's deployable artifact. One answer for the service, ``predict``, 09 and 10."""
+    from .registry import Registry
+
+    champion, release, deployable = (root / candidate for candidate in DEFAULT_MODELS)
+    if champion.is_file() or release.is_file():
+        return Registry(root).in_service(release)
+    if deployable.is_file():
+        return deployable
     raise FileNotFoundError(f"no model in {root}: looked for {', '.join(DEFAULT_MODELS)}; run `dvc repro` first")
 
 
