@@ -205,6 +205,14 @@ def test_numbers_of_every_origin_validate_alike(metadata):
     meta = {**metadata, "schema": {**metadata["schema"], "job": {"kind": "categorical", "nullable": True}}}
     clean = scoring.validate_input(frame.drop(columns="age2"), meta)
     assert clean["age"].tolist() == [37.0, 40.0, 41.0] and clean["hours"].isna().tolist() == [True, False, True]
-    assert clean["job"].tolist() == ["clerk", None, "2"] and clean["job"].dtype == object
+    assert clean["job"].dtype == object and clean["job"].isna().tolist() == [False, True, False]
+    assert clean["job"][[0, 2]].tolist() == ["clerk", "2"]
     nullable_ints = frame.drop(columns="age").rename(columns={"age2": "age"})
     assert scoring.validate_input(nullable_ints, meta)["age"].tolist() == [37.0, 40.0, 41.0]
+
+
+def test_a_missing_category_scores_as_the_pipeline_scores_a_missing_value(bundle_path, records, pipeline):
+    """None in a JSON record and NaN from a file are the same missing value to the model."""
+    rows = records.assign(job=[None] * len(records))
+    scored = scoring.score(scoring.load_bundle(bundle_path), rows)["score"].to_numpy()
+    np.testing.assert_allclose(scored, pipeline.predict_proba(rows.assign(job=np.nan)[["age", "hours", "job"]])[:, 1])

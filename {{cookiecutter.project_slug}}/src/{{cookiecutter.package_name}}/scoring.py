@@ -136,10 +136,15 @@ def _as_numbers(values: np.ndarray, column: str) -> np.ndarray:
 
 
 def _as_categories(values: np.ndarray, column: str) -> np.ndarray:
-    """A column as text (numbers and booleans given for a category become their text), missing as None."""
+    """A column as text (numbers and booleans given for a category become their text).
+
+    Missing values are NaN, as pandas reads them from CSV, Parquet and JSON: the feature
+    pipeline imputes NaN, not None (scikit-learn's imputer does not see None as missing in
+    a text column), so a None here would be scored as an unknown category.
+    """
     absent = pd.isna(values)
     out = values.astype("object")  # a copy
-    out[absent] = None
+    out[absent] = np.nan
     if set(map(type, out[~absent])) <= {str}:
         return out
     for row in np.flatnonzero(~absent):
@@ -212,7 +217,7 @@ def validate_input(
             raise InputError(
                 f"column {column!r}: missing value (record {_first(absent)}); the training data had none in this column"
             )
-        out[column] = pd.Series(values, index=frame.index, dtype=values.dtype)  # text stays object, None missing
+        out[column] = pd.Series(values, index=frame.index, dtype=values.dtype)  # text stays object
     return pd.DataFrame(out, index=frame.index)
 
 
