@@ -154,7 +154,7 @@ def check_github_workflow(project: Path, remote: str) -> None:
     assert joined.index("dvc repro") < joined.index("pytest tests -m notebooks") < joined.index("dvc metrics diff")
     summary = next(s["run"] for s in steps if "dvc metrics diff" in s.get("run", ""))
     assert '>> "$GITHUB_STEP_SUMMARY"' in summary
-    assert ("dvc pull" in joined) == (remote in CLOUD_URLS), "CI pulls from a cloud remote (a directory is not reachable)"
+    assert ("dvc pull" in joined) == (remote != "none"), "CI pulls from the remote (a directory: where the runner has it)"
     checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0, "metrics diff against main needs the main branch"
 
@@ -176,7 +176,7 @@ def test_gitlab_ci_is_valid(tmp_path, remote):
     for command in ('pip install -e ".[dev]"', "pre-commit run --all-files", 'pytest tests -m "not notebooks"',
                     "dvc repro", "pytest tests -m notebooks"):
         assert command in script
-    assert ("dvc pull" in script) == (remote in CLOUD_URLS)
+    assert ("dvc pull" in script) == (remote != "none")
     assert any("dvc metrics diff origin/main --md" in line for line in job["after_script"])
     assert "metrics-diff.md" in job["artifacts"]["paths"] and config["variables"]["GIT_DEPTH"] == "0"
 

@@ -36,7 +36,7 @@ def readme_skip_list() -> list[str]:
 
 # The change commit B makes: a line of the generated data/README.md, and a new file.
 CHANGED_FILE = "data/README.md"
-CHANGED_LINE = "| `raw/` | the data as received; never edited | DVC (`*.dvc` files in git) |"
+CHANGED_LINE = "| `raw/` | the data as received; never edited | git without a DVC remote, else DVC (`*.dvc` files in git) |"
 NEW_LINE = "| `raw/` | the data as received; never edited (the template's update changed this line) | git or DVC |"
 NEW_FILE = "docs/UPDATED.md"
 
