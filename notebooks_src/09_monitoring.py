@@ -19,7 +19,12 @@
 # When there are none, a sequence is simulated from held-out data, with drift injected into
 # chosen batches so the report shows what catching it looks like.
 #
-# **Inputs:** `models/release.skops`, `data/processed/train.parquet` (the inputs' reference),
+# The model judged is the model in service (`scoring.default_model_path`, the one the service
+# and `predict` use): the registry's champion, or a release of step 08 that step 10 has not
+# installed yet. DVC tracks the release; the registry is the production loop's state, changed
+# by step 10 and `rollback`, so it is read, not declared.
+#
+# **Inputs:** the model in service, `data/processed/train.parquet` (the inputs' reference),
 # `data/processed/validation.parquet` (the scores' reference), the
 # production batches, the success criteria; `data.production_dir` and the `monitoring` section.
 # **Outputs:** `reports/09_monitoring/monitoring_status.json` (`retrain_recommended` and
@@ -54,8 +59,10 @@ step = start_step("monitoring")
 spec = step.read_report("data_selection", "dataset_spec.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 charter = step.read_report("business_case", "charter.json")
-bundle = scoring.load_bundle(step.path("models/release.skops"), allow_unreleased=True)
+in_service = scoring.default_model_path(step.root)
+bundle = scoring.load_bundle(in_service, allow_unreleased=True)
 meta, target = bundle["metadata"], spec["target"]
+show(f"Judging the model in service: version `{meta['version']}` (`{in_service.relative_to(step.root)}`).")
 reference = monitoring.Reference.build(
     bundle,
     pd.read_parquet(step.path("data/processed/train.parquet")),

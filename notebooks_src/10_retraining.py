@@ -49,6 +49,7 @@ from IPython.display import display
 
 from {{ cookiecutter.package_name }} import artifacts, business, config, modeling, retraining, scoring
 from {{ cookiecutter.package_name }}.notebook import show, start_step
+from {{ cookiecutter.package_name }}.project import file_md5
 from {{ cookiecutter.package_name }}.registry import Registry
 
 cfg = config.Retraining.from_cell(globals())
@@ -110,7 +111,7 @@ else:
     show(modeling.search_sample_note(result))
     champion = scoring.load_bundle(registry.champion)
     version = retraining.challenger_version(
-        champion["metadata"]["version"], scoring.file_md5(step.report("monitoring", "monitoring_status.json"))
+        champion["metadata"]["version"], file_md5(step.report("monitoring", "monitoring_status.json"))
     )
     challenge, notes = retraining.build_challenger(
         result, champion, (train, validation, recent), spec, criteria, cfg, costs, version

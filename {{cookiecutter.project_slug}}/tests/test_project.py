@@ -162,3 +162,9 @@ def test_dvc_parses_yaml_with_the_c_parser():
     assert CParser is not None, "ruamel.yaml.clib is missing: every dvc command parses YAML in pure Python"
     assert YAML(typ="safe").Parser is CParser
     assert parse_yaml("stage: {cmd: run, deps: [a, b]}", "dvc.yaml") == {"stage": {"cmd": "run", "deps": ["a", "b"]}}
+
+
+def test_file_md5(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    assert project.file_md5(path) == "900150983cd24fb0d6963f7d28e17f72"

@@ -137,12 +137,6 @@ def test_default_model_path_is_the_model_in_service(tmp_path):
     assert scoring.default_model_path(tmp_path) == release  # deployed before step 10 installs it
 
 
-def test_file_md5(tmp_path):
-    path = tmp_path / "f"
-    path.write_bytes(b"abc")
-    assert scoring.file_md5(path) == "900150983cd24fb0d6963f7d28e17f72"
-
-
 @pytest.mark.parametrize(
     "value, message",
     [

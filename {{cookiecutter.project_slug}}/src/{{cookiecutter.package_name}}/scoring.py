@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts, data
-from .project import file_md5  # noqa: F401  (scoring.file_md5: the artifact and training-data hashes)
 
 # Numbers outside the training range widened by this many spans (each side) are refused
 # unless unseen values are allowed: wide enough for production to exceed training a little,
