@@ -97,7 +97,8 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
             "<=",
             c["max_drifted_features"],
             ["monitoring"],
-            f"number of features whose PSI exceeds {c['psi_alert']} against the training data",
+            f"number of features that alert against the training data: PSI above {c['psi_alert']}, or a point mass "
+            "whose share moved by x1.5 or more (p < 0.001)",
         ),
         gate(
             "staleness",
