@@ -66,6 +66,7 @@ def median_ms(call, items):
 
 print(json.dumps({{
     "score_ms": median_ms(lambda f: scoring.score(bundle, f), frames),
+    "validate_ms": median_ms(lambda f: scoring.validate_input(f, meta), frames),
     "predict_proba_ms": median_ms(pipeline.predict_proba, rows),
     "model": type(model).__name__ + (f" ({{model.kind}})" if hasattr(model, "kind") else ""),
 }}))
@@ -120,7 +121,8 @@ def format_table(figures: dict[str, dict[str, float]]) -> str:
             "in-process `scoring.score`, one record",
             (
                 f"{floor['score_ms']:.1f} ms, of which the model pipeline's own `predict_proba` "
-                f"{floor['predict_proba_ms']:.1f} ms ({floor['model']})"
+                f"{floor['predict_proba_ms']:.1f} ms ({floor['model']}; validating the record "
+                f"{floor['validate_ms']:.1f} ms)"
             ),
         ),
     ]

@@ -37,7 +37,7 @@ def test_the_table_has_the_issues_rows_with_the_measured_values():
         "concurrent_8": benchmark.summarize([0.02] * 100, wall_s=0.25),
         "concurrent_32": {**benchmark.summarize([0.05] * 100, wall_s=0.3), "errors": 3},
         "health_during_large": {**benchmark.summarize([0.002, 0.004], 1.0), "large_ms": 812.0},
-        "floor": {"score_ms": 9.5, "predict_proba_ms": 6.25, "model": "Pipeline"},
+        "floor": {"score_ms": 9.5, "predict_proba_ms": 6.25, "model": "Pipeline", "validate_ms": 1.25},
     }
     table = benchmark.format_table(figures).splitlines()
     assert len(table) == 2 + 5
@@ -48,7 +48,7 @@ def test_the_table_has_the_issues_rows_with_the_measured_values():
     assert rows["`GET /health` while a 10,000-record request runs"].startswith("p50 3.0 ms, max 4.0 ms (2 probes;")
     assert "812 ms" in rows["`GET /health` while a 10,000-record request runs"]
     assert rows["in-process `scoring.score`, one record"] == (
-        "9.5 ms, of which the model pipeline's own `predict_proba` 6.2 ms (Pipeline)"
+        "9.5 ms, of which the model pipeline's own `predict_proba` 6.2 ms (Pipeline; validating the record 1.2 ms)"
     )
 
 
