@@ -207,3 +207,21 @@ def test_serve_runs_a_worker_per_core_by_default():
     args = cli.build_parser().parse_args(["serve"])
     assert args.workers == (os.cpu_count() or 1)
     assert (args.max_bytes, args.timeout) == (10 * 1024 * 1024, 30.0)
+
+
+def test_serve_refuses_before_it_imports_the_heavy_libraries(monkeypatch):
+    """The refusal beyond loopback is immediate: nothing as slow as pandas is imported first."""
+    import subprocess
+    import sys
+
+    from {{ cookiecutter.package_name }}.access import TOKEN_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    code = (
+        "import sys; from {{ cookiecutter.package_name }} import cli; "
+        "code = cli.main(['serve', '--host', '0.0.0.0']); "
+        "print(code, sorted(m for m in ('pandas', 'sklearn', 'fastapi') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.split() == ["2", "[]"]
+    assert "without a token" in result.stderr

@@ -12,7 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from .data import DataContractError, read_table
 from .project import find_project_root, write_bytes
 
 SPEC = "reports/03_data_selection/dataset_spec.json"
@@ -60,6 +59,7 @@ def _reference(given: str | None) -> str:
 
 
 def predict(args: argparse.Namespace) -> int:
+    from .data import DataContractError, read_table
     from .scoring import InputError, contract_columns, load_bundle, score, validate_input
 
     output = Path(args.output)
@@ -99,16 +99,22 @@ def serve(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from .access import TOKEN_ENV, check_exposure
+
+    try:  # before any heavy import: a refusal is immediate
+        check_exposure(args.host, os.environ.get(TOKEN_ENV))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # every thread of every worker (explanations run in a thread pool) gets --threads native
     # threads: OpenMP reads this when it loads, in each worker before it imports scikit-learn
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import uvicorn
 
     from .scoring import load_bundle
-    from .service import SETTINGS_ENV, TOKEN_ENV, Settings, check_exposure
+    from .service import SETTINGS_ENV, Settings
 
     try:
-        check_exposure(args.host, os.environ.get(TOKEN_ENV))
         model = _model_path(args.model)
         load_bundle(model)  # a clear error here, not one per worker
         reference = args.reference or (None if args.no_explain else _reference_or_none())

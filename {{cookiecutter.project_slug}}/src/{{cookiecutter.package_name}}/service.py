@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import os
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -48,13 +46,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import api_schema
+from .access import TOKEN_ENV, check_exposure, is_loopback  # noqa: F401 (the service's access rules)
 from .scoring import RANGE_MARGIN, InputError, load_bundle, required_columns, score, validate_input
 
 MAX_RECORDS = 10_000
 MAX_BYTES = 10 * 1024 * 1024
 TIMEOUT_S = 30.0
 MAX_BATCH_RECORDS = 1_000
-TOKEN_ENV = "{{ cookiecutter.package_name | upper }}_TOKEN"
 SETTINGS_ENV = "{{ cookiecutter.package_name | upper }}_SERVE_SETTINGS"
 OPEN_PATHS = ("/health",)
 ROUTES = ("/health", "/predict", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
@@ -426,30 +424,6 @@ def _explained(bundle: dict[str, Any], explainer: Any, records: list[dict[str, A
     except InputError as exc:
         raise Refused(422, "invalid_record", str(exc)) from None
     return _predictions(result, explainer.explain(clean))
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` listens on this machine only (every address it names is loopback)."""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except (socket.gaierror, UnicodeError):
-        return False
-    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
-
-
-def check_exposure(host: str, token: str | None) -> None:
-    """Refuse to listen beyond loopback without a token (ValueError saying what to do)."""
-    if not token and not is_loopback(host):
-        raise ValueError(
-            f"refusing to serve on {host!r} without a token: beyond loopback every route but /health needs "
-            f"'Authorization: Bearer <token>'. Set {TOKEN_ENV} to a secret (e.g. "
-            f"`export {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`), "
-            "or bind 127.0.0.1 behind your gateway"
-        )
 
 
 def app_from_env() -> FastAPI:
