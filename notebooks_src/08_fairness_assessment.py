@@ -15,7 +15,8 @@
 # **Inputs:** `models/model.skops`, `data/processed/`, the success criteria and the data spec;
 # the `fairness_assessment` section of `params.yaml`.
 # **Outputs:** `models/release.skops` (the artifact to serve: mitigated if needed),
-# `reports/08_fairness_assessment/` (release decision, per-group tables, figures),
+# `reports/08_fairness_assessment/` (release decision, the model card of the release with its
+# decision rule, per-group tables, figures),
 # `reports/metrics/fairness_assessment.json`, `reports/plots/selection_rate.csv`.
 
 # %% tags=["parameters"]
@@ -34,6 +35,7 @@ from sklearn.metrics import roc_curve
 
 from {{ cookiecutter.package_name }} import artifacts, business, config, data, fairness, gates, modeling, release, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
+from {{ cookiecutter.package_name }}.model_card import release_section
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.FairnessAssessment.from_cell(globals())
@@ -250,27 +252,30 @@ for column, table in tables.items():
 
 # %%
 option = selection.options[chosen]
-step.write_json(
-    "release_decision.json",
-    {
-        "released": released,
-        "reasons": reasons,
-        "mitigation": chosen,
-        "constraint": option.constraint,
-        "objective": option.objective,
-        "decision_rule": candidate["metadata"].get("decision_rule"),
-        "chosen_on": {
-            "split": "validation",
-            "fit_rows": selection.fit_rows,
-            "held_out_rows": selection.choice_rows,
-            "failed": selection.failed,
-        },
-        "gaps_before": before,
-        "gaps_after": after,
-        "tradeoff": tradeoff.reset_index().to_dict(orient="records"),
-        "gates": verdict.gates.to_dict(orient="records"),
+record = {
+    "released": released,
+    "reasons": reasons,
+    "mitigation": chosen,
+    "constraint": option.constraint,
+    "objective": option.objective,
+    "decision_rule": candidate["metadata"].get("decision_rule"),
+    "chosen_on": {
+        "split": "validation",
+        "fit_rows": selection.fit_rows,
+        "held_out_rows": selection.choice_rows,
+        "failed": selection.failed,
     },
-)
+    "gaps_before": before,
+    "gaps_after": after,
+    "tradeoff": tradeoff.reset_index().to_dict(orient="records"),
+    "gates": verdict.gates.to_dict(orient="records"),
+}
+step.write_json("release_decision.json", record)
+
+# %%
+# the model card of what is released: step 07's card, and how the release decides
+card = step.report("deployment", "model_card.md").read_text(encoding="utf-8")
+step.write_text("model_card.md", card.rstrip() + "\n\n" + release_section(record))
 step.write_metrics(
     {
         "released": released,

@@ -160,3 +160,23 @@ def test_the_decision_note_says_what_was_chosen_where_and_the_verdict():
     note = release.decision_note(selection, before, {"accuracy": 0.80, "expected_cost": 0.25}, verdict)
     assert note.startswith("Every measured fairness gate passes on the held-out validation rows without mitigation")
     assert note.endswith("**Not released**: equalized_odds[race]: not measured.")
+
+
+def test_the_release_section_of_the_model_card_says_how_decisions_are_made():
+    from {{ cookiecutter.package_name }}.model_card import release_section
+
+    record = {
+        "released": True,
+        "reasons": [],
+        "mitigation": "threshold_optimizer",
+        "constraint": "equalized_odds",
+        "objective": "balanced_accuracy_score",
+        "decision_rule": "a draw derived from the record itself",
+        "chosen_on": {"split": "validation", "fit_rows": 2188, "held_out_rows": 2177},
+    }
+    text = release_section(record)
+    assert "`threshold_optimizer` under `equalized_odds`, objective `balanced_accuracy_score`" in text
+    assert "chosen on 2,177 validation rows held out from its fit (2,188 rows)" in text
+    assert "**How a decision is made:** a draw derived from the record itself" in text
+    unmitigated = release_section({"released": False, "reasons": ["gate x"], "mitigation": "none"})
+    assert "**Released:** no: gate x" in unmitigated and "Mitigation:** none" in unmitigated

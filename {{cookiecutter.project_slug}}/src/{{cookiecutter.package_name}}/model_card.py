@@ -61,3 +61,22 @@ Sections follow Mitchell et al., *Model Cards for Model Reporting* (FAT* 2019).
 ## Caveats and recommendations
 - Monitor drift (step 09) and retrain through the gated process (step 10); do not use the scores outside the population of the training data.
 """
+
+
+def release_section(decision: dict[str, Any]) -> str:
+    """What step 08 released, for the model card of the model in service: mitigation, decision rule, verdict."""
+    released = "yes" if decision["released"] else "no: " + "; ".join(decision["reasons"])
+    lines = ["## Release (step 08)", "", f"- **Released:** {released}"]
+    if decision.get("mitigation") in (None, "none"):
+        lines.append("- **Mitigation:** none; decisions are the deployed model's, at its threshold.")
+    else:
+        chosen = decision.get("chosen_on") or {}
+        lines.append(
+            f"- **Mitigation:** `{decision['mitigation']}` under `{decision.get('constraint')}`"
+            + (f", objective `{decision['objective']}`" if decision.get("objective") else "")
+            + f"; chosen on {chosen.get('held_out_rows', '?'):,} validation rows held out from its fit"
+            f" ({chosen.get('fit_rows', '?'):,} rows), judged once on the test split."
+        )
+    if decision.get("decision_rule"):
+        lines.append(f"- **How a decision is made:** {decision['decision_rule']}")
+    return "\n".join(lines) + "\n"
