@@ -51,10 +51,11 @@ class Explainer:
         meta = bundle["metadata"]
         self.bundle = bundle
         self.features = list(meta["feature_columns"])
-        clean = scoring.validate_input(reference, meta, allow_extra=True, allow_unseen=True)
-        if len(clean) == 0:
+        if len(reference) == 0:
             raise ValueError("explanations need reference records; the reference data is empty")
-        self.reference = clean.sample(n=min(rows, len(clean)), random_state=seed).reset_index(drop=True)
+        sample = reference.sample(n=min(rows, len(reference)), random_state=seed)  # before validating: fast start
+        clean = scoring.validate_input(sample, meta, allow_extra=True, allow_unseen=True)
+        self.reference = clean.reset_index(drop=True)
         rng = np.random.default_rng(seed)
         half = [rng.permutation(len(self.features)) for _ in range(max(1, orders // 2))]
         self.orders = np.array(half + [order[::-1] for order in half])
