@@ -168,3 +168,19 @@ def test_file_md5(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert project.file_md5(path) == "900150983cd24fb0d6963f7d28e17f72"
+
+
+@pytest.mark.parametrize(("exported", "threads"), [(None, 1), ("2", 2)])
+def test_a_notebook_runs_native_code_on_the_pipelines_threads_wherever_it_runs(monkeypatch, exported, threads):
+    """JupyterLab's kernel would use every core; the pipeline's use OMP_NUM_THREADS (1): same bytes need the same."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from {{ cookiecutter.package_name }}.notebook import use_the_pipelines_threads
+
+    if exported is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", exported)
+    with threadpoolctl.threadpool_limits(limits=None):  # restores the process's limits afterwards
+        use_the_pipelines_threads()
+        pools = threadpoolctl.threadpool_info()
+        assert pools and {pool["num_threads"] for pool in pools} == {threads}

@@ -74,6 +74,7 @@ def start_step(stage: str) -> Step:
     import matplotlib
 
     show_figures_inline()
+    use_the_pipelines_threads()
     matplotlib.rcParams.update(
         {"figure.figsize": (7, 4), "axes.grid": True, "grid.alpha": 0.3, "axes.titleweight": "bold"}
     )
@@ -81,6 +82,21 @@ def start_step(stage: str) -> Step:
     pd.set_option("display.width", 140)
     root = find_project_root()
     return Step(stage=stage, root=root, out=report_dir(root, stage))
+
+
+def use_the_pipelines_threads() -> None:
+    """Run native code (OpenMP, BLAS) on as many threads as the pipeline's kernels: ``OMP_NUM_THREADS``, else 1.
+
+    Floating-point sums depend on how they are split across threads: a JupyterLab kernel on every
+    core found a threshold 6e-14 away from the pipeline's single-threaded one, and `dvc status`
+    then called step 06 and everything after it stale. The same thread count, wherever the
+    notebook runs, gives the same bytes; export OMP_NUM_THREADS to give both more cores.
+    """
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(os.environ.get("OMP_NUM_THREADS") or 1))
 
 
 def show_figures_inline() -> None:
