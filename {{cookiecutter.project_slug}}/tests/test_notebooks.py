@@ -26,8 +26,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.runtime import run_step
 from {{ cookiecutter.package_name }}.project import STEPS, find_project_root, step_name
+from {{ cookiecutter.package_name }}.runtime import run_step
 
 pytestmark = pytest.mark.notebooks
 ROOT = find_project_root(Path(__file__).parent)

@@ -247,6 +247,9 @@ def bundle_metadata(modeling: dict[str, Any], spec: dict[str, Any], train_path: 
         "sensitive_bins": spec["sensitive_bins"],
         "positive_label": spec["positive_label"],
         "negative_label": spec["negative_label"],
+        # the training file's other columns, so that a file of its shape scores outside the project too
+        "target": spec["target"],
+        "excluded_columns": spec["excluded_columns"],
         "training_data_md5": training_md5,
         "train_rows": len(pd.read_parquet(train_path, columns=[spec["target"]])),
         "metrics": modeling["test_metrics"],
