@@ -96,7 +96,8 @@ def use_the_pipelines_threads() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=int(os.environ.get("OMP_NUM_THREADS") or 1))
+    first = (os.environ.get("OMP_NUM_THREADS") or "1").split(",")[0].strip()  # OpenMP allows "4,2" (nested levels)
+    threadpool_limits(limits=int(first) if first.isdigit() and int(first) > 0 else 1)
 
 
 def show_figures_inline() -> None:
