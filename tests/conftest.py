@@ -78,6 +78,8 @@ LONG_UNITS_FIRST = (
     "test_team.py::test_generated_notebook_tests_pass",
     "test_lifecycle_gates.py::test_promotion",
     "test_reproducible.py::test_a_forced_repro",
+    "test_generated_ci.py::test_first_push_passes_without_a_remote",
+    "test_generated_ci.py::test_local_remote_within_reach_pulls_and_passes",
 )
 
 
