@@ -138,3 +138,13 @@ def test_remediation_effects_are_measured_on_the_rows_given_only(make_frame, mak
     assert effects["accuracy"].between(0, 1).all() and (effects["max_parity_gap"] >= 0).all()
     again = bias.remediation_effects(rows, spec, table, min_group_size=10, seed=0)
     pd.testing.assert_frame_equal(effects, again)  # deterministic
+
+
+def test_without_a_measurable_gap_the_data_is_left_as_it_is():
+    effects = pd.DataFrame(
+        {"accuracy": [0.80, 0.81, 0.79], "max_parity_gap": [np.nan, np.nan, np.nan]},
+        index=["none", "reweighing", "resampling"],
+    )
+    assert bias.choose_remediation(effects) == "none"
+    effects.loc["reweighing", "max_parity_gap"] = 0.1
+    assert bias.choose_remediation(effects) == "reweighing"

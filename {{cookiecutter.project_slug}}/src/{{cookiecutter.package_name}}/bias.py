@@ -128,10 +128,14 @@ def selection_rate_gap(pred: np.ndarray, groups: pd.Series, min_group_size: int)
 
 
 def choose_remediation(effects: pd.DataFrame, max_accuracy_loss: float = 0.01) -> str:
-    """The candidate with the smallest fairness gap among those losing at most ``max_accuracy_loss`` accuracy."""
+    """The candidate with the smallest fairness gap among those losing at most ``max_accuracy_loss`` accuracy.
+
+    "none" when no gap could be measured (no two groups of the held-out rows reach the minimum
+    size, as on small data): without evidence, the data is left as it is.
+    """
     reference = float(effects.loc["none", "accuracy"])
-    eligible = effects[effects["accuracy"] >= reference - max_accuracy_loss]
-    return str(eligible["max_parity_gap"].idxmin())
+    eligible = effects[effects["accuracy"] >= reference - max_accuracy_loss]["max_parity_gap"].dropna()
+    return str(eligible.idxmin()) if len(eligible) else "none"
 
 
 def plan_summary(choice: str, effects: pd.DataFrame) -> dict[str, Any]:
@@ -172,7 +176,11 @@ def remediation_effects(
         model.fit(rows.iloc[picked][columns], y.iloc[picked], logisticregression__sample_weight=sample_weight)
         pred = model.predict(rows.iloc[hold][columns])
         gaps = [selection_rate_gap(pred, groups[f].iloc[hold], min_group_size) for f in spec["sensitive_features"]]
-        return {"accuracy": float((pred == y.iloc[hold].to_numpy()).mean()), "max_parity_gap": float(np.nanmax(gaps))}
+        measured = [gap for gap in gaps if not np.isnan(gap)]  # NaN: no two groups large enough to compare
+        return {
+            "accuracy": float((pred == y.iloc[hold].to_numpy()).mean()),
+            "max_parity_gap": max(measured, default=np.nan),
+        }
 
     return pd.DataFrame(
         {
