@@ -72,7 +72,10 @@ def test_an_eleventh_step_is_a_notebook_and_a_stage(project_copy):
                 "step.write_json('audit.json', {'auditor': auditor, 'promoted': decision['promoted']})\n"
                 "show(f\"Audited by {auditor}: promoted {decision['promoted']}.\")"
             ),
-        ]
+        ],
+        # what JupyterLab writes into a new notebook: papermill needs the language
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                  "language_info": {"name": "python"}},
     )
     nbformat.write(notebook, project_copy / "notebooks" / "11_audit.ipynb")
     stages = yaml.safe_load((project_copy / "dvc.yaml").read_text())
