@@ -62,7 +62,7 @@ charter = step.read_report("business_case", "charter.json")
 in_service = scoring.default_model_path(step.root)
 bundle = scoring.load_bundle(in_service, allow_unreleased=True)
 meta, target = bundle["metadata"], spec["target"]
-show(f"Judging the model in service: version `{meta['version']}` (`{in_service.relative_to(step.root)}`).")
+show(f"Judging the model in service: version `{meta['version']}`.")
 reference = monitoring.Reference.build(
     bundle,
     pd.read_parquet(step.path("data/processed/train.parquet")),

@@ -62,11 +62,8 @@ status = step.read_report("monitoring", "monitoring_status.json")
 registry = Registry(step.root)
 registry.ensure()
 release = scoring.load_bundle(step.path("models/release.skops"), allow_unreleased=True)
-synced = (
+if release["metadata"]["releasable"]:  # a new release of step 08 becomes the champion before it is challenged
     registry.sync_release(step.path("models/release.skops"), release["metadata"]["version"])
-    if release["metadata"]["releasable"]
-    else None
-)
 target, costs = spec["target"], business.Costs.of(charter)
 
 # %% [markdown]
@@ -83,7 +80,12 @@ decision = {
     "promoted": False,
 }
 show(
-    (f"Registry: {synced}; champion is release `{release['metadata']['version']}`.\n\n" if synced else "")
+    # the registry's state, not this run's event: a rerun on the same state writes the same report
+    (
+        f"Registry: champion `{installed['version']}` ({installed['reason']}).\n\n"
+        if (installed := registry.state()["champion"])
+        else ""
+    )
     + "| trigger | enabled | fired |\n|---|---|---|\n"
     + f"| monitoring recommends retraining ({len(status['reasons'])} reasons) | {cfg.trigger_on_monitoring} | {triggers['monitoring']} |\n"
     + f"| model age {status['model_age_days']} days > {retraining.staleness_limit(criteria):g} | {cfg.trigger_on_schedule} | {triggers['schedule']} |\n"

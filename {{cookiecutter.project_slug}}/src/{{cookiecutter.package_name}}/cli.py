@@ -117,7 +117,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         model = _model_path(args.model)
         load_bundle(model)  # a clear error here, not one per worker
-        reference = args.reference or (None if args.no_explain else _reference_or_none())
+        # the project's training rows explain the project's model in service; another --model needs its own --reference
+        default = None if args.no_explain or args.model else _reference_or_none()
+        reference = args.reference or default
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
