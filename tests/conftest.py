@@ -72,13 +72,12 @@ SAME_WORKER = {
 LONG_UNITS_FIRST = (
     "test_python_versions.py::",  # the newest Python's install, unit tests and chain: the longest unit
     "test_pipeline.py::test_every_stage_ran",
+    "test_generated_ci.py::test_first_push_passes_without_a_remote",  # a chain of its own: the next longest
     "test_own_data.py::test_every_step_runs",
     "test_own_data.py::test_bad_input_stops",
     "test_lifecycle_gates.py::test_an_unfair_dataset",
-    "test_team.py::test_generated_notebook_tests_pass",
     "test_lifecycle_gates.py::test_promotion",
     "test_reproducible.py::test_a_forced_repro",
-    "test_generated_ci.py::test_first_push_passes_without_a_remote",
     "test_generated_ci.py::test_local_remote_within_reach_pulls_and_passes",
 )
 

@@ -14,7 +14,6 @@ import yaml
 from conftest import dvc, run
 
 pytestmark = pytest.mark.e2e
-LATER_STEPS = ("modeling", "deployment", "fairness_assessment", "monitoring", "retraining")
 
 
 @pytest.fixture()
@@ -45,7 +44,9 @@ def test_a_candidate_model_is_one_entry_and_its_search_space(project_copy):
     params["retraining"]["force"] = True  # the challenger is trained whatever monitoring says
     (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
-    dvc(project_copy, "repro", "--single-item", *LATER_STEPS)
+    # the two steps that build models from the registry; 07-09 would rerun on the new release as on any other
+    result = dvc(project_copy, "repro", "--single-item", "modeling", "retraining")
+    assert result.stdout.count("Running stage") == 2, result.stdout
 
     modeling_record = json.loads((project_copy / "reports/06_modeling/modeling.json").read_text())
     tried = {row["model"]: row for row in modeling_record["candidates"]}
@@ -55,8 +56,6 @@ def test_a_candidate_model_is_one_entry_and_its_search_space(project_copy):
     decision = json.loads((project_copy / "reports/10_retraining/retraining_decision.json").read_text())
     assert decision["triggered"], decision
     assert decision["challenger_model"] == "extra_trees", decision
-    for step in ("07_deployment", "08_fairness_assessment", "09_monitoring", "10_retraining"):
-        assert (project_copy / "reports" / step / f"{step}.ipynb").is_file()
 
 
 def test_an_eleventh_step_is_a_notebook_and_a_stage(project_copy):
@@ -91,5 +90,6 @@ def test_an_eleventh_step_is_a_notebook_and_a_stage(project_copy):
     assert audit == {"auditor": "Compliance", "promoted": decision["promoted"]}
     assert (project_copy / "reports/11_audit/11_audit.ipynb").is_file()
     run([sys.executable, "-m", f"{package}.runtime.report", "--index-only"], project_copy)
-    assert 'id="11_audit"' in (project_copy / "reports/index.html").read_text()
+    index = (project_copy / "reports/index.html").read_text()
+    assert 'id="11_audit"' in index and "your step ran: wrote audit.json" in index
     assert "up to date" in dvc(project_copy, "status").stdout

@@ -288,17 +288,26 @@ def test_production_batches_good_and_with_a_different_schema(own):
 
 
 def test_monitoring_params_left_at_their_adult_values(own):
-    """Forgetting to change monitoring.simulation_source is a clear error; an absent drift feature is replaced."""
+    """The Adult source left in place gives way to the test split, said in the report; a source of this data
+    that lacks a model input is a clear error; an absent drift feature is replaced."""
     project = own["fraud"]
     good_params = (project / "params.yaml").read_bytes()
     status = report(project, "monitoring", "monitoring_status.json")
 
     edit_params(project, lambda p: p["monitoring"].update(simulation_source="data/external/adult_test.csv.gz"))
+    dvc(project, "repro", "monitoring")
+    text = notebook_text(project, "monitoring")
+    assert "(`data/external/adult_test.csv.gz`) is other data (it has no `is_fraud`" in text, text[-3000:]
+    assert "simulated from `data/processed/test.parquet`" in text
+
+    holdout = pd.read_parquet(project / "data/processed/test.parquet").drop(columns=["amount"])
+    holdout.to_csv(project / "data/external/fraud_holdout.csv", index=False)
+    edit_params(project, lambda p: p["monitoring"].update(simulation_source="data/external/fraud_holdout.csv"))
     result = dvc(project, "repro", "monitoring", check=False)
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR [")]
     assert result.returncode != 0 and len(errors) == 1, result.stderr[-2000:]
     assert errors[0].startswith("ERROR [monitoring]: DataContractError: monitoring.simulation_source: "
-                                "'data/external/adult_test.csv.gz' lacks the training column"), errors[0]
+                                "'data/external/fraud_holdout.csv' lacks the training column 'amount'"), errors[0]
     assert "data/processed/test.parquet" in errors[0]
     assert (project / "models/release.skops").is_file() and not report_dir(project, "monitoring").exists()
 

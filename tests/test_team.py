@@ -283,29 +283,6 @@ def test_remote_push_then_clone_pull_restores_everything(team_copy, tmp_path):
     assert "Data and pipelines are up to date" in result.stdout and "Running stage" not in result.stdout, result.stdout
 
 
-# --- the generated project's notebook tests ----------------------------------------------------------
-
-
-@e2e
-def test_generated_notebook_tests_pass(reproduced_project):
-    """`pytest -m notebooks` (make test-notebooks): the ten notebooks on a small sample with papermill,
-    then nbval over stored notebooks; both in temporary copies, so the project is not touched.
-
-    nbval runs here over the five cheapest stored notebooks only: the other five take as long as
-    their `dvc repro` stage (about four minutes together) and run with the same parameters in the
-    reproduced project already (a fast check keeps every parameters cell equal to params.yaml).
-    """
-    cheap = ["business_case", "success_criteria", "data_selection", "data_pipeline", "monitoring"]
-    selection = " or ".join(["small_sample", *cheap])
-    result = run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", "-m", "notebooks", "-k", selection,
-                  "tests"], reproduced_project, timeout=3600)
-    summary = result.stdout.strip().splitlines()[-1]
-    assert "6 passed" in summary and "skipped" not in summary and "failed" not in summary, result.stdout[-3000:]
-    ran = {line.split("[")[-1].rstrip("]") for line in result.stdout.splitlines() if line.startswith("PASSED") and "nbval[" in line}
-    assert ran == set(cheap), result.stdout[-3000:]
-    assert "up to date" in dvc(reproduced_project, "status").stdout
-
-
 # --- shareable reports ------------------------------------------------------------------------------
 
 

@@ -213,6 +213,12 @@ SUMMARIES: dict[str, Callable[[Path], tuple[str, str, list[str]]]] = {
 }
 
 
+def _added_step(out: Path) -> tuple[str, str, list[str]]:
+    """A step the team added: no verdict of ours to read, so it says what it wrote."""
+    written = sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix != ".ipynb")
+    return INFO, "your step ran" + (f": wrote {', '.join(written)}" if written else ""), []
+
+
 # --- figures, titles and rendering -------------------------------------------------------
 
 
@@ -284,7 +290,7 @@ def summarize(root: Path, stage: str, render: bool = True, exclude_input: bool =
     summary = StepSummary(stage=stage, title=title, ran=notebook is not None, name=name)
     if notebook is None:
         return summary
-    status, headline, details = SUMMARIES[stage](out)
+    status, headline, details = SUMMARIES.get(stage, _added_step)(out)
     errors = [o for c in notebook.get("cells", []) for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
         status, headline = FAIL, f"the notebook raised {errors[0].get('ename', 'an error')}"
