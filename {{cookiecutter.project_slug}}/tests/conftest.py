@@ -106,6 +106,17 @@ def one_thread():
         yield
 
 
+@pytest.fixture(autouse=True)
+def prediction_log_url(tmp_path, monkeypatch) -> str:
+    """Every test's own prediction log: `predict` and `serve` in a test never write to the project's."""
+    from {{ cookiecutter.package_name }} import prediction_log
+
+    url = f"sqlite:///{tmp_path / 'predictions.sqlite'}"
+    monkeypatch.setenv(prediction_log.URL_ENV, url)
+    yield url
+    prediction_log.close_engines()
+
+
 @pytest.fixture(scope="session")
 def make_frame():
     """:func:`synthetic_frame` itself, for tests that need other sizes, seeds or effects."""

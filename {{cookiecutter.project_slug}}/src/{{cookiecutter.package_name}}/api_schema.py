@@ -122,6 +122,9 @@ class Prediction(BaseModel):
 
 class Predictions(BaseModel):
     model_config = ConfigDict(title="Predictions")
+    request_id: str = Field(
+        description="this request's id in the prediction log (also the X-Request-ID header): give it to `label` with the outcomes"
+    )
     predictions: list[Prediction]
 
 

@@ -2,6 +2,10 @@
 
 {{ cookiecutter.package_name }} predict INPUT OUTPUT   # CSV or Parquet in, scores and decisions out
 {{ cookiecutter.package_name }} serve --host 127.0.0.1 --port 8000   # --workers N (default: the cores)
+{{ cookiecutter.package_name }} label OUTCOMES                # CSV or Parquet: request_id (or the id columns) and the target
+
+``predict`` and ``serve`` write every decision to the prediction log (``serving:`` in
+params.yaml, or {{ cookiecutter.package_name | upper }}_PREDICTION_LOG_URL); ``--no-log`` is for rehearsal traffic only.
 {{ cookiecutter.package_name }} rollback              # previous champion back in service
 """
 
@@ -16,6 +20,9 @@ from .project import find_project_root, write_bytes
 
 SPEC = "reports/03_data_selection/dataset_spec.json"
 TOKEN_ENV_HELP = "{{ cookiecutter.package_name | upper }}_TOKEN"
+NO_LOG_HELP = (
+    "do not write the decisions to the prediction log (rehearsal traffic, e.g. steps 07 and 10; never production)"
+)
 
 
 def _model_path(given: str | None) -> Path:
@@ -58,8 +65,32 @@ def _reference(given: str | None) -> str:
     return str(path)
 
 
+def _log_settings():
+    """The prediction log's URL and the ``serving:`` settings of the enclosing project (defaults outside one)."""
+    from .config import Serving
+    from .prediction_log import resolve_url
+    from .project import load_params
+
+    try:
+        root = find_project_root()
+    except FileNotFoundError:
+        root = None
+    cfg = Serving.from_params(load_params(root) if root else {})
+    return resolve_url(cfg.prediction_log, root), cfg
+
+
+def _open_log():
+    """The project's prediction log, opened (schema created or migrated)."""
+    from .prediction_log import Log, Privacy
+
+    url, cfg = _log_settings()
+    return Log(url, Privacy.from_settings(cfg.log_hash_columns, cfg.log_drop_columns))
+
+
 def predict(args: argparse.Namespace) -> int:
+    from .config import ConfigError
     from .data import DataContractError, read_table
+    from .prediction_log import PredictionLogError, new_request_id
     from .scoring import InputError, contract_columns, load_bundle, score, validate_input
 
     output = Path(args.output)
@@ -67,6 +98,7 @@ def predict(args: argparse.Namespace) -> int:
         print(f"error: OUTPUT {str(output)!r} must end in .csv or .parquet", file=sys.stderr)
         return 2
     try:
+        log = None if args.no_log else _open_log()
         frame = read_table(args.input, key="INPUT")
         bundle = load_bundle(_model_path(args.model))
         spec = _dataset_spec()
@@ -78,17 +110,76 @@ def predict(args: argparse.Namespace) -> int:
 
             explainer = Explainer(bundle, load_reference(_reference(args.reference)))
             result = result.join(explainer.columns(clean))
-    except (DataContractError, InputError, FileNotFoundError, ValueError) as exc:
+    except (DataContractError, InputError, FileNotFoundError, ValueError, ConfigError, PredictionLogError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     # identifiers the contract declared come first, so scores join back to the input
     ids = [c for c in contract_columns(bundle["metadata"], spec)["ids"] if c in frame.columns]
+    request_id = new_request_id()
+    if log is not None:  # logged before the output is written: no decision leaves unlogged
+        records = clean.to_dict(orient="records")
+        logged_ids = [c for c in _contract_id_columns(bundle["metadata"]) if c in frame.columns]
+        id_values = frame[logged_ids].to_dict(orient="records") if logged_ids else None
+        try:
+            log.write(log.rows(request_id, "predict", bundle["metadata"], records, result, id_values))
+        except PredictionLogError as exc:
+            print(f"error: {exc}; no output written", file=sys.stderr)
+            return 1
     out = frame.join(result) if args.keep_columns else frame[ids].join(result)
     payload = (
         out.to_parquet(index=False) if output.name.lower().endswith(".parquet") else out.to_csv(index=False).encode()
     )
     write_bytes(output, payload)
     print(f"scored {len(result):,} records -> {output} ({int(result['decision'].sum()):,} positive decisions)")
+    if log is not None:
+        from .prediction_log import shown_url
+
+        print(f"logged as request {request_id} (record_index = row number) in {shown_url(log.url)}")
+    return 0
+
+
+def _contract_id_columns(metadata: dict) -> list[str]:
+    """``data.id_columns`` of the enclosing project's params.yaml (outside one: as the artifact recorded them)."""
+    from .data import as_list
+    from .project import load_params
+
+    try:
+        return as_list((load_params(find_project_root()).get("data") or {}).get("id_columns"))
+    except FileNotFoundError:
+        excluded = metadata.get("excluded_columns") or {}
+        return [c for c, why in excluded.items() if why == "data.id_columns"]
+
+
+def label(args: argparse.Namespace) -> int:
+    """Attach the outcomes in FILE to the logged decisions; exit 1 when some match none."""
+    from .config import ConfigError
+    from .data import DataContractError, as_list, read_table
+    from .prediction_log import PredictionLogError, attach_outcomes
+    from .project import load_params
+
+    try:
+        root = find_project_root()
+        contract = load_params(root).get("data") or {}
+        log = _open_log()
+        frame = read_table(args.file, key="FILE")
+        report = attach_outcomes(
+            log.engine,
+            frame,
+            target=str(contract["target"]),
+            positive_label=contract["positive_label"],
+            id_columns=as_list(contract.get("id_columns")),
+            privacy=log.privacy,
+        )
+    except (DataContractError, FileNotFoundError, ValueError, KeyError, ConfigError, PredictionLogError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary)
+    if report.unknown:
+        print(
+            f"error: {len(report.unknown):,} of {report.rows:,} outcomes match no logged decision (the others are attached)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -111,16 +202,22 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import uvicorn
 
+    from .config import ConfigError
+    from .prediction_log import PredictionLogError, close_engines, open_engine
     from .scoring import load_bundle
     from .service import SETTINGS_ENV, Settings
 
     try:
         model = _model_path(args.model)
         load_bundle(model)  # a clear error here, not one per worker
+        log_url, serving = (None, None) if args.no_log else _log_settings()
+        if log_url:  # created or migrated once, before the workers start
+            open_engine(log_url)
+            close_engines()
         # the project's training rows explain the project's model in service; another --model needs its own --reference
         default = None if args.no_explain or args.model else _reference_or_none()
         reference = args.reference or default
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ConfigError, PredictionLogError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = Settings(
@@ -131,6 +228,9 @@ def serve(args: argparse.Namespace) -> int:
         range_margin=args.range_margin,
         reference=str(Path(reference).resolve()) if reference else None,
         threads=args.threads,
+        prediction_log=log_url,
+        log_hash_columns=list(serving.log_hash_columns) if serving else [],
+        log_drop_columns=list(serving.log_drop_columns) if serving else [],
     )
     os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     metrics_dir = None
@@ -192,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-columns", action="store_true", help="copy the input columns into the output")
     p.add_argument("--explain", action="store_true", help="add each feature's contribution to every score")
     p.add_argument("--reference", help="training rows for --explain (default: data/processed/train.parquet)")
+    p.add_argument("--no-log", action="store_true", help=NO_LOG_HELP)
     p.set_defaults(func=predict)
     s = commands.add_parser("serve", help="serve GET /health, POST /predict and GET /metrics over HTTP")
     s.add_argument("--host", default="127.0.0.1", help=f"beyond loopback, {TOKEN_ENV_HELP} must hold a token")
@@ -208,7 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-explain", action="store_true", help="do not load reference records (explain=true answers 409)")
     s.add_argument("--threads", type=int, default=1, help="native threads per worker (OpenMP, BLAS)")
     s.add_argument("--log-level", default="warning")
+    s.add_argument("--no-log", action="store_true", help=NO_LOG_HELP)
     s.set_defaults(func=serve)
+    lab = commands.add_parser("label", help="attach outcomes that arrived later to the logged decisions")
+    lab.add_argument(
+        "file", help="CSV or Parquet: request_id (and record_index) or the data contract's id columns, and the target"
+    )
+    lab.set_defaults(func=label)
     r = commands.add_parser("rollback", help="restore the previous champion model of models/registry/")
     r.set_defaults(func=rollback)
     return parser

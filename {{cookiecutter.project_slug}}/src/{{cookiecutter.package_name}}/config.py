@@ -65,8 +65,9 @@ class StageConfig(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             name = str(first["loc"][0]) if first["loc"] else ""
-            where = cls.key(name) if name in cls.model_fields else cls.SECTION
-            got = f" (got {first['input']!r})" if name in cls.model_fields else ""
+            known = name in cls.model_fields
+            where = cls.key(name) if known else f"{cls.SECTION}.{name}" if name else cls.SECTION
+            got = f" (got {first['input']!r})" if known else ""
             raise ConfigError(f"{where}: {first['msg']}{got}") from None
 
 
@@ -240,6 +241,25 @@ class Retraining(Search, Mitigation):
         """The search step 06 ran, with the challenger's overrides of its space."""
         space = {**self.search_space, **self.challenger_overrides}
         return Search(**self.model_dump(include=set(Search.model_fields)) | {"search_space": space})
+
+
+class Serving(StageConfig):
+    """The ``serving:`` section: the prediction log of ``serve`` and ``predict`` (not a stage's parameters).
+
+    ``prediction_log``: a SQLite file under the project, or any SQLAlchemy URL; the environment
+    variable ``<PACKAGE>_PREDICTION_LOG_URL`` overrides it (credentials belong there, not here).
+    ``log_hash_columns`` / ``log_drop_columns``: columns kept out of the logged records.
+    """
+
+    SECTION: ClassVar[str] = "serving"
+    prediction_log: Text = "data/log/predictions.sqlite"
+    log_hash_columns: Names = []
+    log_drop_columns: Names = []
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Serving:
+        """The section of a loaded params.yaml (defaults when it has none)."""
+        return cls.checked(params.get(cls.SECTION) or {})
 
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {

@@ -55,12 +55,15 @@ def running_service(
     workers: int | None = None,
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
+    log_url: str | None = None,
 ) -> Iterator[str]:
     """Start ``<package> serve`` in a child process on a free port; yield its base URL; stop it.
 
     ``workers`` (default: serve's own, the cores), ``env`` (added to this environment, e.g. the
     token) and ``args`` (more serve options) go to the command. The URL names ``host``, or
-    127.0.0.1 when ``host`` is the wildcard address 0.0.0.0.
+    127.0.0.1 when ``host`` is the wildcard address 0.0.0.0. The service logs its decisions to
+    the prediction log at ``log_url`` only: without one (the steps' rehearsal traffic: step 07's
+    checks, step 10's canary) it runs with ``--no-log``, so the production log holds production.
     """
     port = free_port(host)
     cmd = [
@@ -76,10 +79,12 @@ def running_service(
         str(model_path),
         *(["--workers", str(workers)] if workers else []),
         *args,
+        *([] if log_url else ["--no-log"]),
     ]
-    process = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
-    )
+    from .prediction_log import URL_ENV
+
+    env = {**os.environ, **(env or {}), **({URL_ENV: log_url} if log_url else {})}
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
     try:
         deadline = time.monotonic() + startup_timeout
@@ -274,12 +279,14 @@ def fresh_process_scores(model_path: Path, data_path: Path) -> np.ndarray:
 
 
 def predict_with_cli(model_path: Path, input_path: Path, output_path: Path) -> Any:
-    """Score ``input_path`` with ``<package> predict`` as a user would; the scored frame it wrote."""
+    """Score ``input_path`` with ``<package> predict`` as a user would (not logged: a rehearsal); the scored frame."""
     import pandas as pd
 
     cmd = [sys.executable, "-m", "{{ cookiecutter.package_name }}.cli", "predict", str(input_path), str(output_path)]
     done = subprocess.run(
-        [*cmd, "--model", str(model_path), "--allow-extra", "--allow-unseen"], capture_output=True, text=True
+        [*cmd, "--model", str(model_path), "--allow-extra", "--allow-unseen", "--no-log"],
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"`predict` failed ({done.returncode}): {done.stderr.strip()}")

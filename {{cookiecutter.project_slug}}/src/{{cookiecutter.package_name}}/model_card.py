@@ -58,9 +58,51 @@ Sections follow Mitchell et al., *Model Cards for Model Reporting* (FAT* 2019).
 - Historical outcomes may carry past discrimination; step 08 measures demographic parity and equalized odds and mitigates if a gate fails.
 - Proxies of the sensitive features remain in the inputs (see step 04's proxy scan).
 
+{prediction_log_section(serving_settings(card), card["sensitive_features"])}
 ## Caveats and recommendations
 - Monitor drift (step 09) and retrain through the gated process (step 10); do not use the scores outside the population of the training data.
 """
+
+
+def serving_settings(card: dict[str, Any]) -> Any:
+    """The ``serving:`` settings the card reports: ``card["serving"]``, else the enclosing project's params.yaml."""
+    from .config import Serving
+    from .project import find_project_root, load_params
+
+    if "serving" in card:
+        return Serving.from_params({"serving": card["serving"]})
+    try:
+        return Serving.from_params(load_params(find_project_root()))
+    except FileNotFoundError:
+        return Serving()
+
+
+def prediction_log_section(serving: Any, sensitive_features: list[str]) -> str:
+    """What the prediction log keeps of each decision, and what its privacy setting keeps out of it."""
+    hashed, dropped = list(serving.log_hash_columns), list(serving.log_drop_columns)
+    kept = [f for f in sensitive_features if f not in hashed + dropped]
+    lines = [
+        "## Prediction log",
+        "- `serve` and `predict` log every decision (request id, time, model version, the validated record, score, "
+        "decision, the contract's id columns) in the database of `serving.prediction_log` (or the environment variable "
+        "`{{ cookiecutter.package_name | upper }}_PREDICTION_LOG_URL`); `label` attaches outcomes. Refused requests are not logged.",
+    ]
+    privacy = [
+        f"`{c}` hashed (HMAC-SHA256 when `{{ cookiecutter.package_name | upper }}_PREDICTION_LOG_KEY` is set)"
+        for c in hashed
+    ]
+    privacy += [f"`{c}` dropped" for c in dropped]
+    lines.append(
+        "- **Kept out of the log** (`serving.log_hash_columns`, `serving.log_drop_columns`): "
+        + ("; ".join(privacy) if privacy else "nothing")
+        + "."
+    )
+    if kept:
+        lines.append(
+            f"- **Sensitive features logged as given:** {', '.join(f'`{c}`' for c in kept)}, so that the fairness of "
+            "the decisions served can be monitored by group; access to the log is to be restricted like the raw data."
+        )
+    return "\n".join(lines) + "\n"
 
 
 def release_section(decision: dict[str, Any]) -> str:

@@ -20,6 +20,14 @@ once, a body without one is counted as it streams and refused as soon as it pass
 limit; nothing over the limit is buffered. A request that takes longer than ``timeout``
 seconds is answered 408 (body still arriving) or 503 (scoring).
 
+Every decision is logged (:mod:`.prediction_log`) before it is answered, with the request id
+the answer carries (``request_id`` in the body, ``X-Request-ID`` in the headers); the
+decisions of one scoring call are written in one transaction. A write that fails is
+answered 503 (``prediction_log_unavailable``) and nothing is served; a refused request
+(4xx) is not logged. A request whose answer never reached its caller (a timeout after the
+write, a dropped connection) can be in the log: the log holds every decision answered, and
+at most those few more. ``create_app(prediction_log=None)`` (``serve --no-log``) logs nothing.
+
 Access: when a token is set (``{{ cookiecutter.package_name | upper }}_TOKEN``), every route
 but ``/health`` needs ``Authorization: Bearer <token>`` (compared in constant time; the
 token is never logged). ``serve`` refuses to listen beyond loopback without one.
@@ -33,7 +41,7 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +55,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import api_schema
 from .access import TOKEN_ENV, check_exposure, is_loopback  # noqa: F401 (the service's access rules)
+from .prediction_log import Log, PredictionLogError, Privacy, new_request_id
 from .scoring import RANGE_MARGIN, InputError, load_bundle, required_columns, score, validate_input
 
 MAX_RECORDS = 10_000
@@ -70,6 +79,9 @@ class Settings:
     range_margin: float = RANGE_MARGIN
     reference: str | None = None
     threads: int = 1
+    prediction_log: str | None = None  # a SQLAlchemy URL; None: log nothing (serve --no-log)
+    log_hash_columns: list[str] = field(default_factory=list)
+    log_drop_columns: list[str] = field(default_factory=list)
 
 
 def error_body(message: str, detail: list[dict[str, Any]] | None = None) -> bytes:
@@ -207,21 +219,27 @@ class Batcher:
     """One scoring thread; requests that wait for it are scored together in its next call."""
 
     def __init__(
-        self, bundle: dict[str, Any], metrics: Metrics, max_records: int = MAX_BATCH_RECORDS, threads: int = 1
+        self,
+        bundle: dict[str, Any],
+        metrics: Metrics,
+        max_records: int = MAX_BATCH_RECORDS,
+        threads: int = 1,
+        log: Log | None = None,
     ):
-        self.bundle, self.metrics, self.max_records = bundle, metrics, max_records
+        self.bundle, self.metrics, self.max_records, self.log = bundle, metrics, max_records, log
         # OpenMP's thread count is per thread: limit it in the scoring thread itself. A request
         # scores a small batch: native thread pools gain little there and, on a busy machine,
         # their spinning threads turn a 60 ms answer into a second. Scale with processes.
         self.executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="scoring", initializer=_limit_threads, initargs=(threads,)
         )
-        self.waiting: list[tuple[list[dict[str, Any]], asyncio.Future]] = []
+        self.waiting: list[tuple[tuple[str, list[dict[str, Any]]], asyncio.Future]] = []
         self.busy = False
 
-    async def score(self, records: list[dict[str, Any]]) -> bytes:
+    async def score(self, records: list[dict[str, Any]], request_id: str | None = None) -> bytes:
+        """The JSON answer to one request, its decisions logged under ``request_id`` (a new one if None)."""
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append((records, future))
+        self.waiting.append(((request_id or new_request_id(), records), future))
         if not self.busy:
             self.busy = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -232,9 +250,9 @@ class Batcher:
         try:
             while self.waiting:
                 batch, size = [], 0
-                while self.waiting and (not batch or size + len(self.waiting[0][0]) <= self.max_records):
+                while self.waiting and (not batch or size + len(self.waiting[0][0][1]) <= self.max_records):
                     batch.append(self.waiting.pop(0))
-                    size += len(batch[-1][0])
+                    size += len(batch[-1][0][1])
                 outcomes = await loop.run_in_executor(self.executor, self._score, [r for r, _ in batch])
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():  # its request timed out meanwhile
@@ -246,19 +264,38 @@ class Batcher:
         finally:
             self.busy = False
 
-    def _score(self, requests: list[list[dict[str, Any]]]) -> list[bytes | Exception]:
-        """The JSON answer of every request, scored in one call (one by one if that call fails)."""
+    def _score(self, requests: list[tuple[str, list[dict[str, Any]]]]) -> list[bytes | Exception]:
+        """The JSON answer of every ``(request id, records)``, scored in one call, logged in one transaction."""
+        results = self._results([records for _, records in requests])
+        if self.log is not None:
+            rows = [
+                row
+                for (request_id, records), result in zip(requests, results, strict=True)
+                if not isinstance(result, Exception)
+                for row in self.log.rows(request_id, "serve", self.bundle["metadata"], records, result)
+            ]
+            try:
+                self.log.write(rows)
+            except PredictionLogError as exc:
+                results = [r if isinstance(r, Exception) else _log_failure(exc) for r in results]
+        return [
+            r if isinstance(r, Exception) else _predictions(r, request_id)
+            for (request_id, _), r in zip(requests, results, strict=True)
+        ]
+
+    def _results(self, requests: list[list[dict[str, Any]]]) -> list[pd.DataFrame | Exception]:
+        """Every request's scored frame, from one call (one by one if that call fails: only bad requests fail)."""
         try:
             result = self._predict([r for records in requests for r in records])
         except Exception:
             if len(requests) == 1:
                 return [self._failure(requests[0])]
-            return [self._score([records])[0] for records in requests]
-        answers, start = [], 0
+            return [self._results([records])[0] for records in requests]
+        results, start = [], 0
         for records in requests:
-            answers.append(_predictions(result.iloc[start : start + len(records)]))
+            results.append(result.iloc[start : start + len(records)])
             start += len(records)
-        return answers
+        return results
 
     def _predict(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         frame, clean = _frame(self.bundle, records)
@@ -278,6 +315,15 @@ class Batcher:
         return Refused(422, "invalid_record", "cannot score these records")
 
 
+def _log_failure(exc: Exception) -> Refused:
+    import logging
+
+    logging.getLogger(__name__).error("prediction log write failed: %s", exc)
+    return Refused(
+        503, "prediction_log_unavailable", f"the decision could not be logged, so it is not served; retry ({exc})"
+    )
+
+
 def _limit_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
@@ -294,14 +340,14 @@ def _frame(bundle: dict[str, Any], records: list[dict[str, Any]]) -> tuple[pd.Da
     return frame, validate_input(frame, bundle["metadata"])
 
 
-def _predictions(result: pd.DataFrame, explanations: list[dict[str, Any]] | None = None) -> bytes:
+def _predictions(result: pd.DataFrame, request_id: str, explanations: list[dict[str, Any]] | None = None) -> bytes:
     rows = [
         {"score": float(s), "decision": int(d), "label": str(lab)}
         for s, d, lab in zip(result["score"], result["decision"], result["label"], strict=True)
     ]
     if explanations is not None:
         rows = [{**row, "explanation": e} for row, e in zip(rows, explanations, strict=True)]
-    return json.dumps({"predictions": rows}).encode()
+    return json.dumps({"request_id": request_id, "predictions": rows}).encode()
 
 
 def create_app(
@@ -313,15 +359,23 @@ def create_app(
     range_margin: float = RANGE_MARGIN,
     reference: str | Path | pd.DataFrame | None = None,
     threads: int = 1,
+    prediction_log: str | None = None,
+    log_hash_columns: list[str] | tuple[str, ...] = (),
+    log_drop_columns: list[str] | tuple[str, ...] = (),
 ) -> FastAPI:
-    """The service for one artifact. ``reference``: training rows for explanations (a file or a frame)."""
+    """The service for one artifact. ``reference``: training rows for explanations (a file or a frame).
+
+    ``prediction_log``: the SQLAlchemy URL of the log every decision is written to (None: none);
+    ``log_hash_columns`` and ``log_drop_columns`` keep those columns out of it.
+    """
     bundle = load_bundle(model_path)
+    log = _open_log(prediction_log, log_hash_columns, log_drop_columns)
     meta = bundle["metadata"]
     metrics = Metrics(str(meta["model_name"]), str(meta["version"]))
     record = api_schema.record_type(meta, range_margin)
     adapter = TypeAdapter(api_schema.request_type(record, max_records))
     body_schema, components = api_schema.openapi_body(adapter)
-    batcher = Batcher(bundle, metrics, threads=threads)
+    batcher = Batcher(bundle, metrics, threads=threads, log=log)
     # the first call of a pipeline imports and allocates lazily (seconds): pay it before the first request
     warm_frame, warm_clean = _frame(bundle, [api_schema.example_record(meta)])
     score(bundle, warm_frame, clean=warm_clean)
@@ -394,13 +448,14 @@ def create_app(
             raise Refused(
                 422, "invalid_record", api_schema.describe_errors(errors), api_schema.public_errors(errors)
             ) from None
+        request_id = new_request_id()
         if explain:
             if explainer is None:
                 raise Refused(409, "no_reference", "explanations need reference records: start serve with --reference")
-            payload = await run_in_threadpool(_explained, bundle, explainer, records)
+            payload = await run_in_threadpool(_explained, bundle, explainer, records, request_id, log)
         else:
-            payload = await batcher.score(records)
-        return Response(payload, media_type="application/json")
+            payload = await batcher.score(records, request_id)
+        return Response(payload, media_type="application/json", headers={"X-Request-ID": request_id})
 
     original_openapi = app.openapi
 
@@ -413,17 +468,35 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(Guard, token=token, max_bytes=max_bytes, timeout=timeout, metrics=metrics)
-    app.state.batcher, app.state.metrics = batcher, metrics
+    app.state.batcher, app.state.metrics, app.state.log = batcher, metrics, log
     return app
 
 
-def _explained(bundle: dict[str, Any], explainer: Any, records: list[dict[str, Any]]) -> bytes:
+def _open_log(url: str | None, hash_columns: Any, drop_columns: Any) -> Log | None:
+    if url is None:
+        return None
+    return Log(url, Privacy.from_settings(hash_columns, drop_columns))
+
+
+def _explained(
+    bundle: dict[str, Any],
+    explainer: Any,
+    records: list[dict[str, Any]],
+    request_id: str,
+    log: Log | None = None,
+) -> bytes:
     try:
         frame, clean = _frame(bundle, records)
         result = score(bundle, frame, clean=clean)
     except InputError as exc:
         raise Refused(422, "invalid_record", str(exc)) from None
-    return _predictions(result, explainer.explain(clean))
+    explanations = explainer.explain(clean)
+    if log is not None:
+        try:
+            log.write(log.rows(request_id, "serve", bundle["metadata"], records, result))
+        except PredictionLogError as exc:
+            raise _log_failure(exc) from None
+    return _predictions(result, request_id, explanations)
 
 
 def app_from_env() -> FastAPI:
