@@ -12,7 +12,7 @@ CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 
 .DEFAULT_GOAL := help
-.PHONY: help venv chromium test test-fast test-e2e test-python-matrix demo notebooks clean
+.PHONY: help venv chromium postgresql test test-fast test-e2e test-python-matrix demo notebooks clean
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -38,7 +38,17 @@ chromium: ## Debian's Chromium for the browser test (apt-get install as root whe
 	  fi; \
 	fi
 
-test: venv chromium ## All template tests: fast checks, then end-to-end runs of generated projects
+# tests/test_prediction_log.py starts its own PostgreSQL server with Debian's initdb and pg_ctl
+postgresql: ## Debian's PostgreSQL server binaries for the prediction-log tests (apt-get install as root when missing)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "no PostgreSQL (initdb): tests/test_prediction_log.py will fail (sudo apt-get install postgresql)"; \
+	  fi; \
+	fi
+
+test: venv chromium postgresql ## All template tests: fast checks, then end-to-end runs of generated projects
 	PATH="$(abspath $(BIN)):$$PATH" $(PYTEST) tests -m "not e2e"
 	PATH="$(abspath $(BIN)):$$PATH" $(PYTEST) tests -m e2e
 
