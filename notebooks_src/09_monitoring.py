@@ -15,9 +15,17 @@
 # point mass moves by half or more beyond sampling noise: a column of 92% zeros whose non-zero
 # share doubles has a PSI of only about 0.06, far below the alert.
 #
-# Batches are the files in `data.production_dir` (CSV or Parquet, with or without labels).
-# When there are none, a sequence is simulated from held-out data, with drift injected into
-# chosen batches so the report shows what catching it looks like.
+# Batches are the windows of the prediction log (every decision `serve` and `predict` made,
+# with the outcomes `label` attached since; `monitoring.window` is a day, a week or a number of
+# decisions), judged on the decisions that were served. Without logged decisions they are the
+# files in `data.production_dir` (CSV or Parquet, with or without labels); without those, a
+# sequence simulated from held-out data, with a lasting drift injected from one batch on and two
+# one-batch disturbances, so the report shows what catching it looks like.
+#
+# Retraining is recommended only on a sustained breach: `monitoring.sustained_breaches` of the
+# last `monitoring.breach_windows` windows fail a gate, the latest among them. One noisy window
+# is reported, not acted on. When an alert is due, it is posted to the webhook in the
+# environment variable `{{ cookiecutter.package_name | upper }}_ALERT_WEBHOOK`.
 #
 # The model judged is the model in service (`scoring.default_model_path`, the one the service
 # and `predict` use): the registry's champion, or a release of step 08 that step 10 has not
@@ -25,8 +33,9 @@
 # by step 10 and `rollback`, so it is read, not declared.
 #
 # **Inputs:** the model in service, `data/processed/train.parquet` (the inputs' reference),
-# `data/processed/validation.parquet` (the scores' reference), the
-# production batches, the success criteria; `data.production_dir` and the `monitoring` section.
+# `data/processed/validation.parquet` (the scores' reference), `data/production_log/` (the
+# log's latest windows, written by the `production_log` stage), the production batches, the
+# success criteria; `data.production_dir` and the `monitoring` section.
 # **Outputs:** `reports/09_monitoring/monitoring_status.json` (`retrain_recommended` and
 # `reasons`), per-batch tables and time-series figures, `reports/plots/drift.csv`,
 # `data/monitored/` (the batches as seen, for retraining).
@@ -44,6 +53,10 @@ psi_warning = 0.1
 min_group_size = 100
 fairness_bootstrap_samples = 100
 model_age_days = 30
+window = "day"
+windows = 8
+sustained_breaches = 2
+breach_windows = 3
 seed = 42
 
 # %%
@@ -51,7 +64,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import business, config, monitoring, scoring
+from {{ cookiecutter.package_name }} import business, config, live, monitoring, scoring
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.Monitoring.from_cell(globals())
@@ -93,7 +106,10 @@ monitoring.batch_overview(found.batches, target)
 # quality and the lower bound of each fairness gap, against the monitoring gates of step 02.
 
 # %%
-judged = [monitoring.judge_batch(name, batch, injected, reference, cfg) for name, batch, injected in found.batches]
+judged = [
+    monitoring.judge_batch(name, batch, injected, reference, cfg, found.served.get(name))
+    for name, batch, injected in found.batches
+]
 report = monitoring.report(judged)
 drift_tables = {j["row"]["batch"]: j["drift"] for j in judged}
 report.round(3)
@@ -142,6 +158,26 @@ show(
 )
 
 # %% [markdown]
+# ## Online against offline
+#
+# On the windows of the prediction log whose outcomes have arrived: the quality and cost of
+# the decisions that were served, beside step 06's figures on the test split.
+
+# %%
+modeling_record = step.read_report("modeling", "modeling.json")
+online = live.online_vs_offline(report, modeling_record["test_metrics"]) if found.served else pd.DataFrame()
+if online.empty:
+    show("No window of the prediction log has outcomes yet: the online figures wait for `label`.")
+else:
+    display(online.round(4))
+    show(
+        f"Over {len(online)} windows with outcomes the served decisions' ROC AUC is "
+        f"{online['online_roc_auc'].mean():.3f} on average against {online['offline_roc_auc'].iloc[0]:.3f} offline "
+        f"(largest drop {-online['roc_auc_change'].min():.3f}); expected cost {online['online_expected_cost'].mean():.3f} "
+        f"against {online['offline_expected_cost'].iloc[0]:.3f}."
+    )
+
+# %% [markdown]
 # ## Status
 
 # %%
@@ -158,11 +194,19 @@ step.write_metrics(
     }
 )
 monitoring.keep_batches(found.batches, step.path("data/monitored"))
-show(
-    ("**Retraining recommended.** " + "".join(f"\n- {r}" for r in status["reasons"]))
-    if status["retrain_recommended"]
-    else f"**No action needed:** all {len(judged)} batches pass every monitoring gate (largest PSI {report['max_psi'].max():.3f})."
-)
+if status["retrain_recommended"]:
+    verdict = f"**Retraining recommended** ({status['rule']}: {', '.join(status['recent_breaches'])})."
+elif status["reasons"]:
+    verdict = f"**Breaches not sustained, no retraining** (the rule: {status['rule']})."
+else:
+    verdict = f"**No action needed:** all {len(judged)} batches pass every monitoring gate (largest PSI {report['max_psi'].max():.3f})."
+show(verdict + "".join(f"\n- {r}" for r in status["reasons"]))
+
+# %%
+sent = live.alert(status, live=bool(found.served), project=step.root.name)
+if sent is not None:
+    step.write_json("alert.json", {k: v for k, v in sent.items() if k != "body"})
+    show(f"Alert: {'posted to the webhook' if sent['sent'] else 'not sent: ' + sent['why']}.")
 
 # %% [markdown]
 # ## Summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -135,6 +136,23 @@ def run(
 
 def dvc(project: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], project, check=check, env=env)
+
+
+# dvc.yaml's `production_log` stage is always_changed (the prediction log is a database DVC cannot
+# hash): every `dvc repro` runs it, and nothing after it reruns unless its snapshot changed.
+ALWAYS_RUNS = "production_log"
+
+
+def stages_run(output: str) -> list[str]:
+    """The stages a `dvc repro` ran, but the log snapshot that runs every time."""
+    return [stage for stage in re.findall(r"Running stage '([^']+)'", output) if stage != ALWAYS_RUNS]
+
+
+def changed_stages(project: Path, *targets: str) -> str:
+    """`dvc status` without the snapshot's "always changed" line: empty when the pipeline is up to date."""
+    out = dvc(project, "status", *targets).stdout
+    out = re.sub(rf"^{ALWAYS_RUNS}:\n\s*always changed\n?", "", out, flags=re.M)
+    return out.replace("Data and pipelines are up to date.", "").strip()
 
 
 def load_yaml(path: Path) -> dict:

@@ -106,7 +106,12 @@ def test_notebooks_are_clean_and_parameters_match_params_yaml(default_project):
 
 def test_dvc_stages_form_the_chain(default_project):
     stages = load_yaml(default_project / "dvc.yaml")["stages"]
+    # the steps in order, and the prediction log's snapshot (always run: a database has no hash DVC
+    # can track) feeding step 09 and nothing before it
+    snapshot = stages.pop("production_log")
     assert tuple(stages) == STEPS
+    assert snapshot["always_changed"] is True and "live snapshot" in snapshot["cmd"] and "deps" not in snapshot
+    assert snapshot["outs"] == ["data/production_log"] and "data/production_log" in stages["monitoring"]["deps"]
     produced: dict[str, str] = {}
     for position, (name, stage) in enumerate(stages.items()):
         assert f"run_step {name}" in stage["cmd"]
@@ -249,7 +254,8 @@ def test_every_file_a_notebook_touches_is_a_declared_dependency_or_output(defaul
     stages = load_yaml(default_project / "dvc.yaml")["stages"]
     report_dirs = {name: f"reports/{i:02d}_{name}" for i, name in enumerate(STEPS, start=1)}
     found, problems = 0, []
-    for number, (name, stage) in enumerate(stages.items(), start=1):
+    for number, name in enumerate(STEPS, start=1):
+        stage = stages[name]
         declared = [d for d in stage["deps"]] + [
             next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])
         ]

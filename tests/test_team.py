@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEFAULT_CONTEXT, STEPS, TEMPLATE, bake, dvc, package_of, project_env, report, run, step_name
+from conftest import DEFAULT_CONTEXT, STEPS, TEMPLATE, bake, changed_stages, dvc, package_of, project_env, report, run, stages_run, step_name
 
 e2e = pytest.mark.e2e
 NAMES = [step_name(s) for s in STEPS]
@@ -277,10 +277,9 @@ def test_remote_push_then_clone_pull_restores_everything(team_copy, tmp_path):
     assert all(restored[p] == expected[p] for p in expected), [p for p in expected if restored[p] != expected[p]]
     for name in NAMES:
         assert (clone / "reports" / name / f"{name}.ipynb").is_file()
-    status = dvc(clone, "status")
-    assert "up to date" in status.stdout, status.stdout
+    assert changed_stages(clone) == ""
     result = dvc(clone, "repro")
-    assert "Data and pipelines are up to date" in result.stdout and "Running stage" not in result.stdout, result.stdout
+    assert stages_run(result.stdout) == [], result.stdout
 
 
 # --- shareable reports ------------------------------------------------------------------------------
@@ -344,7 +343,7 @@ def test_make_report_renders_the_lifecycle(reproduced_project):
     assert ("challenger promoted" in text) == retraining["promoted"]
     assert "dvc_plots/index.html" in page.links and (project / "reports" / "dvc_plots" / "index.html").is_file()
     # rendering stays outside the pipeline's outputs
-    assert "up to date" in dvc(project, "status").stdout
+    assert changed_stages(project) == ""
 
 
 # --- JupyterLab, for real -----------------------------------------------------------------------------

@@ -59,6 +59,16 @@ class StageConfig(BaseModel):
         return cls.checked({name: namespace[name] for name in cls.model_fields})
 
     @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> StageConfig:
+        """The object from a loaded params.yaml: its section (defaults where it has none), with the
+        fields it borrows from other sections; raises ConfigError naming the key."""
+        values = dict(params.get(cls.SECTION) or {})
+        for field, section in cls.BORROWED.items():
+            if field in (params.get(section) or {}):
+                values[field] = params[section][field]
+        return cls.checked(values)
+
+    @classmethod
     def checked(cls, values: Mapping[str, Any]) -> StageConfig:
         try:
             return cls(**values)
@@ -220,7 +230,20 @@ class Monitoring(StageConfig):
     min_group_size: Count
     fairness_bootstrap_samples: Annotated[int, Field(ge=0)]
     model_age_days: Annotated[float, Field(ge=0)]
+    window: Literal["day", "week"] | Annotated[int, Field(ge=100)] = "day"  # a window of the prediction log
+    windows: Count = 8  # the latest windows of the log that are monitored
+    sustained_breaches: Count = 2  # retraining is recommended when this many of ...
+    breach_windows: Count = 3  # ... the latest windows (the last one among them) breach a gate
     seed: Seed
+
+    @model_validator(mode="after")
+    def _breaches_fit_the_windows(self) -> Monitoring:
+        if self.sustained_breaches > self.breach_windows:
+            raise ValueError(
+                f"monitoring.sustained_breaches ({self.sustained_breaches}) cannot exceed "
+                f"monitoring.breach_windows ({self.breach_windows}): k breaches of the last n windows need k <= n"
+            )
+        return self
 
 
 class Retraining(Search, Mitigation):
@@ -255,11 +278,6 @@ class Serving(StageConfig):
     prediction_log: Text = "data/log/predictions.sqlite"
     log_hash_columns: Names = []
     log_drop_columns: Names = []
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Serving:
-        """The section of a loaded params.yaml (defaults when it has none)."""
-        return cls.checked(params.get(cls.SECTION) or {})
 
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {

@@ -79,18 +79,17 @@ def serving_settings(card: dict[str, Any]) -> Any:
 
 def prediction_log_section(serving: Any, sensitive_features: list[str]) -> str:
     """What the prediction log keeps of each decision, and what its privacy setting keeps out of it."""
+    from .prediction_log import KEY_ENV, URL_ENV
+
     hashed, dropped = list(serving.log_hash_columns), list(serving.log_drop_columns)
     kept = [f for f in sensitive_features if f not in hashed + dropped]
     lines = [
         "## Prediction log",
         "- `serve` and `predict` log every decision (request id, time, model version, the validated record, score, "
         "decision, the contract's id columns) in the database of `serving.prediction_log` (or the environment variable "
-        "`{{ cookiecutter.package_name | upper }}_PREDICTION_LOG_URL`); `label` attaches outcomes. Refused requests are not logged.",
+        f"`{URL_ENV}`); `label` attaches outcomes. Refused requests are not logged.",
     ]
-    privacy = [
-        f"`{c}` hashed (HMAC-SHA256 when `{{ cookiecutter.package_name | upper }}_PREDICTION_LOG_KEY` is set)"
-        for c in hashed
-    ]
+    privacy = [f"`{c}` hashed (HMAC-SHA256 when `{KEY_ENV}` is set)" for c in hashed]
     privacy += [f"`{c}` dropped" for c in dropped]
     lines.append(
         "- **Kept out of the log** (`serving.log_hash_columns`, `serving.log_drop_columns`): "

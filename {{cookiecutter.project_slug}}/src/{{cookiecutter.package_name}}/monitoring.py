@@ -226,7 +226,11 @@ def simulate_batches(
     group_mix_batch: int = 0,
     label_shift_batch: int = 0,
 ) -> list[tuple[str, pd.DataFrame, str]]:
-    """Cut held-out data into batches and inject the requested drifts; returns (name, batch, what was injected)."""
+    """Cut held-out data into batches and inject the requested drifts; returns (name, batch, what was injected).
+
+    The numeric shift lasts from ``shift_batch`` on, as a real change of the population does; the
+    group mix and the label shift are one batch each, the noise a sustained-breach rule must not act on.
+    """
     rng = np.random.default_rng(seed)
     shuffled = source.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     count = max(len(shuffled) // batch_size, 1)
@@ -235,23 +239,23 @@ def simulate_batches(
     first = spec["sensitive_features"][0]
     for number in range(1, count + 1):
         batch = shuffled.iloc[(number - 1) * batch_size : number * batch_size].copy()
-        injected = "none"
-        if number == shift_batch and shift_feature:
+        injected = []
+        if 0 < shift_batch <= number and shift_feature:
             if shift_feature not in batch.columns:
                 raise ValueError(f"monitoring.drift_shift_feature: column {shift_feature!r} is not in the data")
             batch[shift_feature] = pd.to_numeric(batch[shift_feature], errors="coerce") * shift_scale
-            injected = f"{shift_feature} × {shift_scale:g}"
+            injected.append(f"{shift_feature} × {shift_scale:g}")
         if number == group_mix_batch:
             groups = data.group_labels(batch[first], spec.get("sensitive_bins", {}).get(first))
             minority = groups.value_counts().index[-1] if groups.nunique() > 1 else groups.iloc[0]
             weights = np.where(groups == minority, 6.0, 1.0)
             batch = batch.sample(n=len(batch), replace=True, weights=weights, random_state=seed)
-            injected = f"{first} mix: `{minority}` over-represented"
+            injected.append(f"{first} mix: `{minority}` over-represented")
         if number == label_shift_batch and target in batch.columns:
             weights = np.where(batch[target] == 1, 3.0, 1.0)
             batch = batch.sample(n=len(batch), replace=True, weights=weights, random_state=int(rng.integers(1 << 31)))
-            injected = "positive label rate raised"
-        batches.append((f"simulated_{number:03d}", batch.reset_index(drop=True), injected))
+            injected.append("positive label rate raised")
+        batches.append((f"simulated_{number:03d}", batch.reset_index(drop=True), "; ".join(injected) or "none"))
     return batches
 
 
@@ -266,10 +270,17 @@ class Batches(NamedTuple):
     batches: list[Batch]
     origin: str
     notes: list[str]
+    served: dict[str, pd.DataFrame] = {}  # per batch of the prediction log: the decisions that were served
 
 
 def production_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring) -> Batches:
-    """The files in ``cfg.production_dir``, or, when there are none, batches simulated from held-out data."""
+    """The prediction log's latest windows (see :mod:`.live`); when it has none, the files in
+    ``cfg.production_dir``; when there are none either, batches simulated from held-out data."""
+    from .live import log_batches
+
+    logged = log_batches(root, spec, cfg)
+    if logged is not None:
+        return logged
     files = list_batches(root / cfg.production_dir)
     if files:
         batches = [
@@ -441,8 +452,14 @@ def score_drift(reference_scores: pd.Series, scores: pd.Series) -> float:
     return psi(*(binned_counts(s, "numeric", bins) for s in (reference_scores, scores)))
 
 
-def judge_batch(name: str, batch: pd.DataFrame, injected: str, ref: Reference, cfg: Monitoring) -> dict[str, Any]:
+def judge_batch(
+    name: str, batch: pd.DataFrame, injected: str, ref: Reference, cfg: Monitoring, served: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """One batch against the reference: schema, missing values, drift, and on labels quality and fairness.
+
+    ``served``: the ``score`` and ``decision`` the service gave each row (a window of the
+    prediction log); then quality, cost and fairness are those of the decisions that were served,
+    whichever model served them. Without it the batch is scored by the model in service.
 
     Returns ``row`` (the batch's line of the report), ``drift`` (per-feature table) and
     ``reasons`` (the failed monitoring gates; empty when the batch is healthy).
@@ -458,10 +475,13 @@ def judge_batch(name: str, batch: pd.DataFrame, injected: str, ref: Reference, c
             f"production batch {name}: column {missing[0]!r} of the training schema is missing; the batch cannot be monitored"
         )
     schema_problems = violations(ref.production_schema, batch[list(meta["schema"])])
-    try:
-        scored = score(ref.bundle, batch, allow_extra=True, allow_unseen=True)
-    except InputError as exc:  # e.g. text where training had numbers: the batch's schema differs
-        raise data.DataContractError(f"production batch {name}: {exc}") from None
+    if served is not None:
+        scored = served[["score", "decision"]].reset_index(drop=True)
+    else:
+        try:
+            scored = score(ref.bundle, batch, allow_extra=True, allow_unseen=True)
+        except InputError as exc:  # e.g. text where training had numbers: the batch's schema differs
+            raise data.DataContractError(f"production batch {name}: {exc}") from None
     drift = drift_table(ref.frame, batch, ref.kinds, cfg.psi_warning, ref.psi_alert)
     drifted = drift["status"] == "alert"
     observed = {"drifted_features": int(drifted.sum()), "model_age_days": cfg.model_age_days}
@@ -526,11 +546,25 @@ def report(judged: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame([j["row"] for j in judged])
 
 
+def sustained(breached: list[bool], k: int, n: int) -> bool:
+    """Whether a breach is sustained: at least ``k`` of the last ``n`` windows breached, the latest among them."""
+    return bool(breached) and breached[-1] and sum(breached[-n:]) >= k
+
+
 def status(judged: list[dict[str, Any]], meta: dict[str, Any], cfg: Monitoring) -> dict[str, Any]:
-    """The machine-readable verdict step 10 acts on: ``retrain_recommended`` and ``reasons``."""
+    """The machine-readable verdict step 10 acts on: ``retrain_recommended`` and ``reasons``.
+
+    Every failed gate of every window is a reason; retraining is recommended only when the
+    breaches are sustained (:func:`sustained`), as a production retraining job triggers on
+    k of the last n monitoring windows rather than on one noisy window.
+    """
     reasons = [f"{j['row']['batch']}: {reason}" for j in judged for reason in j["reasons"]]
+    breached = [bool(j["reasons"]) for j in judged]
+    recent = judged[-cfg.breach_windows :]
     return {
-        "retrain_recommended": bool(reasons),
+        "retrain_recommended": sustained(breached, cfg.sustained_breaches, cfg.breach_windows),
+        "rule": f"{cfg.sustained_breaches} of the last {cfg.breach_windows} windows breach a gate, the latest among them",
+        "recent_breaches": [j["row"]["batch"] for j in recent if j["reasons"]],
         "reasons": reasons,
         "batches": report(judged).to_dict(orient="records"),
         "model_version": meta["version"],
