@@ -272,3 +272,18 @@ def test_every_file_a_notebook_touches_is_a_declared_dependency_or_output(defaul
         problems += [f"stage {name} reads or writes {path} without declaring it in dvc.yaml" for path in undeclared]
     assert not problems, "\n".join(problems)
     assert found >= 20, "too few file accesses found: the pattern is out of date"
+
+
+def test_the_readme_layout_names_every_module_with_the_ownership_its_first_line_states(default_project):
+    """A newcomer finds which files are theirs from the README; the module says the same in its first line."""
+    readme = (default_project / "README.md").read_text()
+    layout = readme[readme.index("## Layout") : readme.index("## Extending")].splitlines()
+    package = next(p.parent for p in (default_project / "src").glob("*/modeling.py"))
+    for module in sorted(package.glob("*.py")):
+        if module.name == "__init__.py":
+            continue
+        line = next((line for line in layout if re.search(rf"(^|[ ,]){re.escape(module.name)}\b", line)), None)
+        assert line, f"{module.name} is not in the README's layout"
+        owner = next(o for o in ("adapt freely", "adapt with care", "machinery") if line.rstrip().endswith(o))
+        first = ast.get_docstring(ast.parse(module.read_text())).splitlines()[0]
+        assert owner in first.lower(), f"{module.name}: the README says {owner!r}, its first line: {first!r}"

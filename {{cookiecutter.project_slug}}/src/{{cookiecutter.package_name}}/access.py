@@ -1,4 +1,4 @@
-"""Who may call the service: a bearer token, required whenever it listens beyond loopback.
+"""Who may call the service: a bearer token, required whenever it listens beyond loopback. Adapt with care: the service relies on it.
 
 Standard library only, so that ``serve`` refuses a non-loopback address without a token at
 once, before it imports pandas, scikit-learn or FastAPI.

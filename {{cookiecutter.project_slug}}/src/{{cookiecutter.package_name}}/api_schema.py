@@ -1,4 +1,4 @@
-"""The HTTP API's types, generated from the data spec stored in the deployed artifact.
+"""The HTTP API's types, generated from the data spec stored in the deployed artifact. Adapt with care: the service and its tests rely on it.
 
 :func:`record_type` turns the artifact's ``schema`` (step 03's column types, categories,
 ranges and nullability) into a pydantic ``TypedDict``: one field per column, with its type,

@@ -1,4 +1,4 @@
-"""The project's console command.
+"""The project's console command. Adapt with care: the README, CI and steps 07 and 10 call it.
 
 {{ cookiecutter.package_name }} predict INPUT OUTPUT   # CSV or Parquet in, scores and decisions out
 {{ cookiecutter.package_name }} serve --host 127.0.0.1 --port 8000   # --workers N (default: the cores)

@@ -1,4 +1,4 @@
-"""Run the HTTP service for real on loopback and talk to it (used by step 07 and the tests)."""
+"""Run the HTTP service for real on loopback and talk to it (used by step 07 and the tests). Adapt with care: steps 07 and 10 rely on it."""
 
 from __future__ import annotations
 

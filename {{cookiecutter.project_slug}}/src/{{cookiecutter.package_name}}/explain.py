@@ -1,4 +1,4 @@
-"""Why this score: the features that pushed one record's score up or down.
+"""Why this score: the features that pushed one record's score up or down. Adapt freely.
 
 Each record gets, per input feature of the model, its Shapley value for the score
 (interventional, against reference records from the training split): how much the record's

@@ -1,4 +1,4 @@
-"""Group fairness of decisions: per-group metrics (fairlearn's MetricFrame), gaps, intervals.
+"""Group fairness of decisions: per-group metrics (fairlearn's MetricFrame), gaps, intervals. Adapt freely.
 
 The gaps follow fairlearn's definitions (demographic parity difference: largest
 minus smallest selection rate; equalized odds difference: the larger of the true

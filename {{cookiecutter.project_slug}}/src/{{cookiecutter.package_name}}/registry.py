@@ -1,4 +1,4 @@
-"""A small file-based model registry: the champion, its predecessors, and rollback.
+"""A small file-based model registry: the champion, its predecessors, and rollback. Adapt with care: the service, steps 09 and 10 and `rollback` rely on it.
 
 ``models/registry/champion.skops`` is the model in service; every model it
 replaces is kept under ``models/registry/history/``; ``registry.json`` records

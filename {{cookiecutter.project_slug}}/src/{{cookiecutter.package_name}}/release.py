@@ -1,6 +1,6 @@
-"""Step 08's release decision: which mitigation option is released, and whether it passes the gates.
+"""Step 08's release decision: which mitigation option is released, and whether it passes the gates. Adapt freely.
 
-Adapt freely: the rule that picks an option (:func:`choose`) and the gates the release
+What to adapt: the rule that picks an option (:func:`choose`) and the gates the release
 must pass (:func:`judge`) are the project's policy.
 
 The choice and the verdict use different rows. :func:`choose_mitigation` works on the

@@ -1,4 +1,4 @@
-"""Score records with the deployed artifact, after checking them against the training schema.
+"""Score records with the deployed artifact, after checking them against the training schema. Adapt with care: the service, `predict` and steps 07-10 rely on it.
 
 The deployable artifact is one skops file holding a dict: the fitted model, the
 decision threshold and metadata (input schema, version, training-data hash,

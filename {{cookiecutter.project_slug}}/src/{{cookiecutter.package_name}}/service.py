@@ -1,4 +1,4 @@
-"""HTTP service: ``GET /health``, ``POST /predict``, ``GET /metrics`` (FastAPI, served by uvicorn).
+"""HTTP service: ``GET /health``, ``POST /predict``, ``GET /metrics`` (FastAPI, served by uvicorn). Adapt with care: the README's API and its tests rely on it.
 
 ``/predict`` takes one JSON record or a JSON list of records, typed from the data spec in
 the artifact (see ``/docs``). Every problem with a request is answered 4xx with the reason
