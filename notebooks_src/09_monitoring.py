@@ -165,7 +165,11 @@ show(
 
 # %%
 modeling_record = step.read_report("modeling", "modeling.json")
-online = live.online_vs_offline(report, modeling_record["test_metrics"]) if found.served else pd.DataFrame()
+online = (
+    live.online_vs_offline(report, modeling_record["test_metrics"])
+    if found.source == "prediction log"
+    else pd.DataFrame()
+)
 if online.empty:
     show("No window of the prediction log has outcomes yet: the online figures wait for `label`.")
 else:
@@ -181,7 +185,7 @@ else:
 # ## Status
 
 # %%
-status = monitoring.status(judged, meta, cfg)
+status = monitoring.status(judged, meta, cfg, found.source)
 step.write_json("monitoring_status.json", status)
 report.round(5).to_csv(step.out / "monitoring_report.csv", index=False)
 step.write_plot_data("drift.csv", report[["batch", "max_psi", "score_psi"]].round(5))
@@ -203,7 +207,7 @@ else:
 show(verdict + "".join(f"\n- {r}" for r in status["reasons"]))
 
 # %%
-sent = live.alert(status, live=bool(found.served), project=step.root.name)
+sent = live.alert(status, live=found.source == "prediction log", project=step.root.name)
 if sent is not None:
     step.write_json("alert.json", {k: v for k, v in sent.items() if k != "body"})
     show(f"Alert: {'posted to the webhook' if sent['sent'] else 'not sent: ' + sent['why']}.")

@@ -123,5 +123,13 @@ def test_served_decisions_are_monitored_by_window_and_outcomes_drive_retraining(
           f"{[round(w['roc_auc'], 3) for w in windows]}; retraining recommended on {status['recent_breaches']}; "
           f"step 10 promoted: {decision['promoted']} ({'; '.join(decision['reasons'])[:200]})")
 
+    # the ML Test Score's online items now rest on served decisions with outcomes, not on a simulation
+    run([sys.executable, "-m", f"{package}.runtime.readiness"], project_copy)
+    scored = {t["id"]: t for t in json.loads((project_copy / "reports/readiness.json").read_text())["tests"]}
+    for test_id in ("model_2", "monitor_7"):
+        assert scored[test_id]["status"] in ("automated", "failing"), (test_id, scored[test_id]["reason"])
+    assert "6 of them production" in scored["monitor_7"]["reason"], scored["monitor_7"]["reason"]
+    print("ML Test Score on live windows:", {t: (scored[t]["status"], scored[t]["reason"]) for t in ("model_2", "monitor_7")})
+
     third = dvc(project_copy, "repro", env=env)
     assert stages_run(third.stdout) == [], third.stdout

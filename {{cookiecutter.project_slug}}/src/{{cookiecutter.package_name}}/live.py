@@ -160,7 +160,7 @@ def log_batches(root: Path, spec: Mapping[str, Any], cfg: Monitoring) -> Batches
         f"the prediction log: {len(decisions):,} decisions in the latest {len(cut)} windows of {size} "
         f"(`monitoring.window`), {int(decisions['outcome'].notna().sum()):,} of them with an outcome"
     )
-    return Batches(batches, origin, [], served)
+    return Batches(batches, origin, [], served, source="prediction log")
 
 
 def online_vs_offline(report: pd.DataFrame, offline: Mapping[str, float]) -> pd.DataFrame:

@@ -271,6 +271,7 @@ class Batches(NamedTuple):
     origin: str
     notes: list[str]
     served: dict[str, pd.DataFrame] = {}  # per batch of the prediction log: the decisions that were served
+    source: str = "simulated"  # "prediction log", "files" (data.production_dir) or "simulated"
 
 
 def production_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring) -> Batches:
@@ -287,7 +288,7 @@ def production_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], c
             (f.name, prepare_batch(data.read_table(f, key=f"production batch {f.name}"), spec, f.name), "as received")
             for f in files
         ]
-        return Batches(batches, f"{len(files)} files in `{cfg.production_dir}`", [])
+        return Batches(batches, f"{len(files)} files in `{cfg.production_dir}`", [], source="files")
     return simulated_batches(root, spec, meta, cfg)
 
 
@@ -551,8 +552,13 @@ def sustained(breached: list[bool], k: int, n: int) -> bool:
     return bool(breached) and breached[-1] and sum(breached[-n:]) >= k
 
 
-def status(judged: list[dict[str, Any]], meta: dict[str, Any], cfg: Monitoring) -> dict[str, Any]:
+def status(
+    judged: list[dict[str, Any]], meta: dict[str, Any], cfg: Monitoring, source: str = "simulated"
+) -> dict[str, Any]:
     """The machine-readable verdict step 10 acts on: ``retrain_recommended`` and ``reasons``.
+
+    ``source`` (:attr:`Batches.source`) says where the batches came from; ``simulated`` is what
+    the ML Test Score reads to tell online evidence from a rehearsal of the monitor.
 
     Every failed gate of every window is a reason; retraining is recommended only when the
     breaches are sustained (:func:`sustained`), as a production retraining job triggers on
@@ -566,6 +572,8 @@ def status(judged: list[dict[str, Any]], meta: dict[str, Any], cfg: Monitoring) 
         "rule": f"{cfg.sustained_breaches} of the last {cfg.breach_windows} windows breach a gate, the latest among them",
         "recent_breaches": [j["row"]["batch"] for j in recent if j["reasons"]],
         "reasons": reasons,
+        "source": source,
+        "simulated": source == "simulated",
         "batches": report(judged).to_dict(orient="records"),
         "model_version": meta["version"],
         "model_age_days": whole(cfg.model_age_days),

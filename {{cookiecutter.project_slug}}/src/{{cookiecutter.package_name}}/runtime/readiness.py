@@ -336,7 +336,7 @@ def alerted_batches(status: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def production_batches(status: dict[str, Any]) -> list[dict[str, Any]]:
-    """The batches step 09 received from production (``data.production_dir``).
+    """The batches step 09 received from production (the prediction log's windows, ``data.production_dir``).
 
     Simulated batches (slices of ``monitoring.simulation_source`` with drift injected) test the monitor; they
     are not online data. A status-level ``simulated`` flag, or a batch ``origin``, wins over the wording of
@@ -353,7 +353,8 @@ def production_batches(status: dict[str, Any]) -> list[dict[str, Any]]:
 
 NO_PRODUCTION = (
     "simulated by step 09 from monitoring.simulation_source (static held-out data), not production; "
-    "automated once labelled production batches arrive in data.production_dir"
+    "automated once labelled production batches arrive (outcomes attached to the prediction log with `label`, "
+    "or files in data.production_dir)"
 )
 
 
