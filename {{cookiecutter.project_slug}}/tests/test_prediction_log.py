@@ -43,6 +43,11 @@ def test_the_url_comes_from_the_environment_else_the_setting_else_a_file_under_t
     monkeypatch.delenv(prediction_log.URL_ENV)
     assert prediction_log.resolve_url(None, tmp_path) == f"sqlite:///{tmp_path / 'data/log/predictions.sqlite'}"
     assert prediction_log.resolve_url("postgresql+psycopg://u@db/log", tmp_path) == "postgresql+psycopg://u@db/log"
+    # a relative SQLite URL is under the project, wherever the command runs; an absolute one is used as given
+    assert prediction_log.resolve_url("sqlite:///data/x.sqlite", tmp_path) == f"sqlite:///{tmp_path / 'data/x.sqlite'}"
+    assert prediction_log.resolve_url("sqlite:////srv/log.sqlite", tmp_path) == "sqlite:////srv/log.sqlite"
+    with pytest.raises(prediction_log.PredictionLogError, match="--no-log"):
+        prediction_log.resolve_url("sqlite:///data/x.sqlite", None)
     with pytest.raises(prediction_log.PredictionLogError, match="--no-log"):
         prediction_log.resolve_url("data/log/x.sqlite", None)
     monkeypatch.setenv(prediction_log.URL_ENV, "postgresql+psycopg://team:secret@db/log")
@@ -52,7 +57,7 @@ def test_the_url_comes_from_the_environment_else_the_setting_else_a_file_under_t
 
 def test_the_serving_section_is_checked_and_has_defaults():
     cfg = config.Serving.from_params({})
-    assert cfg.prediction_log == prediction_log.DEFAULT_PATH and cfg.log_hash_columns == []
+    assert cfg.prediction_log == prediction_log.DEFAULT_URL and cfg.log_hash_columns == []
     assert config.Serving.from_params({"serving": {"log_drop_columns": "sex"}}).log_drop_columns == ["sex"]
     with pytest.raises(config.ConfigError, match="serving.prediction_logs"):
         config.Serving.from_params({"serving": {"prediction_logs": "typo"}})

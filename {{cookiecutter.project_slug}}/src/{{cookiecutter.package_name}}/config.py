@@ -18,10 +18,11 @@ parameters its notebook declares.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .data import as_list
 
@@ -275,9 +276,54 @@ class Serving(StageConfig):
     """
 
     SECTION: ClassVar[str] = "serving"
-    prediction_log: Text = "data/log/predictions.sqlite"
+    prediction_log: Text = "sqlite:///data/log/predictions.sqlite"
     log_hash_columns: Names = []
     log_drop_columns: Names = []
+
+
+MEMORY = re.compile(r"^\s*(auto|0|\d+(\.\d+)?\s*([kmgt]i?)?b?)\s*$", re.IGNORECASE)
+
+
+class Compute(StageConfig):
+    """The ``compute:`` section: where the heavy fits and batch scoring run (not a stage's parameters).
+
+    ``scheduler``: none (in the step's own process, the default), ``local`` (a
+    ``distributed.LocalCluster`` of ``workers`` processes that the step starts and stops), a
+    scheduler address (``tcp://host:8786``) or a scheduler file (JSON, e.g. dask-jobqueue's or
+    ``dask scheduler --scheduler-file``; relative to the project). ``workers``,
+    ``threads_per_worker`` and ``memory_limit`` (per worker: ``auto``, ``0`` for none, or a size
+    such as ``2GiB``) shape the local cluster only. No stage lists this section in dvc.yaml:
+    results do not depend on where they were computed, so a change of scheduler reruns nothing.
+    """
+
+    SECTION: ClassVar[str] = "compute"
+    scheduler: str | None = None
+    workers: Count = 2
+    threads_per_worker: Count = 1
+    memory_limit: str | int = "auto"
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _known_scheduler(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        if not isinstance(value, str):
+            raise ValueError(
+                "must be empty (in process), 'local', an address such as tcp://host:8786, or a scheduler file"
+            )
+        value = value.strip()
+        if value == "local" or "://" in value or value.endswith(".json") or re.fullmatch(r"[\w.-]+:\d+", value):
+            return value
+        raise ValueError(
+            "must be empty (in process), 'local', an address such as tcp://host:8786, or a scheduler file (.json)"
+        )
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _a_size(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not MEMORY.match(str(value)):
+            raise ValueError("must be 'auto', 0 (no limit) or a size such as 400MB or 2GiB")
+        return value
 
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {

@@ -47,6 +47,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 URL_ENV = "{{ cookiecutter.package_name | upper }}_PREDICTION_LOG_URL"
 KEY_ENV = "{{ cookiecutter.package_name | upper }}_PREDICTION_LOG_KEY"
 DEFAULT_PATH = "data/log/predictions.sqlite"
+DEFAULT_URL = f"sqlite:///{DEFAULT_PATH}"  # relative: under the project
 BUSY_TIMEOUT_S = 30  # SQLite: how long a writer waits for another's lock before it fails
 REQUEST_ID = "request_id"
 RECORD_INDEX = "record_index"
@@ -94,16 +95,21 @@ class PredictionLogError(RuntimeError):
 
 
 def resolve_url(setting: str | None, root: Path | None) -> str:
-    """The log's SQLAlchemy URL: :data:`URL_ENV` if set, else ``setting`` (a URL, or a path under ``root``)."""
-    given = os.environ.get(URL_ENV) or setting or DEFAULT_PATH
-    if "://" in given:
-        return given
+    """The log's SQLAlchemy URL: :data:`URL_ENV` if set, else ``setting``.
+
+    A relative SQLite file (``sqlite:///data/log/predictions.sqlite``, or the bare path) is under
+    ``root``, the project, wherever the command runs; a server's URL is used as given.
+    """
+    given = os.environ.get(URL_ENV) or setting or DEFAULT_URL
+    relative = given.removeprefix("sqlite:///") if given.startswith("sqlite:///") else given
+    if "://" in relative or relative.startswith("/") or relative == ":memory:":
+        return given  # a server's URL, or a SQLite file at an absolute path
     if root is None:
         raise PredictionLogError(
             f"no prediction log: not inside the project, so {given!r} has no place; set {URL_ENV} to a "
             "database URL (e.g. sqlite:////path/predictions.sqlite) or pass --no-log"
         )
-    return f"sqlite:///{(root / given).resolve()}"
+    return f"sqlite:///{(root / relative).resolve()}"
 
 
 def shown_url(url: str) -> str:
