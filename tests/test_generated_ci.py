@@ -77,9 +77,12 @@ CHEAP_NOTEBOOKS = ["business_case", "success_criteria", "data_selection", "data_
 NARROW_NOTEBOOK_TESTS = {"PYTEST_ADDOPTS": "-rA -k '" + " or ".join(["small_sample", *CHEAP_NOTEBOOKS]) + "'"}
 
 
-# Steps whose outcome does not depend on the DVC remote: the first-push test runs them; the remote
-# tests skip them (each costs minutes, the unit tests most).
-FIRST_PUSH_COVERS = ("Lint (nbstripout, ruff)", "Unit tests")
+# The generated unit tests (three minutes) run in tests/test_pipeline.py on this Python and in
+# tests/test_python_versions.py after a fresh install of the newest one, as the README says; the
+# workflow's step is the same command, so no test here runs it again.
+UNIT_TESTS = ("Unit tests",)
+# Steps whose outcome does not depend on the DVC remote: the first-push test runs them, the remote tests skip them.
+FIRST_PUSH_COVERS = ("Lint (nbstripout, ruff)",)
 
 
 def run_github_workflow(
@@ -144,7 +147,10 @@ def test_first_push_passes_without_a_remote(tmp_path):
     project = bake(tmp_path / "bake")
     clone = fresh_clone(project, tmp_path / "runner" / project.name)
     assert (clone / "data/raw/adult.csv.gz").is_file(), "the raw data is not in git"
-    outcomes = run_github_workflow(clone, tmp_path, extra_env=NARROW_NOTEBOOK_TESTS)
+    steps = yaml.safe_load((clone / ".github/workflows/ci.yml").read_text())["jobs"]["lifecycle"]["steps"]
+    unit = next(step["run"] for step in steps if step.get("name") == "Unit tests")
+    assert unit.startswith('pytest tests -m "not notebooks"'), unit  # what the tests named at UNIT_TESTS run
+    outcomes = run_github_workflow(clone, tmp_path, skip=UNIT_TESTS, extra_env=NARROW_NOTEBOOK_TESTS)
     assert outcomes["Reproduce the lifecycle"][0] == outcomes["Notebook tests"][0] == "passed", outcomes
     notebook_tests = outcomes["Notebook tests"][1]
     summary = [line for line in notebook_tests.splitlines() if " passed" in line][-1]
@@ -166,7 +172,7 @@ def test_local_remote_out_of_reach_skips_the_lifecycle_and_says_so(tmp_path):
     the first push, and run there)."""
     project = bake(tmp_path / "bake", remote="local")
     clone = fresh_clone(project, tmp_path / "runner" / project.name)
-    outcomes = run_github_workflow(clone, tmp_path, skip=FIRST_PUSH_COVERS)
+    outcomes = run_github_workflow(clone, tmp_path, skip=(*UNIT_TESTS, *FIRST_PUSH_COVERS))
     assert outcomes["Install"][0] == "passed" and outcomes["Reproduce the lifecycle"][0] == "skipped", outcomes
     for step in ("Notebook tests", "Monitoring verdict and alert (step 09)", "Render the reports (reports/index.html)"):
         assert outcomes[step][0] == "skipped", outcomes
@@ -191,7 +197,7 @@ def test_local_remote_within_reach_pulls_and_passes(tmp_path, reproduced_project
     clone = fresh_clone(project, tmp_path / "runner" / project.name)
     shutil.copytree(storage, tmp_path / "runner" / storage.name)  # the runner's mount of the same storage
     # here the question is what the pull restores
-    outcomes = run_github_workflow(clone, tmp_path, skip=(*FIRST_PUSH_COVERS, "Notebook tests"))
+    outcomes = run_github_workflow(clone, tmp_path, skip=(*UNIT_TESTS, *FIRST_PUSH_COVERS, "Notebook tests"))
     repro = outcomes["Reproduce the lifecycle"]
     assert repro[0] == "passed" and stages_run(repro[1]) == [], repro
     assert changed_stages(clone) == ""
