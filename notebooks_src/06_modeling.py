@@ -37,7 +37,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, fairness, gates, modeling
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, fairness, gates, modeling
 from {{ cookiecutter.package_name }}.notebook import show, start_step, thin_curve
 from {{ cookiecutter.package_name }}.profiling import feature_columns
 
@@ -57,7 +57,8 @@ costs = business.Costs.of(charter)
 # ## Train, tune and compare on validation
 
 # %%
-result = modeling.train_and_select(splits["train"], splits["validation"], spec, plan, costs, cfg)
+with compute.parallel(step.compute, step.root):  # the search's fits: on the cluster when compute.scheduler is set
+    result = modeling.train_and_select(splits["train"], splits["validation"], spec, plan, costs, cfg)
 table = result.candidates.drop(columns=["params"])
 table.round(4)
 

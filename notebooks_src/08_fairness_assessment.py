@@ -33,7 +33,7 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, data, fairness, gates, modeling, release, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, data, fairness, gates, modeling, release, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.model_card import release_section
 from {{ cookiecutter.package_name }}.notebook import show, start_step
@@ -60,10 +60,11 @@ fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
 # ## Per-group metrics with bootstrap confidence intervals
 
 # %%
-tables = {
-    column: fairness.group_table(y_test, decisions, groups[column], cfg.bootstrap_samples, cfg.seed)
-    for column in groups.columns
-}
+with compute.parallel(step.compute, step.root):  # each group's bootstrap: on the cluster when compute.scheduler is set
+    tables = {
+        column: fairness.group_table(y_test, decisions, groups[column], cfg.bootstrap_samples, cfg.seed)
+        for column in groups.columns
+    }
 tables[spec["sensitive_features"][0]].round(3)
 
 # %%
@@ -156,7 +157,8 @@ if unmeasured:
 # from half of the validation rows. The test split is not used until the verdict.
 
 # %%
-selection = release.choose_mitigation(bundle, spec, validation, fair_gates, cfg, costs)
+with compute.parallel(step.compute, step.root):  # the mitigation fits: on the cluster when compute.scheduler is set
+    selection = release.choose_mitigation(bundle, spec, validation, fair_gates, cfg, costs)
 show(
     f"Of the {len(validation):,} validation rows, {selection.fit_rows:,} fit the mitigations and "
     f"{selection.choice_rows:,} are held out to choose among the options. "

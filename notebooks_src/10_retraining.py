@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, modeling, retraining, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, modeling, retraining, scoring
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.project import file_md5
 from {{ cookiecutter.package_name }}.registry import Registry
@@ -107,9 +107,10 @@ else:
         pd.read_parquet(step.path("data/processed/train.parquet")), labelled, target
     )
     validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
-    result = modeling.train_and_select(
-        train, validation, spec, plan, costs, cfg.challenger_search, include=cfg.challenger_models
-    )
+    with compute.parallel(step.compute, step.root):  # the search's fits: on the cluster when compute.scheduler is set
+        result = modeling.train_and_select(
+            train, validation, spec, plan, costs, cfg.challenger_search, include=cfg.challenger_models
+        )
     show(modeling.search_sample_note(result))
     champion = scoring.load_bundle(registry.champion)
     version = retraining.challenger_version(

@@ -46,20 +46,38 @@ class UntrustedArtifactError(ValueError):
     """The file holds types that are not on the trusted list."""
 
 
+# Values whose identity means nothing: skops numbers each node by id(), so two equal strings are one
+# node when they are one object and two when they are copies (a model fitted on a Dask worker comes
+# back as copies). Each gets a number of its own, so the bytes depend on the values alone.
+IMMUTABLE = {"str", "int", "float", "bool", "complex", "bytes", "NoneType"}
+
+
+def _renumber(node: Any, ids: dict[int, int], counter: list[int]) -> None:
+    """Number skops' ``__id__`` in order of appearance: shared objects keep one number, immutable values none."""
+    if isinstance(node, dict):
+        if "__id__" in node:
+            counter[0] += 1
+            if node.get("__module__") == "builtins" and node.get("__class__") in IMMUTABLE:
+                node["__id__"] = counter[0]
+            else:
+                node["__id__"] = ids.setdefault(node["__id__"], counter[0])
+        for value in node.values():
+            _renumber(value, ids, counter)
+    elif isinstance(node, list):
+        for value in node:
+            _renumber(value, ids, counter)
+
+
 def _canonical(raw: bytes) -> bytes:
-    """Rename skops' id()-based members in order of appearance and fix timestamps."""
+    """Rename skops' id()-based members and numbers in order of appearance and fix timestamps."""
     source = zipfile.ZipFile(io.BytesIO(raw))
     schema = source.read("schema.json").decode("utf-8")
     files: dict[str, str] = {}
     for match in re.finditer(r'"(\d+)\.npy"', schema):
         files.setdefault(match.group(1), f"{len(files):06d}")
-    ids: dict[str, str] = {}
-
-    def renumber(match: re.Match) -> str:
-        ids.setdefault(match.group(1), str(len(ids) + 1))
-        return f'"__id__": {ids[match.group(1)]}'
-
-    schema = re.sub(r'"__id__": (\d+)', renumber, schema)
+    tree = json.loads(schema)
+    _renumber(tree, {}, [0])
+    schema = json.dumps(tree, indent=2)
     schema = re.sub(r'"(\d+)\.npy"', lambda m: f'"{files[m.group(1)]}.npy"', schema)
     members = {"schema.json": schema.encode("utf-8")}
     for name in source.namelist():

@@ -1,6 +1,7 @@
 """The project's console command. Adapt with care: the README, CI and steps 07 and 10 call it.
 
 {{ cookiecutter.package_name }} predict INPUT OUTPUT   # CSV or Parquet in, scores and decisions out
+{{ cookiecutter.package_name }} predict DIR_OR_GLOB OUTDIR   # a Parquet dataset, partition by partition (dask), into Parquet parts
 {{ cookiecutter.package_name }} serve --host 127.0.0.1 --port 8000   # --workers N (default: the cores)
 {{ cookiecutter.package_name }} label OUTCOMES                # CSV or Parquet: request_id (or the id columns) and the target
 
@@ -91,9 +92,11 @@ def predict(args: argparse.Namespace) -> int:
     from .config import ConfigError
     from .data import DataContractError, read_table
     from .prediction_log import PredictionLogError, new_request_id
-    from .scoring import InputError, contract_columns, load_bundle, score, validate_input
+    from .scoring import InputError, contract_columns, is_dataset, load_bundle, score, validate_input
 
     output = Path(args.output)
+    if is_dataset(args.input):
+        return predict_dataset(args)
     if not output.name.lower().endswith((".csv", ".parquet")):
         print(f"error: OUTPUT {str(output)!r} must end in .csv or .parquet", file=sys.stderr)
         return 2
@@ -135,6 +138,68 @@ def predict(args: argparse.Namespace) -> int:
         from .prediction_log import shown_url
 
         print(f"logged as request {request_id} (record_index = row number) in {shown_url(log.url)}")
+    return 0
+
+
+def predict_dataset(args: argparse.Namespace) -> int:
+    """``predict DIR_OR_GLOB OUTDIR``: a Parquet dataset scored partition by partition into Parquet parts.
+
+    Through dask.dataframe, on the cluster of ``compute.scheduler`` when one is set (else one
+    partition at a time in this process): memory stays bounded whatever the input's size. Each
+    partition is logged in bulk before its part is written, as request ``<id>-<partition>``; the
+    parts then carry ``request_id`` and ``record_index`` for ``label``.
+    """
+    from . import compute
+    from .config import ConfigError
+    from .data import DataContractError
+    from .prediction_log import PredictionLogError, new_request_id, shown_url
+    from .scoring import InputError, contract_columns, load_bundle, score_dataset
+
+    output = Path(args.output)
+    if output.name.lower().endswith((".csv", ".parquet")) or output.is_file():
+        print(
+            f"error: OUTPUT {str(output)!r} must be a directory: a Parquet dataset is scored into parts",
+            file=sys.stderr,
+        )
+        return 2
+    if output.is_dir() and any(output.iterdir()):
+        print(f"error: OUTPUT {str(output)!r} is not empty; name a new directory", file=sys.stderr)
+        return 2
+    if args.explain:
+        print("error: --explain scores one file at a time; pass a Parquet file, not a dataset", file=sys.stderr)
+        return 2
+    try:
+        root = find_project_root()
+    except FileNotFoundError:
+        root = None
+    try:
+        from .config import Compute
+
+        cfg = compute.settings(root) if root else Compute()
+        log = None
+        if not args.no_log:
+            opened = _open_log()
+            log = {"url": opened.url, "privacy": opened.privacy, "request_id": new_request_id()}
+        bundle = load_bundle(_model_path(args.model))
+        spec = _dataset_spec()
+        options = {"allow_extra": args.allow_extra, "allow_unseen": args.allow_unseen, "spec": spec}
+        ids = contract_columns(bundle["metadata"], spec)["ids"]
+        if log is not None:
+            log["id_columns"] = _contract_id_columns(bundle["metadata"])
+        with compute.cluster(cfg, root):
+            written = score_dataset(args.input, output, bundle, options, ids, args.keep_columns, log)
+    except (DataContractError, InputError, FileNotFoundError, ValueError, ConfigError, PredictionLogError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"scored {written['rows']:,} records in {written['partitions']:,} partitions -> {output} "
+        f"({written['positive']:,} positive decisions)"
+    )
+    if log is not None:
+        print(
+            f"logged as requests {log['request_id']}-<partition> (record_index = row number in its part) "
+            f"in {shown_url(log['url'])}"
+        )
     return 0
 
 
@@ -277,9 +342,13 @@ def rollback(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="{{ cookiecutter.package_name }}", description="Score records with the deployed model.")
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("predict", help="score a CSV or Parquet file")
-    p.add_argument("input", help="records to score (.csv, .csv.gz or .parquet)")
-    p.add_argument("output", help="where to write scores and decisions (.csv or .parquet)")
+    p = commands.add_parser("predict", help="score a CSV or Parquet file, or a Parquet dataset")
+    p.add_argument(
+        "input", help="records to score (.csv, .csv.gz or .parquet), or a directory or glob of Parquet files"
+    )
+    p.add_argument(
+        "output", help="where to write scores and decisions (.csv or .parquet; a directory for a Parquet dataset)"
+    )
     p.add_argument("--model", help="deployable artifact (default: models/release.skops, else models/model.skops)")
     p.add_argument(
         "--allow-extra", action="store_true", help="ignore columns no one declared (the contract's are accepted)"

@@ -164,24 +164,44 @@ def gap_lower_bounds(
 def bootstrap_intervals(
     y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, samples: int, seed: int, level: float = 0.95
 ) -> pd.DataFrame:
-    """Percentile bootstrap intervals of every per-group rate (rows resampled within each group)."""
-    rng = np.random.default_rng(seed)
+    """Percentile bootstrap intervals of every per-group rate (rows resampled within each group).
+
+    Each group is one call of :func:`.compute.run` with a random stream of its own (the
+    ``seed``'s SeedSequence spawned once per group, in the groups' order of appearance), so the
+    intervals are the same whether the groups run in this process or on a cluster's workers.
+    """
+    from . import compute
+
     y_true, y_pred, g = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), groups.to_numpy()
-    bounds = [(1 - level) / 2, 1 - (1 - level) / 2]
+    present = pd.unique(g)
+    streams = np.random.SeedSequence(seed).spawn(len(present))
+    calls = [
+        (y_true[g == group], y_pred[g == group], samples, stream, level) for group, stream in zip(present, streams)
+    ]
     rows = []
-    for group in pd.unique(g):
-        idx = np.flatnonzero(g == group)
-        pick = idx[rng.integers(0, len(idx), size=(samples, len(idx)))]
-        yt, yp = y_true[pick], y_pred[pick]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rates = {
-                "selection_rate": yp.mean(axis=1),
-                "true_positive_rate": (yt * yp).sum(axis=1) / yt.sum(axis=1),
-                "false_positive_rate": ((1 - yt) * yp).sum(axis=1) / (1 - yt).sum(axis=1),
-                "precision": (yt * yp).sum(axis=1) / yp.sum(axis=1),
-            }
-        for name, values in rates.items():
-            finite = values[np.isfinite(values)]
-            lo, hi = np.quantile(finite, bounds) if len(finite) else (np.nan, np.nan)
-            rows.append({"group": group, "metric": name, "low": float(lo), "high": float(hi)})
+    for group, intervals in zip(present, compute.run(group_intervals, calls), strict=True):
+        rows += [{"group": group, "metric": name, "low": lo, "high": hi} for name, (lo, hi) in intervals.items()]
     return pd.DataFrame(rows)
+
+
+def group_intervals(
+    y_true: np.ndarray, y_pred: np.ndarray, samples: int, stream: np.random.SeedSequence, level: float
+) -> dict[str, tuple[float, float]]:
+    """One group's percentile bootstrap intervals of its selection rate, TPR, FPR and precision."""
+    rng = np.random.default_rng(stream)
+    bounds = [(1 - level) / 2, 1 - (1 - level) / 2]
+    pick = rng.integers(0, len(y_true), size=(samples, len(y_true)))
+    yt, yp = y_true[pick], y_pred[pick]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = {
+            "selection_rate": yp.mean(axis=1),
+            "true_positive_rate": (yt * yp).sum(axis=1) / yt.sum(axis=1),
+            "false_positive_rate": ((1 - yt) * yp).sum(axis=1) / (1 - yt).sum(axis=1),
+            "precision": (yt * yp).sum(axis=1) / yp.sum(axis=1),
+        }
+    out = {}
+    for name, values in rates.items():
+        finite = values[np.isfinite(values)]
+        lo, hi = np.quantile(finite, bounds) if len(finite) else (np.nan, np.nan)
+        out[name] = (float(lo), float(hi))
+    return out

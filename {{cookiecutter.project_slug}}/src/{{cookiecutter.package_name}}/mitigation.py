@@ -419,6 +419,7 @@ def choose_fit(
     one (equalized odds) may leave the other (demographic parity) above its gate. When no fit
     passes, the cheapest is kept and the gates downstream say why.
     """
+    from . import compute
     from .business import cost_of_predictions
     from .fairness import gap_metrics
     from .gates import evaluate
@@ -429,24 +430,25 @@ def choose_fit(
     x, y = choice_frame[feature_columns(spec)], choice_frame[spec["target"]].to_numpy()
     groups = sensitive_groups(choice_frame, spec)
     objectives = POSTPROCESSING_OBJECTIVES if kind == "threshold_optimizer" else (None,)
+    # the fits are independent (each seeded): in this process, or on the cluster's workers (compute.parallel)
+    combos = [(constraint, objective) for constraint in constraints for objective in objectives]
+    calls = [
+        (kind, pipeline, spec, fit_frame, features, c, settings.seed, settings.min_group_size, o) for c, o in combos
+    ]
     fits, rows = [], []
-    for constraint in constraints:
-        for objective in objectives:
-            model, curves = mitigate(
-                kind, pipeline, spec, fit_frame, features, constraint, settings.seed, settings.min_group_size, objective
-            )
-            decided = model.decide(x, groups)
-            gaps = gap_metrics(y, decided, choice_frame, spec, settings.min_group_size)
-            passes, cost = bool(evaluate(fairness_gates, gaps)["passed"].all()), cost_of_predictions(y, decided, *costs)
-            fits.append(Choice(model, constraint, objective, curves))
-            rows.append(
-                {
-                    "constraint": constraint,
-                    "objective": objective,
-                    "passes_fairness_gates": passes,
-                    "expected_cost": cost,
-                }
-            )
+    for (constraint, objective), (model, curves) in zip(combos, compute.run(mitigate, calls), strict=True):
+        decided = model.decide(x, groups)
+        gaps = gap_metrics(y, decided, choice_frame, spec, settings.min_group_size)
+        passes, cost = bool(evaluate(fairness_gates, gaps)["passed"].all()), cost_of_predictions(y, decided, *costs)
+        fits.append(Choice(model, constraint, objective, curves))
+        rows.append(
+            {
+                "constraint": constraint,
+                "objective": objective,
+                "passes_fairness_gates": passes,
+                "expected_cost": cost,
+            }
+        )
     tried = pd.DataFrame(rows)
     best = min(
         range(len(fits)), key=lambda i: (not tried.loc[i, "passes_fairness_gates"], tried.loc[i, "expected_cost"])

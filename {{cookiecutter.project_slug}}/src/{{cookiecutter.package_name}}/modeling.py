@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -21,15 +22,16 @@ from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     f1_score,
+    get_scorer,
     precision_score,
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import ParameterSampler, StratifiedKFold, cross_val_score, train_test_split
+from sklearn.model_selection import ParameterSampler, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from . import bias, data, features
+from . import bias, compute, data, features
 from .business import Costs, cost_of_predictions
 from .config import Search
 from .profiling import feature_columns
@@ -175,19 +177,41 @@ def tune(
     iterations: int,
     seed: int,
 ) -> tuple[dict[str, Any], float]:
-    """Random search with stratified cross-validation on the training split; returns best params and CV AUC."""
+    """Random search with stratified cross-validation on the training split; returns best params and CV AUC.
+
+    Every (setting, fold) fit is one independent call of :func:`.compute.run`: one after another
+    in this process, or spread over the workers inside a :func:`.compute.parallel` block, with
+    the same scores either way (each fit is seeded, and the folds are drawn here, once).
+    """
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    fit_params = {"model__sample_weight": weights} if weights is not None else None
     settings = (
         list(ParameterSampler(space, n_iter=min(iterations, _space_size(space)), random_state=seed)) if space else [{}]
     )
+    splits = list(cv.split(x, y))
+    calls = [(pipeline, setting, x, y, weights, train, test) for setting in settings for train, test in splits]
+    fold_scores = np.asarray(compute.run(fold_score, calls)).reshape(len(settings), len(splits))
     best, best_score = {}, -np.inf
-    for setting in settings:
-        candidate = pipeline.set_params(**{f"model__{k}": v for k, v in setting.items()})
-        score = float(np.mean(cross_val_score(candidate, x, y, cv=cv, scoring="roc_auc", params=fit_params)))
+    for setting, scores in zip(settings, fold_scores, strict=True):
+        score = float(np.mean(scores))
         if score > best_score:
             best, best_score = setting, score
     return best, best_score
+
+
+def fold_score(
+    pipeline: Pipeline,
+    setting: dict[str, Any],
+    x: pd.DataFrame,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> float:
+    """ROC AUC on fold ``test`` of a copy of ``pipeline`` with ``setting``, fitted on ``train`` (as ``cross_val_score``)."""
+    model = clone(pipeline).set_params(**{f"model__{k}": v for k, v in setting.items()})
+    fit_params = {"model__sample_weight": weights[train]} if weights is not None else {}
+    model.fit(x.iloc[train], y[train], **fit_params)
+    return float(get_scorer("roc_auc")(model, x.iloc[test], y[test]))
 
 
 def search_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:

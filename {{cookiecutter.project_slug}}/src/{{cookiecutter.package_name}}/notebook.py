@@ -35,6 +35,17 @@ class Step:
         """A file another step wrote to its report directory."""
         return self.root / "reports" / step_name(stage, self.root) / filename
 
+    @property
+    def compute(self) -> Any:
+        """The project's ``compute:`` section (:class:`.config.Compute`), for :func:`.compute.parallel`.
+
+        Read from params.yaml, not injected: no stage declares it, since where a step computes
+        does not change what it computes (a change of scheduler reruns nothing).
+        """
+        from .compute import settings
+
+        return settings(self.root)
+
     def read_report(self, stage: str, filename: str) -> Any:
         return read_json(self.report(stage, filename))
 
@@ -92,12 +103,11 @@ def use_the_pipelines_threads() -> None:
     then called step 06 and everything after it stale. The same thread count, wherever the
     notebook runs, gives the same bytes; export OMP_NUM_THREADS to give both more cores.
     """
-    import os
-
     from threadpoolctl import threadpool_limits
 
-    first = (os.environ.get("OMP_NUM_THREADS") or "1").split(",")[0].strip()  # OpenMP allows "4,2" (nested levels)
-    threadpool_limits(limits=int(first) if first.isdigit() and int(first) > 0 else 1)
+    from .compute import pipeline_threads
+
+    threadpool_limits(limits=pipeline_threads())  # the calls a cluster runs get the same (compute.run)
 
 
 def show_figures_inline() -> None:

@@ -255,3 +255,102 @@ def score(
         raise InputError("the model produced a non-finite score; check the input for extreme values")
     labels = np.where(decisions == 1, str(meta["positive_label"]), str(meta.get("negative_label", "negative")))
     return pd.DataFrame({"score": scores, "decision": decisions, "label": labels}, index=clean.index)
+
+
+# ------------------------------------------------------------------ a Parquet dataset, partition by partition
+
+
+def is_dataset(path: str | Path) -> bool:
+    """A directory or a glob of Parquet files (scored partition by partition), not a single file."""
+    return Path(path).is_dir() or any(ch in str(path) for ch in "*?[")
+
+
+def score_partition(
+    frame: pd.DataFrame,
+    bundle: dict[str, Any],
+    options: dict[str, Any],
+    ids: list[str],
+    keep_columns: bool,
+    log: dict[str, Any] | None = None,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Score one partition as ``predict`` scores a file: validated, scored, logged (before it is written).
+
+    ``log``: the prediction log's ``url``, ``privacy``, ``request_id`` (this partition's request is
+    ``<request_id>-<partition number>``, record_index the row within it) and the ``id_columns`` to log;
+    None: not logged. Runs where the partition is: in this process or on a worker.
+    """
+    number = (partition_info or {}).get("number", 0)
+    try:
+        clean = validate_input(frame, bundle["metadata"], **options)
+    except InputError as exc:
+        raise InputError(f"partition {number}: {exc}") from None
+    result = score(bundle, frame, clean=clean)
+    out = (frame if keep_columns else frame[[c for c in ids if c in frame.columns]]).join(result)
+    if log is not None:
+        from .prediction_log import Log
+
+        request_id = f"{log['request_id']}-{number:05d}"
+        logged_ids = [c for c in log["id_columns"] if c in frame.columns]
+        id_values = frame[logged_ids].to_dict(orient="records") if logged_ids else None
+        target = Log(log["url"], log["privacy"])
+        target.write(
+            target.rows(request_id, "predict", bundle["metadata"], clean.to_dict(orient="records"), result, id_values)
+        )
+        out = out.assign(request_id=request_id, record_index=np.arange(len(out)))
+    return out.reset_index(drop=True)
+
+
+def score_dataset(
+    source: str,
+    output: Path,
+    bundle: dict[str, Any],
+    options: dict[str, Any],
+    ids: list[str],
+    keep_columns: bool,
+    log: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """Score a directory or glob of Parquet files into a directory of Parquet parts, one per partition.
+
+    Through ``dask.dataframe``: ``read_parquet``, :func:`score_partition` on each partition
+    (``map_partitions``), ``to_parquet``. Memory is bounded by a few partitions, whatever the
+    dataset's size. Inside a :func:`.compute.cluster` block the partitions go to its workers; outside
+    one, they are scored one after another in this process. Returns the rows, partitions and
+    positive decisions written.
+    """
+    import dask
+    import dask.dataframe as dd
+    import pyarrow.dataset as ds
+
+    from .data import DataContractError
+
+    try:
+        frame = dd.read_parquet(source)
+    except Exception as exc:  # the reader's own words say what is wrong
+        raise DataContractError(f"INPUT: cannot read {source!r} as a Parquet dataset: {exc}") from None
+    if not len(frame.columns):
+        raise DataContractError(f"INPUT: {source!r} holds no Parquet columns")
+    sample = frame.partitions[0].head(2)
+    if sample.empty:
+        raise DataContractError(f"INPUT: the first partition of {source!r} has no rows")
+    meta = score_partition(sample, bundle, options, ids, keep_columns, None)
+    if log is not None:  # the columns a logged partition adds, in their types
+        meta = meta.assign(request_id="-", record_index=np.arange(len(meta)))
+    meta = meta.iloc[:0]
+    bundle_once = dask.delayed(bundle, name=f"bundle-{id(bundle)}-{len(frame.columns)}")  # sent once, not per task
+    scored = frame.map_partitions(score_partition, bundle_once, options, ids, keep_columns, log, meta=meta)
+    output.mkdir(parents=True, exist_ok=True)
+    with dask.config.set({} if _client() else {"scheduler": "synchronous"}):
+        scored.to_parquet(output, write_index=False, name_function=lambda i: f"part-{i:05d}.parquet")
+    written = ds.dataset(output, format="parquet")
+    positives = sum(int(pd.Series(b.column(0)).sum()) for b in written.to_batches(columns=["decision"]))
+    return {"rows": written.count_rows(), "partitions": frame.npartitions, "positive": positives}
+
+
+def _client() -> Any:
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
