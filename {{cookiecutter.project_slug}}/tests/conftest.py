@@ -106,11 +106,22 @@ def one_thread():
         yield
 
 
+MACHINERY_TESTS = Path(__file__).parent / "runtime"
+
+
 @pytest.fixture(autouse=True)
-def prediction_log_url(tmp_path, monkeypatch) -> str:
-    """Every test's own prediction log: `predict` and `serve` in a test never write to the project's."""
+def prediction_log_url(request, tmp_path, monkeypatch) -> str | None:
+    """Every test's own prediction log: `predict` and `serve` in a test never write to the project's.
+
+    Not for the machinery's tests (tests/runtime, which log nothing): a warm-kernel server is
+    keyed by its environment, so a variable that differs from test to test would start a new
+    server for each and no step would ever be forked from a running one.
+    """
     from {{ cookiecutter.package_name }} import prediction_log
 
+    if MACHINERY_TESTS in request.path.parents:
+        yield None
+        return
     url = f"sqlite:///{tmp_path / 'predictions.sqlite'}"
     monkeypatch.setenv(prediction_log.URL_ENV, url)
     yield url
