@@ -3,6 +3,7 @@
     python benchmarks/run.py                      # generation, full and no-op repro, in-process floor
     python benchmarks/run.py --repeat 3           # medians over three runs (these machines are noisy)
     python benchmarks/run.py --sizes 30000 100000 # also the whole chain on resampled data of these sizes
+    python benchmarks/run.py --scale-only --sizes 100000 --compute none,local1,local2 --score-sizes 1000000
 
 Figures (medians over --repeat runs):
 1. generation time (cookiecutter plus hooks);
@@ -21,7 +22,12 @@ Figures (medians over --repeat runs):
    kernels save;
 5. with --sizes: the full chain on synthetic data drawn from the default data (new rows,
    keeping the sensitive-group mix and base rates, see resample()) at each size: wall time
-   and peak memory per stage, and the growth exponent between consecutive sizes.
+   and peak memory per stage, and the growth exponent between consecutive sizes;
+6. with --sizes and --compute none,local1,local2: side by side for each size, the chain (total
+   wall time, the largest process's peak memory) and batch scoring of a Parquet dataset of that
+   many rows (`predict DIR OUTDIR --model models/model.skops`, files of 100,000 rows) in process (none) and on a LocalCluster
+   of one or two workers (localN: compute.scheduler local, N workers), with each mode's growth
+   exponent, and whether the chain's metrics are the same bytes as in process.
 Nothing here asserts a time; it prints numbers.
 """
 
@@ -216,6 +222,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="*", default=[])
     parser.add_argument("--scale-only", action="store_true", help="skip figures 1-4 (needs --sizes)")
+    parser.add_argument(
+        "--compute", default="", help="with --sizes: none,local1,local2 (in process; LocalCluster of 1 or 2 workers)"
+    )
+    parser.add_argument(
+        "--score-sizes", type=int, nargs="*", default=None, help="with --compute: rows to batch-score (default: --sizes)"
+    )
     args = parser.parse_args()
     if args.scale_only:
         args.repeat = 0
@@ -236,8 +248,94 @@ def main() -> int:
         rendered.append(floor(project, render_outputs=True))
     if args.repeat:
         print_default_figures(args.repeat, gen, full, noop, floors, rendered, stages, cells, warm, fresh)
-    scale(work, args.sizes)
+    if args.compute:
+        modes = [m.strip() for m in args.compute.split(",") if m.strip()]
+        compare_compute(work, args.sizes, modes, args.score_sizes or args.sizes)
+    else:
+        scale(work, args.sizes)
     return 0
+
+
+def set_compute(project: Path, mode: str) -> None:
+    """compute.scheduler empty (mode none) or local with N workers (mode localN), memory_limit auto."""
+    import re as _re
+
+    if mode != "none" and not _re.fullmatch(r"local\d+", mode):
+        raise SystemExit(f"--compute: unknown mode {mode!r} (none, local1, local2, ...)")
+    scheduler, workers = ("", 2) if mode == "none" else ("local", int(mode[5:]))
+    params = project / "params.yaml"
+    text = _re.sub(r"(?m)^  scheduler:.*$", f"  scheduler: {scheduler}", params.read_text(), count=1)
+    text = _re.sub(r"(?m)^  workers: \d+", f"  workers: {workers}", text, count=1)
+    params.write_text(text)
+
+
+def batch_dataset(project: Path, rows: int, per_file: int = 100_000) -> Path:
+    """``rows`` records for batch scoring: the test split's features resampled, in Parquet files of ``per_file``."""
+    import pandas as pd
+
+    records = pd.read_parquet(project / "data/processed/test.parquet")
+    spec = json.loads((project / "reports/03_data_selection/dataset_spec.json").read_text())
+    records = records.drop(columns=[spec["target"]])
+    folder = project / "data" / "batch_benchmark"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, start in enumerate(range(0, rows, per_file)):
+        part = records.sample(min(per_file, rows - start), replace=True, random_state=i)
+        part.reset_index(drop=True).to_parquet(folder / f"batch-{i:04d}.parquet", index=False)
+    return folder
+
+
+def timed_peak(cmd: list[str], project: Path) -> tuple[float, float]:
+    """Wall time and the largest process's peak RSS (MB) of a command (its workers included)."""
+    wrapper = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    _, printed = timed([sys.executable, "-c", wrapper, *cmd], project, {**env_for(project), "WARM_KERNELS": "0"})
+    seconds, peak = printed.split()[-2:]
+    return float(seconds), float(peak)
+
+
+def compare_compute(work: Path, sizes: list[int], modes: list[str], score_sizes: list[int]) -> None:
+    """Figure 6: the chain and batch scoring per compute mode, side by side (``score_sizes[i]`` rows scored
+    with the chain of ``sizes[i]`` rows)."""
+    import shutil
+
+    rows_out = []
+    previous: dict[str, tuple[int, float, float]] = {}
+    for rows, score_rows in zip(sizes, score_sizes, strict=True):
+        _, project = generate(work)
+        resample(project, rows)
+        reference = None
+        for mode in modes:
+            set_compute(project, mode)
+            print(f"\n{rows:,} rows, compute {mode}:", flush=True)
+            figures = peak_memory_per_stage(project)
+            chain = sum(t for t, _ in figures.values())
+            chain_peak = max(p for _, p in figures.values())
+            metrics = {p.name: p.read_bytes() for p in sorted((project / "reports/metrics").glob("*.json"))}
+            metrics.pop("latency.json", None)  # step 07's run-to-run latencies
+            reference = reference or metrics
+            same = "same" if metrics == reference else "DIFFER: " + ", ".join(k for k in metrics if metrics[k] != reference.get(k))
+            dataset = batch_dataset(project, score_rows)
+            out = project / "data" / "batch_scored"
+            shutil.rmtree(out, ignore_errors=True)
+            # step 07's artifact: on resampled data step 08's release may be refused by its gates
+            cmd = [sys.executable, "-m", f"{PACKAGE}.cli", "predict", str(dataset), str(out), "--no-log", "--model", "models/model.skops"]
+            score_s, score_peak = timed_peak(cmd, project)
+            exponents = ["", ""]
+            if mode in previous:
+                prev_rows, prev_score_rows, prev_chain, prev_score = previous[mode]
+                exponents = [
+                    f"{math.log(chain / prev_chain) / math.log(rows / prev_rows):.2f}",
+                    f"{math.log(score_s / prev_score) / math.log(score_rows / prev_score_rows):.2f}",
+                ]
+            previous[mode] = (rows, score_rows, chain, score_s)
+            rows_out.append((rows, mode, chain, chain_peak, exponents[0], score_rows, score_s, score_peak, exponents[1], same))
+    print(f"\n{'rows':>10s} {'compute':8s} {'chain s':>8s} {'peak MB':>8s} {'exp':>5s} {'scored':>10s} {'score s':>8s} {'peak MB':>8s} {'exp':>5s}  metrics vs in process")
+    for rows, mode, chain, chain_peak, e1, score_rows, score_s, score_peak, e2, same in rows_out:
+        print(f"{rows:10,d} {mode:8s} {chain:8.1f} {chain_peak:8.0f} {e1:>5s} {score_rows:10,d} {score_s:8.1f} {score_peak:8.0f} {e2:>5s}  {same}")
+    print("peak MB: the largest single process (a stage's kernel or a Dask worker); load: " + os.popen("uptime").read().strip())
 
 
 def outside_share_per_stage(full: list[float], stages: list[dict[str, float]]) -> float:

@@ -225,3 +225,37 @@ def test_serve_refuses_before_it_imports_the_heavy_libraries(monkeypatch):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.split() == ["2", "[]"]
     assert "without a token" in result.stderr
+
+
+def test_predict_scores_a_parquet_dataset_in_parts(tmp_path, records, bundle_path, capsys):
+    """A directory (or glob) of Parquet files: one part per partition, the scores of the files scored alone."""
+    source = tmp_path / "batches"
+    source.mkdir()
+    half = len(records) // 2
+    records.iloc[:half].to_parquet(source / "a.parquet", index=False)
+    records.iloc[half:].to_parquet(source / "b.parquet", index=False)
+    output = tmp_path / "scored"
+    assert cli.main(["predict", str(source / "*.parquet"), str(output), "--model", str(bundle_path), "--no-log"]) == 0
+    assert sorted(p.name for p in output.iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    written = pd.read_parquet(output)
+    expected = expected_scores(bundle_path, records.reset_index(drop=True))
+    np.testing.assert_array_equal(written["score"], expected["score"])
+    assert written["decision"].tolist() == expected["decision"].tolist()
+    assert f"scored {len(records):,} records in 2 partitions" in capsys.readouterr().out
+    # a dataset is scored into a new directory, never into a file or over earlier parts
+    assert cli.main(["predict", str(source), str(output), "--model", str(bundle_path), "--no-log"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert cli.main(["predict", str(source), str(tmp_path / "x.csv"), "--model", str(bundle_path), "--no-log"]) == 2
+    assert "must be a directory" in capsys.readouterr().err
+
+
+def test_predict_a_dataset_names_the_partition_of_a_bad_record(tmp_path, records, bundle_path, capsys):
+    source = tmp_path / "batches"
+    source.mkdir()
+    records.to_parquet(source / "a.parquet", index=False)
+    records.assign(job="astronaut").to_parquet(source / "b.parquet", index=False)
+    assert cli.main(["predict", str(source), str(tmp_path / "out"), "--model", str(bundle_path), "--no-log"]) == 1
+    assert "error: partition 1: column 'job': unseen category 'astronaut'" in capsys.readouterr().err
+    records.drop(columns="hours").to_parquet(source / "b.parquet", index=False)  # a file unlike the first
+    assert cli.main(["predict", str(source), str(tmp_path / "out2"), "--model", str(bundle_path), "--no-log"]) == 1
+    assert "error: INPUT: cannot score" in capsys.readouterr().err

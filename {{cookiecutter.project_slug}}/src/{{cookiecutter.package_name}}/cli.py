@@ -155,14 +155,14 @@ def predict_dataset(args: argparse.Namespace) -> int:
     from .prediction_log import PredictionLogError, new_request_id, shown_url
     from .scoring import InputError, contract_columns, load_bundle, score_dataset
 
-    output = Path(args.output)
-    if output.name.lower().endswith((".csv", ".parquet")) or output.is_file():
+    output = args.output if "://" in args.output else Path(args.output)  # a URL the workers write to, or a directory
+    if str(output).lower().endswith((".csv", ".parquet")) or (isinstance(output, Path) and output.is_file()):
         print(
             f"error: OUTPUT {str(output)!r} must be a directory: a Parquet dataset is scored into parts",
             file=sys.stderr,
         )
         return 2
-    if output.is_dir() and any(output.iterdir()):
+    if isinstance(output, Path) and output.is_dir() and any(output.iterdir()):
         print(f"error: OUTPUT {str(output)!r} is not empty; name a new directory", file=sys.stderr)
         return 2
     if args.explain:

@@ -176,7 +176,8 @@ def bootstrap_intervals(
     present = pd.unique(g)
     streams = np.random.SeedSequence(seed).spawn(len(present))
     calls = [
-        (y_true[g == group], y_pred[g == group], samples, stream, level) for group, stream in zip(present, streams)
+        (y_true[g == group], y_pred[g == group], samples, stream, level)
+        for group, stream in zip(present, streams, strict=True)
     ]
     rows = []
     for group, intervals in zip(present, compute.run(group_intervals, calls), strict=True):

@@ -261,8 +261,12 @@ def score(
 
 
 def is_dataset(path: str | Path) -> bool:
-    """A directory or a glob of Parquet files (scored partition by partition), not a single file."""
-    return Path(path).is_dir() or any(ch in str(path) for ch in "*?[")
+    """A directory, a glob or a URL (``s3://...``, read by the workers) of Parquet files, scored partition by
+    partition; not a single local file."""
+    text = str(path)
+    if "://" in text:
+        return not text.lower().endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz"))
+    return Path(path).is_dir() or any(ch in text for ch in "*?[")
 
 
 def score_partition(
@@ -303,7 +307,7 @@ def score_partition(
 
 def score_dataset(
     source: str,
-    output: Path,
+    output: str | Path,
     bundle: dict[str, Any],
     options: dict[str, Any],
     ids: list[str],
@@ -320,7 +324,6 @@ def score_dataset(
     """
     import dask
     import dask.dataframe as dd
-    import pyarrow.dataset as ds
 
     from .data import DataContractError
 
@@ -329,7 +332,7 @@ def score_dataset(
     except Exception as exc:  # the reader's own words say what is wrong
         raise DataContractError(f"INPUT: cannot read {source!r} as a Parquet dataset: {exc}") from None
     if not len(frame.columns):
-        raise DataContractError(f"INPUT: {source!r} holds no Parquet columns")
+        raise DataContractError(f"INPUT: {source!r} matches no Parquet file with columns")
     sample = frame.partitions[0].head(2)
     if sample.empty:
         raise DataContractError(f"INPUT: the first partition of {source!r} has no rows")
@@ -339,12 +342,19 @@ def score_dataset(
     meta = meta.iloc[:0]
     bundle_once = dask.delayed(bundle, name=f"bundle-{id(bundle)}-{len(frame.columns)}")  # sent once, not per task
     scored = frame.map_partitions(score_partition, bundle_once, options, ids, keep_columns, log, meta=meta)
-    output.mkdir(parents=True, exist_ok=True)
+    target = str(output)
+    if "://" not in target:
+        Path(target).mkdir(parents=True, exist_ok=True)
     with dask.config.set({} if _client() else {"scheduler": "synchronous"}):
-        scored.to_parquet(output, write_index=False, name_function=lambda i: f"part-{i:05d}.parquet")
-    written = ds.dataset(output, format="parquet")
-    positives = sum(int(pd.Series(b.column(0)).sum()) for b in written.to_batches(columns=["decision"]))
-    return {"rows": written.count_rows(), "partitions": frame.npartitions, "positive": positives}
+        try:
+            scored.to_parquet(target, write_index=False, name_function=lambda i: f"part-{i:05d}.parquet")
+        except (InputError, RuntimeError):  # a record's problem, or the log's (PredictionLogError)
+            raise
+        except Exception as exc:  # files that disagree with the first one's columns or types
+            raise DataContractError(f"INPUT: cannot score {source!r}: {type(exc).__name__}: {exc}") from None
+        decisions = dd.read_parquet(target, columns=["decision"])["decision"]
+        rows, positives = dask.compute(decisions.size, decisions.sum())
+    return {"rows": int(rows), "partitions": frame.npartitions, "positive": int(positives)}
 
 
 def _client() -> Any:

@@ -1,0 +1,170 @@
+"""Past one machine (issue 22): the heavy steps on a Dask cluster give the very bytes of the in-process
+run, and a Parquet dataset larger than a worker's memory is scored in parts on it.
+
+One real ``distributed.LocalCluster`` of two worker processes, started here as a team's cluster
+runs anyway; the project points ``compute.scheduler`` at its address, and the scheduler and the
+workers import the project's package (its ``src`` on their path), as the README asks of a real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import changed_stages, dvc, package_of, run
+
+pytestmark = pytest.mark.e2e
+WORKER_MEMORY = "500MiB"  # per worker; the stack and the model take about 250 MB of it
+# Every file steps 06 and 08 write (step 08's report holds its executed notebook).
+STEP_OUTPUTS = ("reports/06_modeling", "reports/08_fairness_assessment", "reports/metrics", "reports/plots", "models")
+MEASUREMENTS = {"reports/metrics/latency.json"}  # step 07's latencies: not rerun here, and run-to-run anyway
+
+
+@pytest.fixture(scope="module")
+def cluster(reproduced_project):
+    """Two worker processes with WORKER_MEMORY each; workers above 95% of it are restarted by their nanny."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    # the scheduler (here, in this process) unpickles the graphs too: it needs the package as the workers do
+    sys.path.insert(0, str(reproduced_project / "src"))
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(reproduced_project / "src") + (os.pathsep + saved if saved else "")
+    try:  # a paused worker (80% of its memory by default) would wait forever: the nanny's 95% restart is the limit
+        with dask.config.set({"distributed.worker.memory.pause": False}):
+            local = LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=WORKER_MEMORY,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
+    client = Client(local)
+    yield local, client
+    client.close()
+    local.close()
+    sys.path.remove(str(reproduced_project / "src"))
+
+
+def predict(project: Path, *args: str, env: dict[str, str] | None = None):
+    return run([sys.executable, "-m", f"{package_of(project)}.cli", "predict", *args], project, timeout=600, env=env)
+
+
+def point_at(project: Path, scheduler: str) -> None:
+    """Set compute.scheduler in the project's params.yaml (the section's other keys stay)."""
+    params = project / "params.yaml"
+    text, count = re.subn(r"(?m)^(compute:\n(?:  .*\n|\s*\n)*?)  scheduler:.*$", rf"\1  scheduler: {scheduler}", params.read_text())
+    assert count == 1, "params.yaml has no compute.scheduler"
+    params.write_text(text)
+
+
+def results(project: Path) -> dict[str, bytes]:
+    files = [p for folder in STEP_OUTPUTS for p in sorted((project / folder).rglob("*")) if p.is_file()]
+    return {str(p.relative_to(project)): p.read_bytes() for p in files if str(p.relative_to(project)) not in MEASUREMENTS}
+
+
+def task_prefixes(client) -> set[str]:
+    return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes)))
+
+
+def peak_memory(client) -> dict[str, int]:
+    """Each worker's peak resident memory so far (bytes)."""
+
+    def peak() -> int:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    return client.run(peak)
+
+
+def test_steps_06_and_08_on_the_cluster_write_the_same_bytes(reproduced_project, cluster, tmp_path):
+    local, client = cluster
+    project = tmp_path / reproduced_project.name
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    before = results(project)
+    point_at(project, local.scheduler_address)
+    assert changed_stages(project) == "", "a change of compute.scheduler alone made stages stale"
+    dvc(project, "repro", "--force", "--single-item", "modeling")
+    assert any("fold_score" in p for p in task_prefixes(client)), "the search's fits did not run on the cluster"
+    dvc(project, "repro", "--force", "--single-item", "fairness_assessment")
+    prefixes = task_prefixes(client)
+    assert any("group_intervals" in p for p in prefixes), "the bootstrap did not run on the cluster"
+    decision = json.loads((project / "reports/08_fairness_assessment/release_decision.json").read_text())
+    assert decision["mitigation"] != "none", "the default data no longer needs a mitigation: nothing fitted it"
+    assert any("mitigate" in p for p in prefixes), "the mitigation fits did not run on the cluster"
+    after = results(project)
+    assert after.keys() == before.keys()
+    changed = [path for path in before if after[path] != before[path]]
+    assert not changed, f"on the cluster, steps 06 and 08 changed {len(changed)} files: {changed[:10]}"
+    assert changed_stages(project) == ""
+
+
+def test_a_parquet_dataset_larger_than_a_worker_is_scored_in_parts(reproduced_project, cluster, tmp_path):
+    """Rows resampled from the test split into 60 files (3M rows); the parts equal one-file scoring."""
+    local, client = cluster
+    project = reproduced_project
+    point_at(project, local.scheduler_address)
+    records = pd.read_parquet(project / "data/processed/test.parquet").drop(columns=["income"])
+    dataset = tmp_path / "batches"
+    dataset.mkdir()
+    files, rows = 60, 50_000
+    for i in range(files):
+        records.sample(rows, replace=True, random_state=i).reset_index(drop=True).to_parquet(
+            dataset / f"batch-{i:03d}.parquet", index=False
+        )
+    in_memory = files * pd.read_parquet(dataset / "batch-000.parquet").memory_usage(deep=True).sum()
+    limit = min(client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values())
+    assert in_memory > limit, f"the dataset ({in_memory / 2**20:.0f} MiB in memory) must exceed a worker's {limit / 2**20:.0f} MiB"
+    model = ["--model", "models/model.skops"]  # step 07's artifact: the release's per-record draws are slower to score
+    out = predict(project, str(dataset), str(tmp_path / "scored"), "--no-log", *model)
+    assert f"scored {files * rows:,} records" in out.stdout, out.stdout
+    peaks = peak_memory(client)
+    print(
+        f"{files * rows:,} rows, {in_memory / 2**20:.0f} MiB in memory; worker limit {limit / 2**20:.0f} MiB, "
+        f"peaks {', '.join(f'{p / 2**20:.0f}' for p in peaks.values())} MiB"
+    )
+    assert max(peaks.values()) < limit, f"a worker's peak memory {max(peaks.values()) / 2**20:.0f} MiB passed its limit"
+    scored = pd.read_parquet(tmp_path / "scored")
+    assert len(scored) == files * rows
+    for i in (0, files - 1):  # a sample of files scored alone, in process, as before
+        one = tmp_path / f"one-{i}.parquet"
+        predict(project, str(dataset / f"batch-{i:03d}.parquet"), str(one), "--no-log", *model)
+        pd.testing.assert_frame_equal(scored.iloc[i * rows : (i + 1) * rows].reset_index(drop=True), pd.read_parquet(one))
+
+
+def test_a_logged_dataset_is_logged_in_bulk_per_partition(reproduced_project, cluster, tmp_path):
+    local, _ = cluster
+    project = reproduced_project
+    point_at(project, local.scheduler_address)
+    records = pd.read_parquet(project / "data/processed/test.parquet").drop(columns=["income"]).head(3_000)
+    dataset = tmp_path / "batches"
+    dataset.mkdir()
+    for i in range(3):
+        records.iloc[i * 1_000 : (i + 1) * 1_000].to_parquet(dataset / f"part-{i}.parquet", index=False)
+    log = tmp_path / "log.sqlite"
+    env = {f"{package_of(project).upper()}_PREDICTION_LOG_URL": f"sqlite:///{log}"}
+    out = predict(project, str(dataset / "*.parquet"), str(tmp_path / "scored"), env=env)
+    assert "logged as requests" in out.stdout, out.stdout
+    scored = pd.read_parquet(tmp_path / "scored")
+    with sqlite3.connect(log) as db:
+        logged = pd.read_sql("SELECT request_id, record_index, score, decision FROM predictions", db)
+    assert len(logged) == len(scored) == 3_000
+    merged = scored.merge(logged, on=["request_id", "record_index"], suffixes=("", "_logged"))
+    assert len(merged) == 3_000 and (merged["score"] == merged["score_logged"]).all()
+    assert (merged["decision"] == merged["decision_logged"]).all()
