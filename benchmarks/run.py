@@ -292,7 +292,7 @@ def timed_peak(cmd: list[str], project: Path) -> tuple[float, float]:
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
     _, printed = timed([sys.executable, "-c", wrapper, *cmd], project, {**env_for(project), "WARM_KERNELS": "0"})
-    seconds, peak = printed.split()[-2:]
+    seconds, peak = next(line for line in reversed(printed.splitlines()) if re.fullmatch(r"[\d.]+ [\d.]+", line)).split()
     return float(seconds), float(peak)
 
 

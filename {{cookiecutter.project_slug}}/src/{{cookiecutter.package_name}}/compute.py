@@ -54,7 +54,7 @@ def cluster(cfg: Compute, root: Path | None = None) -> Iterator[Any]:
     """A ``distributed.Client`` of the configured cluster for the block, or None without a scheduler.
 
     ``local`` starts a LocalCluster of ``cfg.workers`` worker processes (``threads_per_worker``,
-    ``memory_limit`` each; no dashboard, logs at ERROR so that nothing reaches a notebook's output)
+    ``memory_limit`` each; on free ports, logs at ERROR so that nothing reaches a notebook's output)
     and stops it at the end of the block. An address or a scheduler file connects to a running
     scheduler and leaves it running. A scheduler that cannot be reached is a ConfigError naming
     ``compute.scheduler``.
@@ -71,7 +71,9 @@ def cluster(cfg: Compute, root: Path | None = None) -> Iterator[Any]:
                 threads_per_worker=cfg.threads_per_worker,
                 memory_limit=_memory_limit(cfg.memory_limit),
                 processes=True,
-                dashboard_address=None,
+                # a free port for the scheduler's HTTP server (and dashboard, with bokeh installed): another
+                # cluster's 8787 would make distributed warn, and a warning would land in a notebook's output
+                dashboard_address=":0",
                 worker_dashboard_address=None,
                 silence_logs=logging.ERROR,
             ) as local,
@@ -94,7 +96,27 @@ def cluster(cfg: Compute, root: Path | None = None) -> Iterator[Any]:
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"compute.scheduler: cannot reach the scheduler {cfg.scheduler!r}: {exc}") from None
     with client:
+        _check_environment(client, cfg.scheduler)
         yield client
+
+
+def _check_environment(client: Any, address: str) -> None:
+    """The scheduler and every worker import this package, or a ConfigError says so.
+
+    They unpickle the tasks, which are this package's functions: without it the scheduler logs
+    an error and the task graph never runs (the step would wait forever).
+    """
+    import importlib
+
+    package = __name__.rpartition(".")[0]
+    try:
+        client.run_on_scheduler(importlib.import_module, package)
+        client.run(importlib.import_module, package)
+    except ImportError as exc:
+        raise ConfigError(
+            f"compute.scheduler: the cluster at {address!r} cannot import {package!r} ({exc}): install this "
+            "project's package on its scheduler and workers (README: Running on a cluster)"
+        ) from None
 
 
 _ACTIVE: ContextVar[Any] = ContextVar("compute_client", default=None)  # the client of the parallel() block
