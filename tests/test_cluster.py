@@ -65,6 +65,15 @@ def predict(project: Path, *args: str, env: dict[str, str] | None = None):
     return run([sys.executable, "-m", f"{package_of(project)}.cli", "predict", *args], project, timeout=600, env=env)
 
 
+@pytest.fixture()
+def shared_project(reproduced_project):
+    """The reproduced project other tests share: its params.yaml is restored after the test."""
+    params = reproduced_project / "params.yaml"
+    saved = params.read_text()
+    yield reproduced_project
+    params.write_text(saved)
+
+
 def point_at(project: Path, scheduler: str) -> None:
     """Set compute.scheduler in the project's params.yaml (the section's other keys stay)."""
     params = project / "params.yaml"
@@ -115,10 +124,10 @@ def test_steps_06_and_08_on_the_cluster_write_the_same_bytes(reproduced_project,
     assert changed_stages(project) == ""
 
 
-def test_a_parquet_dataset_larger_than_a_worker_is_scored_in_parts(reproduced_project, cluster, tmp_path):
+def test_a_parquet_dataset_larger_than_a_worker_is_scored_in_parts(shared_project, cluster, tmp_path):
     """Rows resampled from the test split into 60 files (3M rows); the parts equal one-file scoring."""
     local, client = cluster
-    project = reproduced_project
+    project = shared_project
     point_at(project, local.scheduler_address)
     records = pd.read_parquet(project / "data/processed/test.parquet").drop(columns=["income"])
     dataset = tmp_path / "batches"
@@ -148,9 +157,9 @@ def test_a_parquet_dataset_larger_than_a_worker_is_scored_in_parts(reproduced_pr
         pd.testing.assert_frame_equal(scored.iloc[i * rows : (i + 1) * rows].reset_index(drop=True), pd.read_parquet(one))
 
 
-def test_a_logged_dataset_is_logged_in_bulk_per_partition(reproduced_project, cluster, tmp_path):
+def test_a_logged_dataset_is_logged_in_bulk_per_partition(shared_project, cluster, tmp_path):
     local, _ = cluster
-    project = reproduced_project
+    project = shared_project
     point_at(project, local.scheduler_address)
     records = pd.read_parquet(project / "data/processed/test.parquet").drop(columns=["income"]).head(3_000)
     dataset = tmp_path / "batches"
