@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import prediction_log
 from .config import Monitoring, Serving
-from .project import find_project_root, load_params, write_json
+from .project import find_project_root, load_params, read_json, report_dir, write_json
 
 if TYPE_CHECKING:
     from .monitoring import Batches
@@ -225,8 +225,6 @@ def alert(
 
 def ci_summary(root: Path) -> str:
     """Step 09's verdict and its alert in Markdown, for the CI job's summary."""
-    from .project import read_json, report_dir
-
     out = report_dir(root, "monitoring")
     if not (out / "monitoring_status.json").is_file():
         return "## Monitoring\n\nStep 09 has not run.\n"
