@@ -6,8 +6,10 @@
 
 The service is started as the project's README says (``<package> serve --host 127.0.0.1
 --port PORT``, the console command, or ``python -m <package>.cli`` with ``src`` on the path
-when the project is not installed), and loaded by an asyncio client (httpx, one keep-alive
-connection per client) with one-record requests drawn from the test split:
+when the project is not installed), and loaded with one-record requests drawn from the test
+split, one keep-alive connection per client, by wrk (Debian's ``wrk``, a C load generator, when
+installed; ``--load-generator httpx`` uses this script's asyncio client, which needs a core of its
+own at a few hundred requests/s):
 
 1. sequential: one client, p50 latency (and the requests/s that makes);
 2. 8 and 32 concurrent clients: requests/s and p99 latency, and how many answers were not 200;
@@ -15,8 +17,8 @@ connection per client) with one-record requests drawn from the test split:
 4. the in-process floor: ``scoring.score`` of one record, and the model pipeline's own
    ``predict_proba`` (the part no service can avoid), in a fresh process.
 
-Only loopback traffic, bounded in requests (``--requests``) and in time (``--max-seconds``
-per figure). Nothing is asserted; it prints numbers (this machine's load shows in them:
+Only loopback traffic, bounded in time (``--max-seconds`` per figure; httpx also by
+``--requests``). Nothing is asserted; it prints numbers (this machine's load shows in them:
 compare figures taken in the same run).
 """
 
@@ -121,8 +123,8 @@ def format_table(figures: dict[str, dict[str, float]]) -> str:
             "in-process `scoring.score`, one record",
             (
                 f"{floor['score_ms']:.1f} ms, of which the model pipeline's own `predict_proba` "
-                f"{floor['predict_proba_ms']:.1f} ms ({floor['model']}; validating the record "
-                f"{floor['validate_ms']:.1f} ms)"
+                f"{floor['predict_proba_ms']:.1f} ms and the rest {floor['score_ms'] - floor['predict_proba_ms']:.1f} ms "
+                f"({floor['model']}; validating the record {floor['validate_ms']:.1f} ms)"
             ),
         ),
     ]
@@ -164,6 +166,47 @@ async def load(url: str, bodies: list[bytes], clients: int, requests: int, max_s
         await asyncio.gather(*(one_client() for _ in range(clients)))
         wall = time.perf_counter() - started
     return summarize(latencies, wall, errors)
+
+
+WRK_SCRIPT = r"""
+local bodies = {}
+for line in io.lines(os.getenv("BENCHMARK_BODIES")) do bodies[#bodies + 1] = line end
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/predict", {["Content-Type"] = "application/json"}, bodies[counter % #bodies + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('BENCHMARK {"requests": %d, "seconds": %.3f, "p50_ms": %.3f, "p99_ms": %.3f, ' ..
+    '"max_ms": %.3f, "non_200": %d, "socket_errors": %d}\n', summary.requests, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000, e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_load(url: str, bodies: list[bytes], clients: int, seconds: float) -> dict[str, float]:
+    """``clients`` keep-alive connections of wrk (C, two threads at most) for ``seconds``, cycling ``bodies``."""
+    with tempfile.TemporaryDirectory(prefix="serve-benchmark-wrk-") as work:
+        script, data = Path(work) / "post.lua", Path(work) / "bodies.jsonl"
+        script.write_text(WRK_SCRIPT)
+        data.write_bytes(b"\n".join(bodies) + b"\n")
+        command = ["wrk", f"-t{min(clients, 2)}", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "60s"]
+        result = subprocess.run(
+            [*command, "-s", str(script), url],
+            env={**os.environ, "BENCHMARK_BODIES": str(data)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("BENCHMARK "))
+    figures = json.loads(line.removeprefix("BENCHMARK "))
+    return {
+        **figures,
+        "requests_per_s": figures["requests"] / figures["seconds"],
+        "errors": figures["non_200"] + figures["socket_errors"],
+    }
 
 
 async def health_during_large(url: str, large: bytes, interval_s: float = 0.01) -> dict[str, float]:
@@ -266,7 +309,9 @@ def reproduced_project(workdir: Path) -> Path:
     return project
 
 
-def measure(project: Path, requests: int, max_seconds: float, serve_args: list[str]) -> dict[str, dict]:
+def measure(
+    project: Path, requests: int, max_seconds: float, serve_args: list[str], generator: str = "wrk"
+) -> dict[str, dict]:
     package = package_of(project)
     ones, large = request_bodies(project, package, count=min(requests, 2000))
     figures: dict[str, dict] = {"floor": in_process_floor(project, package)}
@@ -276,9 +321,12 @@ def measure(project: Path, requests: int, max_seconds: float, serve_args: list[s
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, process)
-        figures["sequential"] = asyncio.run(load(url, ones, 1, requests // 4, max_seconds))
-        figures["concurrent_8"] = asyncio.run(load(url, ones, 8, requests, max_seconds))
-        figures["concurrent_32"] = asyncio.run(load(url, ones, 32, requests, max_seconds))
+        for name, clients in (("sequential", 1), ("concurrent_8", 8), ("concurrent_32", 32)):
+            if generator == "wrk":
+                figures[name] = wrk_load(url, ones, clients, max_seconds)
+            else:
+                count = requests // 4 if clients == 1 else requests
+                figures[name] = asyncio.run(load(url, ones, clients, count, max_seconds))
         figures["health_during_large"] = asyncio.run(health_during_large(url, large))
     finally:
         process.terminate()
@@ -292,14 +340,24 @@ def measure(project: Path, requests: int, max_seconds: float, serve_args: list[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, help="a generated project after `dvc repro` (default: make one)")
-    parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level (sequential: a quarter)")
-    parser.add_argument("--max-seconds", type=float, default=30.0, help="time limit of each load figure")
+    parser.add_argument(
+        "--load-generator",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="wrk (Debian's package; the default when installed) or this script's asyncio client, which spends "
+        "a core of its own at a few hundred requests/s and so understates a 2-core service",
+    )
+    parser.add_argument("--requests", type=int, default=1000, help="httpx: requests per level (sequential: a quarter)")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="duration (wrk) or time limit of each load figure")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args, serve_args = parser.parse_known_args(argv)
     with tempfile.TemporaryDirectory(prefix="serve-benchmark-") as work:
         project = args.project.resolve() if args.project else reproduced_project(Path(work))
-        figures = measure(project, args.requests, args.max_seconds, serve_args)
-    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; serve {' '.join(serve_args) or '(defaults)'}")
+        figures = measure(project, args.requests, args.max_seconds, serve_args, args.load_generator)
+    print(
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; serve {' '.join(serve_args) or '(defaults)'}; "
+        f"load from {args.load_generator}, one-record requests on keep-alive connections"
+    )
     print(format_table(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

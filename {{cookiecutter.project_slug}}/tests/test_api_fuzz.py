@@ -40,11 +40,14 @@ CHECKS = [
 ]
 
 
+MODEL_DIR = tempfile.TemporaryDirectory(prefix="api-fuzz-")  # removed when the test process ends
+
+
 def serving_app():
     """The service around a small fitted model (built at import: schemathesis needs the schema then)."""
     spec = synthetic_spec()
     bundle = scoring.make_bundle(fit_pipeline(synthetic_frame(), spec), 0.5, synthetic_metadata(spec))
-    path = artifacts.save(bundle, Path(tempfile.mkdtemp(prefix="api-fuzz-")) / "model.skops")
+    path = artifacts.save(bundle, Path(MODEL_DIR.name) / "model.skops")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return service.create_app(path, max_records=20, reference=synthetic_frame(n=200))

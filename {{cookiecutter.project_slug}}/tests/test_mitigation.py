@@ -66,6 +66,26 @@ def test_a_mitigated_bundle_scores_with_group_aware_decisions(tmp_path, fitted, 
         scoring.score(scoring.load_bundle(path), records.drop(columns="sex"))
 
 
+def test_scoring_runs_the_pipeline_once_and_decides_as_from_scratch(fitted, make_metadata, monkeypatch):
+    frame, spec, pipeline, groups, model, _ = fitted
+    records, x = frame.drop(columns="income"), frame[FEATURES]
+    expected = model.decide(x, groups)
+    np.testing.assert_array_equal(model.decide(x, groups, scores=model.score(x)), expected)
+    key = model.fitted_group(mitigation.group_key(groups[model.group_columns]))
+    fairlearns = model.postprocessor._pmf_predict(x, sensitive_features=key)[:, 1]
+    interpolation = model.postprocessor.interpolated_thresholder_.interpolation_dict
+    np.testing.assert_array_equal(mitigation.interpolated_positive(interpolation, model.score(x), key), fairlearns)
+    assert 0 < fairlearns.mean() < 1
+    calls = []
+    original = type(pipeline).predict_proba
+    monkeypatch.setattr(type(pipeline), "predict_proba", lambda self, *a: calls.append(1) or original(self, *a))
+    result = scoring.score(scoring.make_bundle(model, 0.5, make_metadata(spec, needs_sensitive_features=True)), records)
+    assert len(calls) == 1  # the post-processor decides on the scores, not on a second pass of the pipeline
+    np.testing.assert_array_equal(result["decision"].to_numpy(), expected)
+    with pytest.raises(ValueError, match="2 scores given for 3 records"):
+        model.decide(x.head(3), groups.head(3), scores=np.array([0.1, 0.2]))
+
+
 def test_group_key():
     assert mitigation.group_key(pd.Series(["F", "M"])).tolist() == ["F", "M"]
     both = pd.DataFrame({"sex": ["F", "M"], "race": ["A", "B"]})

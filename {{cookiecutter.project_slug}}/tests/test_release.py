@@ -76,7 +76,7 @@ class Rescoring:
     def score(self, x):
         return 1 - np.asarray(x["age"], dtype=float) / 100  # ranks the synthetic data's outcome backwards
 
-    def decide(self, x, groups):
+    def decide(self, x, groups, scores=None):
         return (groups["sex"].to_numpy() == "Female").astype(int)
 
 

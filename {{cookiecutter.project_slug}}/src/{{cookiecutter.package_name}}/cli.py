@@ -265,12 +265,10 @@ def serve(args: argparse.Namespace) -> int:
     # every thread of every worker (explanations run in a thread pool) gets --threads native
     # threads: OpenMP reads this when it loads, in each worker before it imports scikit-learn
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    import uvicorn
-
     from .config import ConfigError
     from .prediction_log import PredictionLogError, close_engines, open_engine
     from .scoring import load_bundle
-    from .service import SETTINGS_ENV, Settings
+    from .service import SETTINGS_ENV, Settings, run
 
     try:
         model = _model_path(args.model)
@@ -304,7 +302,7 @@ def serve(args: argparse.Namespace) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="{{ cookiecutter.package_name }}-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run(
+        run(
             "{{ cookiecutter.package_name }}.service:app_from_env",
             factory=True,
             host=args.host,

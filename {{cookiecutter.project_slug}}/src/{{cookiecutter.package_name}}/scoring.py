@@ -248,7 +248,7 @@ def score(
         groups = data.sensitive_groups(
             clean, {"sensitive_features": meta["sensitive_features"], "sensitive_bins": meta.get("sensitive_bins", {})}
         )
-        decisions = np.asarray(bundle["model"].decide(clean[meta["feature_columns"]], groups), dtype=int)
+        decisions = np.asarray(bundle["model"].decide(clean[meta["feature_columns"]], groups, scores=scores), dtype=int)
     else:
         decisions = (scores >= bundle["threshold"]).astype(int)
     if not np.isfinite(scores).all():
