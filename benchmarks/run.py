@@ -4,6 +4,7 @@
     python benchmarks/run.py --repeat 3           # medians over three runs (these machines are noisy)
     python benchmarks/run.py --sizes 30000 100000 # also the whole chain on resampled data of these sizes
     python benchmarks/run.py --scale-only --sizes 100000 --compute none,local1,local2 --score-sizes 1000000
+    python benchmarks/run.py --score-only --compute none,local1,local2 --score-sizes 1000000 10000000
 
 Figures (medians over --repeat runs):
 1. generation time (cookiecutter plus hooks);
@@ -27,7 +28,10 @@ Figures (medians over --repeat runs):
    wall time, the largest process's peak memory) and batch scoring of a Parquet dataset of that
    many rows (`predict DIR OUTDIR --model models/model.skops`, files of 100,000 rows) in process (none) and on a LocalCluster
    of one or two workers (localN: compute.scheduler local, N workers), with each mode's growth
-   exponent, and whether the chain's metrics are the same bytes as in process.
+   exponent, and whether the chain's metrics are the same bytes as in process;
+7. with --score-only [--compute ...] --score-sizes 1000000 10000000: batch scoring alone on the
+   default project, per mode and size: wall time, rows/s, peak memory, growth exponent, and the
+   speedup over one worker.
 Nothing here asserts a time; it prints numbers.
 """
 
@@ -223,12 +227,19 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[])
     parser.add_argument("--scale-only", action="store_true", help="skip figures 1-4 (needs --sizes)")
     parser.add_argument(
+        "--score-only", action="store_true", help="only figure 7: batch scoring of --score-sizes rows per --compute mode"
+    )
+    parser.add_argument(
         "--compute", default="", help="with --sizes: none,local1,local2 (in process; LocalCluster of 1 or 2 workers)"
     )
     parser.add_argument(
         "--score-sizes", type=int, nargs="*", default=None, help="with --compute: rows to batch-score (default: --sizes)"
     )
     args = parser.parse_args()
+    if args.score_only:
+        modes = [m.strip() for m in (args.compute or "none,local1,local2").split(",") if m.strip()]
+        compare_scoring(Path(tempfile.mkdtemp(prefix="bench-")), modes, args.score_sizes or [1_000_000])
+        return 0
     if args.scale_only:
         args.repeat = 0
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -336,6 +347,39 @@ def compare_compute(work: Path, sizes: list[int], modes: list[str], score_sizes:
     for rows, mode, chain, chain_peak, e1, score_rows, score_s, score_peak, e2, same in rows_out:
         print(f"{rows:10,d} {mode:8s} {chain:8.1f} {chain_peak:8.0f} {e1:>5s} {score_rows:10,d} {score_s:8.1f} {score_peak:8.0f} {e2:>5s}  {same}")
     print("peak MB: the largest single process (a stage's kernel or a Dask worker); load: " + os.popen("uptime").read().strip())
+
+
+def compare_scoring(work: Path, modes: list[str], score_sizes: list[int]) -> None:
+    """Figure 7 (--score-only): batch scoring alone, per compute mode and size, on the default project.
+
+    The project is reproduced once on its own data; each size's dataset is written once and scored in
+    every mode. Speedup: one worker's time over this mode's, at the same size.
+    """
+    import shutil
+
+    _, project = generate(work)
+    timed([sys.executable, "-m", "dvc", "repro"], project, env_for(project))
+    rows_out, seconds = [], {}
+    for score_rows in score_sizes:
+        dataset = batch_dataset(project, score_rows)
+        for mode in modes:
+            set_compute(project, mode)
+            out = project / "data" / "batch_scored"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [sys.executable, "-m", f"{PACKAGE}.cli", "predict", str(dataset), str(out), "--no-log", "--model", "models/model.skops"]
+            seconds[mode, score_rows], peak = timed_peak(cmd, project)
+            print(f"  {score_rows:,} rows, compute {mode}: {seconds[mode, score_rows]:.1f} s, {peak:.0f} MB", flush=True)
+            rows_out.append((score_rows, mode, peak))
+        shutil.rmtree(dataset)
+    print(f"\n{'scored':>11s} {'compute':8s} {'score s':>8s} {'rows/s':>9s} {'peak MB':>8s} {'exp':>5s} {'vs local1':>9s}")
+    for score_rows, mode, peak in rows_out:
+        t = seconds[mode, score_rows]
+        smaller = [r for r in score_sizes if r < score_rows and (mode, r) in seconds]
+        exponent = f"{math.log(t / seconds[mode, smaller[-1]]) / math.log(score_rows / smaller[-1]):.2f}" if smaller else ""
+        one = seconds.get(("local1", score_rows))
+        speedup = f"{one / t:.2f}x" if one and mode != "local1" else ""
+        print(f"{score_rows:11,d} {mode:8s} {t:8.1f} {score_rows / t:9,.0f} {peak:8.0f} {exponent:>5s} {speedup:>9s}")
+    print("peak MB: the largest single process (predict's, or a Dask worker's); load: " + os.popen("uptime").read().strip())
 
 
 def outside_share_per_stage(full: list[float], stages: list[dict[str, float]]) -> float:
