@@ -6,6 +6,7 @@ The benchmark's timings are never asserted; what is checked is that it reports w
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,25 @@ def test_the_table_has_the_issues_rows_with_the_measured_values():
     assert rows["`GET /health` while a 10,000-record request runs"].startswith("p50 3.0 ms, max 4.0 ms (2 probes;")
     assert "812 ms" in rows["`GET /health` while a 10,000-record request runs"]
     assert rows["in-process `scoring.score`, one record"] == (
-        "9.5 ms, of which the model pipeline's own `predict_proba` 6.2 ms (Pipeline; validating the record 1.2 ms)"
+        "9.5 ms, of which the model pipeline's own `predict_proba` 6.2 ms and the rest 3.2 ms "
+        "(Pipeline; validating the record 1.2 ms)"
     )
+
+
+def test_wrk_loads_with_the_given_clients_and_bodies_and_its_figures_are_read(monkeypatch):
+    seen = {}
+
+    def fake_wrk(cmd, env, **kwargs):
+        seen["cmd"], seen["bodies"] = cmd, Path(env["BENCHMARK_BODIES"]).read_bytes()
+        seen["script"] = Path(cmd[cmd.index("-s") + 1]).read_text()
+        line = '{"requests": 6000, "seconds": 20.0, "p50_ms": 40.0, "p99_ms": 90.0, "max_ms": 120.0, "non_200": 2, "socket_errors": 1}'
+        return subprocess.CompletedProcess(cmd, 0, stdout=f"Running 20s test\nBENCHMARK {line}\n", stderr="")
+
+    monkeypatch.setattr(benchmark.subprocess, "run", fake_wrk)
+    figures = benchmark.wrk_load("http://127.0.0.1:8123", [b'[{"a": 1}]', b'[{"a": 2}]'], clients=32, seconds=20)
+    assert seen["cmd"][:4] == ["wrk", "-t2", "-c32", "-d20s"] and seen["cmd"][-1] == "http://127.0.0.1:8123"
+    assert seen["bodies"] == b'[{"a": 1}]\n[{"a": 2}]\n' and 'wrk.format("POST", "/predict"' in seen["script"]
+    assert figures["requests_per_s"] == 300 and figures["p99_ms"] == 90 and figures["errors"] == 3
 
 
 def test_the_service_is_started_as_the_readme_says(tmp_path, monkeypatch):
