@@ -11,6 +11,7 @@ tests run as root, which PostgreSQL refuses to run as).
 from __future__ import annotations
 
 import glob
+import http.client
 import json
 import os
 import shutil
@@ -254,7 +255,8 @@ def load_through_a_kill(service: Service, records: list[dict], each_side: int = 
         while not stop.is_set():
             try:
                 status, body = post(f"http://127.0.0.1:{service.port}/predict", payload(records, number), timeout=30)
-            except (OSError, ValueError):  # the kill, or the restart not yet listening: no answer, nothing owed
+            except (OSError, ValueError, http.client.HTTPException):  # the kill (mid-answer too), or the restart
+                # not yet listening: no answer, nothing owed
                 time.sleep(0.05)
             else:
                 if status == 200:
