@@ -237,7 +237,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.score_only:
-        modes = [m.strip() for m in (args.compute or "none,local1,local2").split(",") if m.strip()]
+        modes = compute_modes(args.compute or "none,local1,local2")
         compare_scoring(Path(tempfile.mkdtemp(prefix="bench-")), modes, args.score_sizes or [1_000_000])
         return 0
     if args.scale_only:
@@ -260,8 +260,7 @@ def main() -> int:
     if args.repeat:
         print_default_figures(args.repeat, gen, full, noop, floors, rendered, stages, cells, warm, fresh)
     if args.compute:
-        modes = [m.strip() for m in args.compute.split(",") if m.strip()]
-        compare_compute(work, args.sizes, modes, args.score_sizes or args.sizes)
+        compare_compute(work, args.sizes, compute_modes(args.compute), args.score_sizes or args.sizes)
     else:
         scale(work, args.sizes)
     return 0
@@ -307,11 +306,30 @@ def timed_peak(cmd: list[str], project: Path) -> tuple[float, float]:
     return float(seconds), float(peak)
 
 
+def score_batch(project: Path, dataset: Path) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of ``predict DATASET data/batch_scored --no-log`` with step 07's artifact
+    (on resampled data step 08's release may be refused by its gates)."""
+    import shutil
+
+    out = project / "data" / "batch_scored"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", f"{PACKAGE}.cli", "predict", str(dataset), str(out), "--no-log", "--model", "models/model.skops"]
+    return timed_peak(cmd, project)
+
+
+def growth_exponent(seconds: float, prev_seconds: float, rows: int, prev_rows: int) -> float:
+    """k in seconds ~ rows**k between two sizes."""
+    return math.log(seconds / prev_seconds) / math.log(rows / prev_rows)
+
+
+def compute_modes(text: str) -> list[str]:
+    """``none,local1,local2`` as a list."""
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
 def compare_compute(work: Path, sizes: list[int], modes: list[str], score_sizes: list[int]) -> None:
     """Figure 6: the chain and batch scoring per compute mode, side by side (``score_sizes[i]`` rows scored
     with the chain of ``sizes[i]`` rows)."""
-    import shutil
-
     rows_out = []
     previous: dict[str, tuple[int, float, float]] = {}
     for rows, score_rows in zip(sizes, score_sizes, strict=True):
@@ -328,18 +346,13 @@ def compare_compute(work: Path, sizes: list[int], modes: list[str], score_sizes:
             metrics.pop("latency.json", None)  # step 07's run-to-run latencies
             reference = reference or metrics
             same = "same" if metrics == reference else "DIFFER: " + ", ".join(k for k in metrics if metrics[k] != reference.get(k))
-            dataset = batch_dataset(project, score_rows)
-            out = project / "data" / "batch_scored"
-            shutil.rmtree(out, ignore_errors=True)
-            # step 07's artifact: on resampled data step 08's release may be refused by its gates
-            cmd = [sys.executable, "-m", f"{PACKAGE}.cli", "predict", str(dataset), str(out), "--no-log", "--model", "models/model.skops"]
-            score_s, score_peak = timed_peak(cmd, project)
+            score_s, score_peak = score_batch(project, batch_dataset(project, score_rows))
             exponents = ["", ""]
             if mode in previous:
                 prev_rows, prev_score_rows, prev_chain, prev_score = previous[mode]
                 exponents = [
-                    f"{math.log(chain / prev_chain) / math.log(rows / prev_rows):.2f}",
-                    f"{math.log(score_s / prev_score) / math.log(score_rows / prev_score_rows):.2f}",
+                    f"{growth_exponent(chain, prev_chain, rows, prev_rows):.2f}",
+                    f"{growth_exponent(score_s, prev_score, score_rows, prev_score_rows):.2f}",
                 ]
             previous[mode] = (rows, score_rows, chain, score_s)
             rows_out.append((rows, mode, chain, chain_peak, exponents[0], score_rows, score_s, score_peak, exponents[1], same))
@@ -364,10 +377,7 @@ def compare_scoring(work: Path, modes: list[str], score_sizes: list[int]) -> Non
         dataset = batch_dataset(project, score_rows)
         for mode in modes:
             set_compute(project, mode)
-            out = project / "data" / "batch_scored"
-            shutil.rmtree(out, ignore_errors=True)
-            cmd = [sys.executable, "-m", f"{PACKAGE}.cli", "predict", str(dataset), str(out), "--no-log", "--model", "models/model.skops"]
-            seconds[mode, score_rows], peak = timed_peak(cmd, project)
+            seconds[mode, score_rows], peak = score_batch(project, dataset)
             print(f"  {score_rows:,} rows, compute {mode}: {seconds[mode, score_rows]:.1f} s, {peak:.0f} MB", flush=True)
             rows_out.append((score_rows, mode, peak))
         shutil.rmtree(dataset)
@@ -375,7 +385,7 @@ def compare_scoring(work: Path, modes: list[str], score_sizes: list[int]) -> Non
     for score_rows, mode, peak in rows_out:
         t = seconds[mode, score_rows]
         smaller = [r for r in score_sizes if r < score_rows and (mode, r) in seconds]
-        exponent = f"{math.log(t / seconds[mode, smaller[-1]]) / math.log(score_rows / smaller[-1]):.2f}" if smaller else ""
+        exponent = f"{growth_exponent(t, seconds[mode, smaller[-1]], score_rows, smaller[-1]):.2f}" if smaller else ""
         one = seconds.get(("local1", score_rows))
         speedup = f"{one / t:.2f}x" if one and mode != "local1" else ""
         print(f"{score_rows:11,d} {mode:8s} {t:8.1f} {score_rows / t:9,.0f} {peak:8.0f} {exponent:>5s} {speedup:>9s}")
@@ -450,7 +460,7 @@ def scale(work: Path, sizes: list[int]) -> None:
             exponent = ""
             if previous:
                 prev_rows, prev_figures = previous
-                exponent = f"{math.log(seconds / prev_figures[stage][0]) / math.log(rows / prev_rows):9.2f}"
+                exponent = f"{growth_exponent(seconds, prev_figures[stage][0], rows, prev_rows):9.2f}"
             print(f"{stage:22s} {seconds:8.1f} {peak:8.0f} {exponent:>9s}")
         print(paths_taken(project))
         sys.stdout.flush()
