@@ -31,7 +31,7 @@ baseline_false_positive_rate = 0.15
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import business, config, data
+from {{ cookiecutter.package_name }} import business, config, data, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.BusinessCase.from_cell(globals())
@@ -44,13 +44,13 @@ step = start_step("business_case")
 # `data.positive_label` or `data.sensitive_features` stops here, naming the key.
 
 # %%
-raw = data.read_table(step.path(path))
-data.require_columns(raw, [target], "data.target")
 sensitive_features = data.as_list(sensitive_features)  # one name or a list
-data.require_columns(raw, sensitive_features, "data.sensitive_features")
-y = data.binary_target(raw[target], positive_label).dropna()
-prevalence = float(y.mean())
-show(f"`{target}` = `{positive_label}` in **{y.sum():,.0f} of {len(y):,}** rows: prevalence **{prevalence:.1%}**.")
+contract = {"target": target, "positive_label": positive_label, "sensitive_features": sensitive_features}
+survey = tables.read(step.path(path), compute=step.compute, root=step.root).survey(contract, duplicates=False)
+prevalence = survey.prevalence
+show(
+    f"`{target}` = `{positive_label}` in **{survey.positives:,} of {survey.labelled:,}** rows: prevalence **{prevalence:.1%}**."
+)
 
 # %% [markdown]
 # ## What does the current process cost?
@@ -103,7 +103,7 @@ charter = {
     "target": target,
     "positive_label": positive_label,
     "sensitive_features": list(sensitive_features),
-    "rows": len(y),
+    "rows": survey.labelled,
     "prevalence": prevalence,
     "cost_false_positive": cost_false_positive,
     "cost_false_negative": cost_false_negative,

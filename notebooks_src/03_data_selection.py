@@ -7,8 +7,9 @@
 # perfectly usually encodes the outcome itself), constants, empty columns, copies of another
 # column, free text and dates.
 #
-# **Inputs:** the raw data named by `data.path`; the `data` and `data_selection` sections
-# of `params.yaml`.
+# **Inputs:** the raw data named by `data.path` (a CSV or Parquet file, or a directory of Parquet
+# files for data larger than memory, read partition by partition); the `data` and `data_selection`
+# sections of `params.yaml`.
 # **Outputs:** `data/interim/selected.parquet` (selected columns, target as 0/1),
 # `reports/03_data_selection/dataset_spec.json` (the role and schema of every column, used
 # by every later step), `data_dictionary.csv` and `datasheet.md`.
@@ -28,12 +29,14 @@ dataset_license = "CC BY 4.0"
 leakage_auc = 0.95
 identifier_unique_ratio = 0.95
 max_categories = 200
+max_rows = 1000000
 seed = 42
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 
-from {{ cookiecutter.package_name }} import config, data, datasheet, profiling
+from {{ cookiecutter.package_name }} import config, datasheet, profiling, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.DataSelection.from_cell(globals())
@@ -43,14 +46,23 @@ step = start_step("data_selection")
 # ## Availability: load and check the data contract
 
 # %%
-raw = data.read_table(step.path(cfg.path))
-y_all = data.check_contract(raw, cfg.contract)
-labelled = y_all.notna()
-frame, y = raw.loc[labelled].reset_index(drop=True), y_all[labelled].astype(int).reset_index(drop=True)
+raw = tables.read(step.path(cfg.path), compute=step.compute, root=step.root)
+survey = raw.survey(cfg.contract)
+labelled = raw.labelled(cfg.target, survey.positive_label)
+frame = labelled.sample(cfg.max_rows, cfg.seed)  # every labelled row, unless there are more than max_rows
+y = frame[cfg.target]
 show(
-    f"`{cfg.path}`: **{len(raw):,} rows × {raw.shape[1]} columns**; {int((~labelled).sum()):,} rows have no label. "
-    f"Positive class `{cfg.positive_label}`: **{y.mean():.1%}** of labelled rows. "
-    f"{int(frame.duplicated().sum()):,} rows are exact duplicates."
+    f"`{cfg.path}`: **{survey.rows:,} rows × {survey.columns} columns**"
+    + (f" in {raw.frame.npartitions:,} partitions (read a few at a time)" if raw.partitioned else "")
+    + f"; {survey.unlabelled:,} rows have no label. "
+    f"Positive class `{cfg.positive_label}`: **{survey.prevalence:.1%}** of labelled rows. "
+    f"{survey.duplicate_rows:,} rows are exact duplicates."
+    + (
+        f" Column types, usefulness and copies are profiled on a seeded sample of **{len(frame):,}** rows "
+        "(`max_rows`); missing values, ranges and categories count every row."
+        if len(frame) < survey.labelled
+        else ""
+    )
 )
 
 # %% [markdown]
@@ -69,6 +81,7 @@ duplicates = profiling.duplicate_columns(features)
 prof = profiling.flag_columns(
     prof, cfg.leakage_auc, cfg.identifier_unique_ratio, cfg.max_categories, len(frame), duplicates
 )
+prof = profiling.with_stats(prof, labelled.column_stats(list(features.columns)))  # over every row
 prof.round(3)
 
 # %%
@@ -88,7 +101,8 @@ plt.show()
 # ## Selection
 
 # %%
-spec = profiling.dataset_spec(frame, prof, cfg.contract, cfg.max_categories, raw[cfg.target])
+target_values = pd.Series([survey.positive_label, survey.negative_label], name=cfg.target)
+spec = profiling.dataset_spec(frame, prof, cfg.contract, cfg.max_categories, target_values, labelled.column_schema)
 flagged = prof[prof["flags"] != ""]
 best = ranked.iloc[::-1].head(3)
 show(
@@ -112,22 +126,21 @@ if spec["sensitive_bins"]:
     )
 
 # %%
-selected = frame[profiling.input_columns(spec)].assign(**{cfg.target: y.to_numpy()})
-step.path("data/interim").mkdir(parents=True, exist_ok=True)
-selected.to_parquet(step.path("data/interim/selected.parquet"), index=False)
+selected = labelled.select([*profiling.input_columns(spec), cfg.target])
+selected.write(step.path("data/interim/selected.parquet"))  # a directory of parts when the data are partitioned
 step.write_json("dataset_spec.json", spec)
-dictionary = profiling.data_dictionary(prof, spec, raw[cfg.target])
+dictionary = profiling.data_dictionary(prof, spec, survey.target_dtype, survey.target_missing_rate)
 dictionary.round(4).to_csv(step.out / "data_dictionary.csv", index=False)
 charter = step.read_report("business_case", "charter.json")
 facts = {
     "path": cfg.path,
     "source": cfg.dataset_source,
     "license": cfg.dataset_license,
-    "rows": len(raw),
-    "columns": raw.shape[1],
-    "prevalence": float(y.mean()),
-    "unlabelled_rows": int((~labelled).sum()),
-    "duplicate_rows": int(frame.duplicated().sum()),
+    "rows": survey.rows,
+    "columns": survey.columns,
+    "prevalence": survey.prevalence,
+    "unlabelled_rows": survey.unlabelled,
+    "duplicate_rows": survey.duplicate_rows,
     "production_dir": cfg.production_dir,
     **{k: v for k, v in charter.items() if k in ("problem", "decision")},
 }
@@ -138,7 +151,7 @@ step.write_text("datasheet.md", datasheet.datasheet_markdown(facts, prof, spec))
 
 # %%
 show(
-    f"Selected **{len(selected):,} labelled rows** and **{len(profiling.feature_columns(spec))} features** "
+    f"Selected **{survey.labelled:,} labelled rows** and **{len(profiling.feature_columns(spec))} features** "
     f"(plus sensitive {', '.join(f'`{f}`' for f in cfg.sensitive_features)}, kept for fairness analysis, not as features) "
     f"into `data/interim/selected.parquet`. The datasheet (`datasheet.md`) and data dictionary "
     f"(`data_dictionary.csv`) document what was kept and why; `dataset_spec.json` carries the inferred schema "

@@ -31,42 +31,45 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import bias, config, data, features
+from {{ cookiecutter.package_name }} import bias, config, data, features, tables
 from {{ cookiecutter.package_name }}.notebook import pct, show, start_step
 from {{ cookiecutter.package_name }}.project import load_params
 
 cfg = config.DataBiasPlan.from_cell(globals())
 step = start_step("data_bias_plan")
 spec = step.read_report("data_selection", "dataset_spec.json")
-selected = pd.read_parquet(step.path("data/interim/selected.parquet"))
-y = selected[spec["target"]]
-groups = data.sensitive_groups(selected, spec)
-intersection = data.intersection_labels(groups)
+selected = tables.read(
+    step.path("data/interim/selected.parquet"), "data/interim/selected.parquet", step.compute, step.root
+)
+cells = selected.cells(spec)  # rows per (sensitive groups, label), counted over every row
+overall = bias.overall_rate(cells, spec["target"])
 split = config.DataPipeline.checked(load_params(step.root)["data_pipeline"])
-training = features.split_selected(selected, spec, split)["train"]  # the rows step 05 trains on
+training = selected.split(spec, split)["train"]  # the rows step 05 trains on
 
 # %% [markdown]
 # ## Representation and base rates by group
 
 # %%
-tables = {f: bias.representation(groups[f], y, min_group_size) for f in spec["sensitive_features"]}
-for feature, table in tables.items():
+by_feature = {
+    f: bias.representation_of_cells(cells, [f], spec["target"], min_group_size) for f in spec["sensitive_features"]
+}
+for feature, table in by_feature.items():
     gap, hi, lo = bias.base_rate_gap(table)
     small = table.index[~table["assessable"]].tolist()
     show(
         f"**`{feature}`**: {len(table)} groups. Positive rate ranges from **{pct(table.loc[lo, 'positive_rate'])}** "
         f"(`{lo}`) to **{pct(table.loc[hi, 'positive_rate'])}** (`{hi}`), a gap of **{pct(gap)}** "
-        f"(overall {pct(y.mean())}). Largest group `{table.index[0]}` holds {pct(table['share'].iloc[0])} of rows."
+        f"(overall {pct(overall)}). Largest group `{table.index[0]}` holds {pct(table['share'].iloc[0])} of rows."
         + (f" Too small to assess (< {min_group_size} rows): {', '.join(f'`{g}`' for g in small)}." if small else "")
     )
     display(table.round(3))
 
 # %%
-fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 3.5), squeeze=False)
-for ax, (feature, table) in zip(axes[0], tables.items(), strict=True):
+fig, axes = plt.subplots(1, len(by_feature), figsize=(6 * len(by_feature), 3.5), squeeze=False)
+for ax, (feature, table) in zip(axes[0], by_feature.items(), strict=True):
     shown = table.sort_values("positive_rate")
     ax.barh(shown.index.astype(str), shown["positive_rate"], color=np.where(shown["assessable"], "#4c72b0", "#bbbbbb"))
-    ax.axvline(y.mean(), color="#c44e52", linestyle="--", linewidth=1, label="overall")
+    ax.axvline(overall, color="#c44e52", linestyle="--", linewidth=1, label="overall")
     ax.set_title(f"Positive base rate by {feature}")
     ax.set_xlabel(f"share of rows with {spec['target']} = {spec['positive_label']}")
     ax.legend(loc="lower right")
@@ -78,7 +81,7 @@ plt.show()
 # Combinations of sensitive features can hide gaps that each feature alone does not show.
 
 # %%
-inter = bias.representation(intersection, y, min_group_size)
+inter = bias.representation_of_cells(cells, spec["sensitive_features"], spec["target"], min_group_size)
 assessable = inter[inter["assessable"]]
 gap, hi, lo = bias.base_rate_gap(inter)
 show(
@@ -97,8 +100,8 @@ inter.head(15).round(3)
 # nothing downstream is fitted on it.
 
 # %%
-scan_rows = bias.sample_positions(len(selected), max_rows, seed)
-scan, scan_groups = selected.iloc[scan_rows], groups.iloc[scan_rows]
+scan = selected.sample(max_rows, seed)  # every row when there are at most max_rows
+scan_groups = data.sensitive_groups(scan, spec)
 if len(scan) < len(selected):
     show(
         f"Proxy scan and remediation comparison on a random sample of **{len(scan):,}** of {len(selected):,} rows (`max_rows`)."
@@ -136,9 +139,8 @@ show(
 # over the sensitive features. The reweighing weights come from the training split's groups.
 
 # %%
-train_labels = data.intersection_labels(data.sensitive_groups(training, spec))
-weights_table = bias.reweighing_table(train_labels, training[spec["target"]])
-fit_rows = training.iloc[bias.sample_positions(len(training), max_rows, seed)]
+weights_table = bias.reweighing_of_cells(training.cells(spec), spec)
+fit_rows = training.sample(max_rows, seed)
 effects = bias.remediation_effects(fit_rows, spec, weights_table, min_group_size, seed)
 show(
     f"Measured on **{len(fit_rows):,}** of the {len(training):,} training rows "
@@ -181,10 +183,10 @@ step.write_json(
         "strong_proxies": strong,
     },
 )
-pd.concat({f: t for f, t in tables.items()}, names=["feature"]).to_csv(step.out / "representation.csv")
+pd.concat({f: t for f, t in by_feature.items()}, names=["feature"]).to_csv(step.out / "representation.csv")
 plot_rows = [
     {"group": f"{f}={g}", "positive_rate": round(float(r), 4)}
-    for f, t in tables.items()
+    for f, t in by_feature.items()
     for g, r in t["positive_rate"].items()
 ]
 step.write_plot_data("base_rates.csv", pd.DataFrame(plot_rows))

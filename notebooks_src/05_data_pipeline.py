@@ -9,26 +9,35 @@
 #
 # **Inputs:** `data/interim/selected.parquet`, `reports/03_data_selection/dataset_spec.json`,
 # the `data_pipeline` section of `params.yaml`.
-# **Outputs:** `data/processed/{train,validation,test}.parquet` (DVC-versioned),
+# Data larger than memory (step 03 read a directory of Parquet files) stay partitioned: each
+# partition is validated, deduplicated against the whole (by row hash) and split on its own,
+# stratified the same way with its own seed, and every split is written as a directory of parts;
+# the feature pipeline is fitted on a seeded sample of the training split (`max_rows`) and then
+# transforms every training row.
+#
+# **Outputs:** `data/processed/{train,validation,test}.parquet` (DVC-versioned; directories of parts when partitioned),
 # `models/feature_pipeline.skops`, `reports/05_data_pipeline/` (validation report, split report).
 
 # %% tags=["parameters"]
 validation_fraction = 0.15
 test_fraction = 0.15
 drop_duplicates = True
+max_rows = 1000000
 seed = 42
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import artifacts, config, data, features, schema
+from {{ cookiecutter.package_name }} import artifacts, bias, config, data, features, schema, tables
 from {{ cookiecutter.package_name }}.notebook import markdown_table, show, start_step
 
 cfg = config.DataPipeline.from_cell(globals())
 step = start_step("data_pipeline")
 spec = step.read_report("data_selection", "dataset_spec.json")
-selected = pd.read_parquet(step.path("data/interim/selected.parquet"))
+selected = tables.read(
+    step.path("data/interim/selected.parquet"), "data/interim/selected.parquet", step.compute, step.root
+)
 target = spec["target"]
 
 # %% [markdown]
@@ -36,7 +45,7 @@ target = spec["target"]
 
 # %%
 data_schema = schema.build_schema(spec)
-problems = schema.violations(data_schema, selected)
+problems = selected.violations(data_schema)  # partition by partition when partitioned
 if problems.empty:
     show(f"All **{len(selected):,} rows** pass the schema's {len(spec['columns'])} column checks.")
 else:
@@ -52,8 +61,9 @@ problems
 # ## Cleaning
 
 # %%
-splits = features.split_selected(selected, spec, cfg)
-before, kept = len(selected), sum(len(part) for part in splits.values())
+splits = selected.split(spec, cfg)
+split_cells = {name: part.cells(spec) for name, part in splits.items()}
+before, kept = len(selected), sum(int(c["rows"].sum()) for c in split_cells.values())
 show(
     f"Removed **{before - kept:,} duplicated rows** ({(before - kept) / before:.1%})."
     if drop_duplicates
@@ -66,20 +76,22 @@ show(
 # %%
 sizes = pd.DataFrame(
     {
-        name: {"rows": len(part), "share": len(part) / kept, "positive_rate": part[target].mean()}
-        for name, part in splits.items()
+        name: {
+            "rows": int(c["rows"].sum()),
+            "share": int(c["rows"].sum()) / kept,
+            "positive_rate": bias.overall_rate(c, target),
+        }
+        for name, c in split_cells.items()
     }
 ).T
 sizes.round(4)
 
 # %%
+first = spec["sensitive_features"][0]
 mix = pd.concat(
-    {
-        name: data.sensitive_groups(part, spec)[spec["sensitive_features"][0]].value_counts(normalize=True)
-        for name, part in splits.items()
-    },
-    axis=1,
+    {name: (lambda by: by / by.sum())(c.groupby(first)["rows"].sum()) for name, c in split_cells.items()}, axis=1
 ).fillna(0)
+mix = mix.sort_values("train", ascending=False, kind="stable")  # largest group first
 ax = mix.T.plot.bar(stacked=True, figsize=(7, 3.5), colormap="tab20")
 ax.set_title(f"Group mix of `{spec['sensitive_features'][0]}` in every split")
 ax.set_xlabel("split")
@@ -91,7 +103,7 @@ plt.show()
 # %%
 largest_shift = float((mix.max(axis=1) - mix.min(axis=1)).max())
 show(
-    f"Train / validation / test: **{len(splits['train']):,} / {len(splits['validation']):,} / {len(splits['test']):,} rows**; "
+    f"Train / validation / test: **{' / '.join(f'{int(n):,}' for n in sizes['rows'])} rows**; "
     f"positive rates {', '.join(f'{p:.1%}' for p in sizes['positive_rate'])}. The share of any "
     f"`{spec['sensitive_features'][0]}` group differs by at most **{largest_shift:.2%}** between splits."
 )
@@ -101,19 +113,27 @@ show(
 
 # %%
 feature_cols = spec["numeric_features"] + spec["categorical_features"]
-pipeline = features.build_preprocessor(spec)
-encoded = pipeline.fit_transform(splits["train"][feature_cols])
+fit_rows = splits["train"].sample(max_rows, seed)  # every training row, unless there are more than max_rows
+pipeline = features.build_preprocessor(spec).fit(fit_rows[feature_cols])
 names = pipeline.get_feature_names_out()
 show(
-    f"{len(feature_cols)} input features become **{encoded.shape[1]} model features** "
+    f"{len(feature_cols)} input features become **{len(names)} model features** "
     f"({len(spec['numeric_features'])} numeric, imputed by the median and scaled; "
     f"{len(spec['categorical_features'])} categorical, imputed and one-hot encoded, rare and unseen categories grouped)."
 )
+if len(fit_rows) < sizes.loc["train", "rows"]:  # fitted on a sample: does it describe every training row?
+    gap = (
+        splits["train"].transform_means(pipeline, feature_cols)
+        - pipeline.transform(fit_rows[feature_cols]).mean(axis=0)
+    ).abs()
+    show(
+        f"Fitted on a seeded sample of **{len(fit_rows):,}** of {int(sizes.loc['train', 'rows']):,} training rows (`max_rows`). "
+        f"Transforming every training row, partition by partition, the mean of a model feature differs from the "
+        f"sample's by at most **{gap.max():.4f}** (`{gap.idxmax()}`)."
+    )
 
 # %%
-step.path("data/processed").mkdir(parents=True, exist_ok=True)
-for name, part in splits.items():
-    part.to_parquet(step.path(f"data/processed/{name}.parquet"), index=False)
+tables.write_all(splits, step.path("data/processed"))  # partitioned splits in one pass over the data
 artifacts.save(pipeline, step.path("models/feature_pipeline.skops"))
 step.write_json(
     "data_pipeline.json",

@@ -23,15 +23,36 @@ WEIGHT_BOUNDS = (0.1, 10.0)
 
 def representation(groups: pd.Series, y: pd.Series, min_group_size: int) -> pd.DataFrame:
     """Per group: rows, share of the whole, positive base rate, and whether it is large enough to assess."""
-    table = pd.DataFrame({"group": groups.to_numpy(), "y": np.asarray(y)}).groupby("group")["y"].agg(["size", "mean"])
-    table = table.rename(columns={"size": "rows", "mean": "positive_rate"})
+    cells = pd.DataFrame({"group": groups.to_numpy(), "y": np.asarray(y)}).value_counts(sort=False)
+    return _representation(cells.rename("rows").reset_index(), min_group_size)
+
+
+def representation_of_cells(cells: pd.DataFrame, features: list[str], target: str, min_group_size: int) -> pd.DataFrame:
+    """:func:`representation` from counted cells (:meth:`.tables.MemoryTable.cells`): by one sensitive
+    feature, or by the intersection of several."""
+    from .data import intersection_labels
+
+    group = cells[features[0]] if len(features) == 1 else intersection_labels(cells[features])
+    return _representation(pd.DataFrame({"group": group, "y": cells[target], "rows": cells["rows"]}), min_group_size)
+
+
+def _representation(cells: pd.DataFrame, min_group_size: int) -> pd.DataFrame:
+    """The representation table of cells ``group, y (0/1), rows``."""
+    cells = cells.assign(positives=cells["rows"] * cells["y"])
+    table = cells.groupby("group")[["rows", "positives"]].sum()
+    table["positive_rate"] = table["positives"] / table["rows"]
     table["share"] = table["rows"] / table["rows"].sum()
-    table["positive_rate_vs_overall"] = table["positive_rate"] - float(np.mean(y))
+    table["positive_rate_vs_overall"] = table["positive_rate"] - overall_rate(cells)
     table["assessable"] = table["rows"] >= min_group_size
     table.index.name = "group"
     return table.sort_values("rows", ascending=False)[
         ["rows", "share", "positive_rate", "positive_rate_vs_overall", "assessable"]
     ]
+
+
+def overall_rate(cells: pd.DataFrame, target: str = "y") -> float:
+    """The positive rate of all rows of counted cells."""
+    return float((cells["rows"] * cells[target]).sum() / cells["rows"].sum())
 
 
 def base_rate_gap(table: pd.DataFrame) -> tuple[float, str, str]:
@@ -96,10 +117,23 @@ def joint_proxy_auc(
 def reweighing_table(groups: pd.Series, y: pd.Series) -> pd.DataFrame:
     """Kamiran & Calders weights per (group, label) cell, clipped to avoid exploding weights."""
     frame = pd.DataFrame({"group": groups.to_numpy(), "label": np.asarray(y).astype(int)})
-    n = len(frame)
-    p_group = frame["group"].value_counts() / n
-    p_label = frame["label"].value_counts() / n
-    cells = frame.value_counts(["group", "label"]).rename("rows").reset_index()
+    return _reweighing(frame.value_counts(["group", "label"]).rename("rows").reset_index())
+
+
+def reweighing_of_cells(cells: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """:func:`reweighing_table` by intersectional group, from counted cells (:meth:`.tables.MemoryTable.cells`)."""
+    from .data import intersection_labels
+
+    labels = intersection_labels(cells[spec["sensitive_features"]])
+    frame = pd.DataFrame({"group": labels, "label": cells[spec["target"]].astype(int), "rows": cells["rows"]})
+    return _reweighing(frame.groupby(["group", "label"], sort=False)["rows"].sum().reset_index())
+
+
+def _reweighing(cells: pd.DataFrame) -> pd.DataFrame:
+    n = cells["rows"].sum()
+    p_group = cells.groupby("group")["rows"].sum() / n
+    p_label = cells.groupby("label")["rows"].sum() / n
+    cells = cells.copy()
     cells["expected"] = cells["group"].map(p_group) * cells["label"].map(p_label) * n
     cells["weight"] = (cells["expected"] / cells["rows"]).clip(*WEIGHT_BOUNDS)
     return cells.sort_values(["group", "label"]).reset_index(drop=True)

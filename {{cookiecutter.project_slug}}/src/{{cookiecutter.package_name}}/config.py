@@ -168,6 +168,7 @@ class DataSelection(DataContract):
     leakage_auc: Annotated[float, Field(gt=0.5, le=1)]
     identifier_unique_ratio: Annotated[float, Field(gt=0, le=1)]
     max_categories: Annotated[int, Field(ge=2)]
+    max_rows: Annotated[int, Field(ge=100)]
     seed: Seed
 
     @property
@@ -190,6 +191,7 @@ class DataPipeline(StageConfig):
     validation_fraction: Annotated[float, Field(gt=0, lt=1)]
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
     drop_duplicates: bool
+    max_rows: Annotated[int, Field(ge=100)]
     seed: Seed
 
     @model_validator(mode="after")

@@ -25,7 +25,7 @@ class DataContractError(ValueError):
     """The data does not meet the ``data:`` contract; the message says how."""
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """The path as the user wrote it in params.yaml: relative to the project root when inside it."""
     from .project import find_project_root
 
@@ -37,13 +37,14 @@ def _shown(path: Path) -> str:
 
 def _kind_of_file(path: Path, key: str) -> str:
     name = path.name.lower()
+    if path.is_dir():  # a directory of Parquet parts (a partitioned dataset), read whole
+        return "parquet"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
     if name.endswith(CSV_SUFFIXES):
         return "csv"
     raise DataContractError(
-        f"{key}: {_shown(path)!r} is neither CSV ({', '.join(CSV_SUFFIXES)}) nor Parquet "
-        f"({', '.join(PARQUET_SUFFIXES)})"
+        f"{key}: {shown(path)!r} is neither CSV ({', '.join(CSV_SUFFIXES)}) nor Parquet ({', '.join(PARQUET_SUFFIXES)})"
     )
 
 
@@ -62,18 +63,21 @@ def _check_unique_columns(columns: Iterable[str], path: Path, key: str) -> None:
         seen.add(column)
     if duplicated:
         raise DataContractError(
-            f"{key}: {_shown(path)!r} has duplicated column names: {', '.join(map(repr, duplicated))}"
+            f"{key}: {shown(path)!r} has duplicated column names: {', '.join(map(repr, duplicated))}"
         )
 
 
 def read_table(path: str | Path, key: str = "data.path") -> pd.DataFrame:
-    """Read a CSV (optionally gzipped) or Parquet file, with errors that name ``key``."""
+    """Read a CSV (optionally gzipped) or Parquet file, or a directory of Parquet files whole, with errors that name ``key``.
+
+    Steps 03-05 read a directory partition by partition instead (:mod:`.tables`).
+    """
     path = Path(path)
     kind = _kind_of_file(path, key)
-    if not path.is_file():
-        raise DataContractError(f"{key}: file {_shown(path)!r} does not exist")
-    if path.stat().st_size == 0:
-        raise DataContractError(f"{key}: file {_shown(path)!r} is empty")
+    if not path.is_file() and not path.is_dir():
+        raise DataContractError(f"{key}: file {shown(path)!r} does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataContractError(f"{key}: file {shown(path)!r} is empty")
     try:
         if kind == "parquet":
             frame = pd.read_parquet(path)
@@ -84,11 +88,11 @@ def read_table(path: str | Path, key: str = "data.path") -> pd.DataFrame:
         raise
     except Exception as exc:  # the parser's own words say what is wrong
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataContractError(f"{key}: cannot read {_shown(path)!r} as {kind}: {first_line}") from exc
+        raise DataContractError(f"{key}: cannot read {shown(path)!r} as {kind}: {first_line}") from exc
     _check_unique_columns(frame.columns, path, key)
     frame.columns = [str(c) for c in frame.columns]
     if frame.empty:
-        raise DataContractError(f"{key}: file {_shown(path)!r} has no data rows")
+        raise DataContractError(f"{key}: file {shown(path)!r} has no data rows")
     return frame
 
 
@@ -150,6 +154,11 @@ def target_labels(values: pd.Series, positive_label: Any, key: str = "data") -> 
 def binary_target(values: pd.Series, positive_label: Any, key: str = "data") -> pd.Series:
     """1.0 where the target equals the positive label, 0.0 elsewhere, NaN where missing."""
     positive, _ = target_labels(values, positive_label, key)
+    return as_binary(values, positive)
+
+
+def as_binary(values: pd.Series, positive: Any) -> pd.Series:
+    """1.0 where the value is ``positive`` (as :func:`target_labels` found it), 0.0 elsewhere, NaN where missing."""
     return values.map(lambda v: np.nan if pd.isna(v) else float(v == positive)).astype("float64")
 
 
@@ -169,8 +178,10 @@ def as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
-def check_contract(frame: pd.DataFrame, contract: dict[str, Any]) -> pd.Series:
-    """Check the ``data:`` contract against the data; return the 0/1 target."""
+def check_roles(columns: Iterable[str], contract: dict[str, Any]) -> tuple[str, list[str]]:
+    """The target and the sensitive features of the ``data:`` contract, checked against the data's columns."""
+    columns = pd.Index([str(c) for c in columns])
+    frame = pd.DataFrame(columns=columns)  # the columns alone: what require_columns reads
     target = contract.get("target")
     if not target:
         raise DataContractError("data.target: no target column given")
@@ -183,12 +194,23 @@ def check_contract(frame: pd.DataFrame, contract: dict[str, Any]) -> pd.Series:
         raise DataContractError(f"data.sensitive_features: {target!r} is the target column")
     for key in ("id_columns", "drop_columns", "categorical_columns", "keep_columns"):
         require_columns(frame, as_list(contract.get(key)), f"data.{key}")
-    y = binary_target(frame[str(target)], contract.get("positive_label"))  # an empty target stops here
-    for column in sensitive:  # any other empty column is simply not available: step 03 excludes it, saying so
-        if frame[column].isna().all():
+    return str(target), sensitive
+
+
+def check_present(present: pd.Series, rows: int) -> None:
+    """Every sensitive feature has a value somewhere (``present``: values per sensitive column)."""
+    for column, count in present.items():  # any other empty column is simply not available: step 03 excludes it
+        if count == 0:
             raise DataContractError(
-                f"data.sensitive_features: column {column!r} is entirely empty (all {len(frame)} values missing)"
+                f"data.sensitive_features: column {column!r} is entirely empty (all {rows} values missing)"
             )
+
+
+def check_contract(frame: pd.DataFrame, contract: dict[str, Any]) -> pd.Series:
+    """Check the ``data:`` contract against the data; return the 0/1 target."""
+    target, sensitive = check_roles(frame.columns, contract)
+    y = binary_target(frame[target], contract.get("positive_label"))  # an empty target stops here
+    check_present(frame[sensitive].notna().sum(), len(frame))
     return y
 
 

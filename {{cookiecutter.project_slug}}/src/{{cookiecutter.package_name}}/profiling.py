@@ -8,6 +8,7 @@ unique per row as an identifier.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -124,6 +125,21 @@ def profile(frame: pd.DataFrame, y: pd.Series, categorical: list[str] | None = N
     return pd.DataFrame(rows)
 
 
+def with_stats(prof: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """The profile's missing rates, and numeric columns' ranges, from ``stats`` (every row, see :meth:`.tables.MemoryTable.column_stats`).
+
+    The profile itself may be of a sample (``data_selection.max_rows``); what the schema and the
+    datasheet state about missing values and ranges holds for every row.
+    """
+    by_column = stats.reindex(prof["column"])
+    numeric = (prof["kind"] == NUMERIC).to_numpy()
+    out = prof.copy()
+    out["missing_rate"] = (by_column["missing"] / by_column["rows"]).to_numpy()
+    for bound in ("min", "max"):
+        out.loc[numeric, bound] = by_column[bound].to_numpy()[numeric].astype(float)
+    return out
+
+
 def duplicate_columns(frame: pd.DataFrame) -> dict[str, str]:
     """Columns that repeat an earlier column's values exactly, under another name: ``{copy: original}``."""
     seen: dict[int, list[str]] = {}
@@ -215,8 +231,14 @@ def dataset_spec(
     contract: dict[str, Any],
     max_categories: int,
     raw_target: pd.Series,
+    schema_of: Callable[[dict[str, str], int], dict[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Roles of every column after selection: what later steps use instead of guessing again."""
+    """Roles of every column after selection: what later steps use instead of guessing again.
+
+    ``raw_target``: the target's values (its distinct values suffice); ``schema_of(kinds,
+    max_categories)``: the column schema over every row (:meth:`.tables.MemoryTable.column_schema`),
+    by default :func:`column_schema` of ``frame``.
+    """
     target = str(contract["target"])
     sensitive = as_list(contract["sensitive_features"])
     keep = set(as_list(contract.get("keep_columns")))
@@ -259,7 +281,7 @@ def dataset_spec(
         "numeric_features": numeric,
         "categorical_features": categorical,
         "excluded_columns": excluded,
-        "columns": column_schema(frame, kinds, max_categories),
+        "columns": (schema_of or (lambda k, m: column_schema(frame, k, m)))(kinds, max_categories),
     }
 
 
@@ -288,7 +310,9 @@ DICTIONARY_COLUMNS = [
 ]
 
 
-def data_dictionary(prof: pd.DataFrame, spec: dict[str, Any], raw_target: pd.Series) -> pd.DataFrame:
+def data_dictionary(
+    prof: pd.DataFrame, spec: dict[str, Any], target_dtype: str, target_missing_rate: float
+) -> pd.DataFrame:
     """One row per column of the raw data: its role (feature, sensitive, excluded, target) and its profile."""
 
     def role(column: str) -> str:
@@ -301,8 +325,8 @@ def data_dictionary(prof: pd.DataFrame, spec: dict[str, Any], raw_target: pd.Ser
         "column": spec["target"],
         "role": "target",
         "kind": "categorical",
-        "dtype": str(raw_target.dtype),
-        "missing_rate": float(raw_target.isna().mean()),
+        "dtype": target_dtype,
+        "missing_rate": target_missing_rate,
         "n_unique": 2,
         "top_values": f"positive: {spec['positive_label']}",
     }

@@ -1,0 +1,481 @@
+"""The data of steps 03-05, held whole in memory or partitioned on disk. Adapt with care: steps 03, 04 and 05 read and write their data through it.
+
+``data.path`` names a file (CSV or Parquet): :func:`read` gives a :class:`MemoryTable`, a pandas
+frame as always. It names a directory of Parquet files (data larger than memory, as Spark, Dask
+or ``pyarrow.dataset`` write them): a :class:`PartitionedTable`, a ``dask.dataframe`` read a few
+partitions at a time, on the cluster of ``compute.scheduler`` when one is set (else one partition
+after another in the step's process). Both answer the same questions, so a step's notebook does not
+know which it has:
+
+- :meth:`survey`: the contract checked, rows, labels, duplicated rows, over every row;
+- :meth:`sample`: a seeded sample for what fits models or profiles columns (``max_rows``);
+- :meth:`column_stats` and :meth:`column_schema`: missingness, ranges and categories over every
+  row, so that step 05's validation accepts every row the data hold;
+- :meth:`cells`: rows and positives per (sensitive groups, label): what representation tables
+  and reweighing need, whatever the size;
+- :meth:`split`: step 05's stratified, seeded split, duplicates removed first;
+- :meth:`violations`, :meth:`transform_means` and :meth:`write`.
+
+A partitioned table's split is stratified within every partition (by label and sensitive group,
+with a seed drawn from ``data_pipeline.seed`` and the partition's number), so the whole is
+stratified too; duplicated rows are found across partitions by a 64-bit hash of each row (eight
+bytes per row held in memory, where the rows themselves are not). The splits are written as
+directories of Parquet parts under the same names (``data/processed/train.parquet/``), which
+pandas and Dask read like a file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import data
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What step 03 reports about the raw data, counted over every row."""
+
+    rows: int
+    columns: int
+    unlabelled: int
+    positives: int
+    duplicate_rows: int | None  # among the labelled rows (None: not counted)
+    positive_label: Any
+    negative_label: Any
+    target_dtype: str
+    target_missing_rate: float
+
+    @property
+    def labelled(self) -> int:
+        return self.rows - self.unlabelled
+
+    @property
+    def prevalence(self) -> float:
+        return self.positives / self.labelled
+
+
+def is_partitioned(path: str | Path) -> bool:
+    """Whether ``path`` is a directory (of Parquet files) rather than one file."""
+    return Path(path).is_dir()
+
+
+def read(path: str | Path, key: str = "data.path", compute: Any = None, root: Path | None = None) -> Any:
+    """A :class:`MemoryTable` of a file, or a :class:`PartitionedTable` of a directory of Parquet files.
+
+    ``compute`` is the project's ``compute:`` section: a partitioned table's work runs on its
+    cluster. Errors are :class:`.data.DataContractError` naming ``key``.
+    """
+    path = Path(path)
+    if is_partitioned(path):
+        return PartitionedTable.read(path, key, compute, root)
+    return MemoryTable(data.read_table(path, key))
+
+
+def remove(path: Path) -> None:
+    """Remove a file or a directory of parts, so that a table of the other kind can take its name."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _split_seed(seed: int, number: int) -> int:
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _labelled(frame: pd.DataFrame, target: str, positive: Any) -> pd.DataFrame:
+    """The rows that carry a label, the target as 0/1."""
+    kept = frame[frame[target].notna()]
+    return kept.assign(**{target: data.as_binary(kept[target], positive).astype(int)})
+
+
+def _cells(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """Rows and positives per combination of sensitive groups (and the label)."""
+    target = spec["target"]
+    keyed = data.sensitive_groups(frame, spec).assign(**{target: frame[target].to_numpy().astype(int)})
+    counts = keyed.value_counts(sort=False).rename("rows").reset_index()
+    return counts.sort_values([*spec["sensitive_features"], target], kind="stable").reset_index(drop=True)
+
+
+def combine_cells(parts: list[pd.DataFrame], spec: dict[str, Any]) -> pd.DataFrame:
+    keys = [*spec["sensitive_features"], spec["target"]]
+    whole = pd.concat(parts, ignore_index=True).groupby(keys, sort=True)["rows"].sum()
+    return whole.reset_index()
+
+
+def _split_partition(
+    frame: pd.DataFrame, spec: dict[str, Any], fractions: tuple[float, float], seed: int
+) -> dict[str, pd.DataFrame]:
+    """:func:`.features.split_frame` of one partition; a partition too small to stratify is split at random."""
+    from .features import split_frame, strata
+
+    frame = frame.reset_index(drop=True)
+    if len(frame) >= 20:
+        try:
+            key = strata(frame[spec["target"]], data.intersection_labels(data.sensitive_groups(frame, spec)))
+            return split_frame(frame, key, *fractions, seed)
+        except ValueError:  # a label or stratum with a single row in this partition
+            pass
+    validation, test = fractions
+    drawn = np.random.default_rng(seed).choice(3, size=len(frame), p=[1 - validation - test, validation, test])
+    return {name: frame[drawn == i] for i, name in enumerate(SPLITS)}
+
+
+class MemoryTable:
+    """A pandas frame held whole: the default, and what data that fit in memory use."""
+
+    partitioned = False
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    @classmethod
+    def read_parquet(cls, path: Path) -> MemoryTable:
+        return cls(pd.read_parquet(path))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def survey(self, contract: dict[str, Any], duplicates: bool = True) -> Survey:
+        target = str(contract["target"])
+        y = data.check_contract(self.frame, contract)
+        positive, negative = data.target_labels(self.frame[target], contract.get("positive_label"))
+        labelled = self.frame.loc[y.notna()]
+        return Survey(
+            rows=len(self.frame),
+            columns=self.frame.shape[1],
+            unlabelled=int(y.isna().sum()),
+            positives=int(y.sum()),
+            duplicate_rows=int(labelled.duplicated().sum()) if duplicates else None,
+            positive_label=positive,
+            negative_label=negative,
+            target_dtype=str(self.frame[target].dtype),
+            target_missing_rate=float(self.frame[target].isna().mean()),
+        )
+
+    def labelled(self, target: str, positive: Any) -> MemoryTable:
+        return MemoryTable(_labelled(self.frame, target, positive).reset_index(drop=True))
+
+    def sample(self, max_rows: int, seed: int) -> pd.DataFrame:
+        """Every row when there are at most ``max_rows``, else a seeded sample (in the rows' order)."""
+        from .bias import sample_positions
+
+        return self.frame.iloc[sample_positions(len(self.frame), max_rows, seed)]
+
+    def column_stats(self, columns: list[str]) -> pd.DataFrame:
+        return _column_stats(self.frame[columns])
+
+    def column_schema(self, kinds: dict[str, str], max_categories: int) -> dict[str, dict[str, Any]]:
+        from .profiling import column_schema
+
+        return column_schema(self.frame, kinds, max_categories)
+
+    def cells(self, spec: dict[str, Any]) -> pd.DataFrame:
+        return _cells(self.frame, spec)
+
+    def select(self, columns: list[str]) -> MemoryTable:
+        return MemoryTable(self.frame[columns])
+
+    def split(self, spec: dict[str, Any], split: Any) -> dict[str, MemoryTable]:
+        from .features import split_selected
+
+        return {name: MemoryTable(part) for name, part in split_selected(self.frame, spec, split).items()}
+
+    def violations(self, schema: Any) -> pd.DataFrame:
+        from .schema import violations
+
+        return violations(schema, self.frame)
+
+    def transform_means(self, pipeline: Any, columns: list[str]) -> pd.Series:
+        """The mean of every model feature the fitted ``pipeline`` makes of these rows."""
+        encoded = pipeline.transform(self.frame[columns])
+        return pd.Series(np.asarray(encoded, dtype=float).mean(axis=0), index=pipeline.get_feature_names_out())
+
+    def write(self, path: Path) -> None:
+        remove(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.frame.to_parquet(path, index=False)
+
+
+def _column_stats(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per column: rows, missing values, and min and max of the numeric ones."""
+    numeric = frame.select_dtypes("number")
+    stats = pd.DataFrame({"rows": len(frame), "missing": frame.isna().sum()})
+    stats["min"] = numeric.min().reindex(stats.index)
+    stats["max"] = numeric.max().reindex(stats.index)
+    return stats
+
+
+class PartitionedTable:
+    """A directory of Parquet files read through ``dask.dataframe``: the data need not fit in memory."""
+
+    partitioned = True
+
+    def __init__(self, frame: Any, compute: Any = None, root: Path | None = None, source: str = "data.path"):
+        self.frame, self.compute, self.root, self.source = frame, compute, root, source
+        self._stack: ExitStack | None = None
+
+    @classmethod
+    def read(
+        cls, path: Path, key: str = "data.path", compute: Any = None, root: Path | None = None
+    ) -> PartitionedTable:
+        import dask
+        import dask.dataframe as dd
+
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(data.PARQUET_SUFFIXES))
+        if not files:
+            raise data.DataContractError(f"{key}: directory {data.shown(path)!r} holds no Parquet file")
+        try:
+            with dask.config.set({"dataframe.convert-string": False}):  # text stays as pandas reads it from a file
+                frame = dd.read_parquet(str(path))
+        except Exception as exc:  # the reader's own words say what is wrong
+            raise data.DataContractError(
+                f"{key}: cannot read {data.shown(path)!r} as a Parquet dataset: {exc}"
+            ) from None
+        table = cls(frame, compute, root, key)
+        if len(table) == 0:
+            raise data.DataContractError(f"{key}: directory {data.shown(path)!r} has no data rows")
+        return table
+
+    # -- running ---------------------------------------------------------------------------------
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        """Dask's settings for a computation: the step's cluster when ``compute.scheduler`` is set (started
+        at the first computation, kept until the step ends), else one partition after another here."""
+        import dask
+
+        if self.compute is not None and self.compute.scheduler is not None and self._stack is None:
+            from .compute import cluster
+
+            self._stack = ExitStack()
+            self._stack.enter_context(cluster(self.compute, self.root))
+            import atexit
+
+            atexit.register(self._stack.close)
+        local = self._stack is None
+        with dask.config.set({"dataframe.convert-string": False, **({"scheduler": "synchronous"} if local else {})}):
+            yield
+
+    def _compute(self, *collections: Any) -> tuple[Any, ...]:
+        import dask
+
+        with self._running():
+            return dask.compute(*collections)
+
+    def _derived(self, frame: Any) -> PartitionedTable:
+        derived = PartitionedTable(frame, self.compute, self.root, self.source)
+        derived._stack = self._stack
+        return derived
+
+    def _per_partition(self, func: Any, *args: Any) -> list[Any]:
+        """``func(partition, *args)`` of every partition, in order."""
+        import dask
+
+        with self._running():
+            parts = self.frame.to_delayed()
+        task = dask.delayed(func, pure=True)
+        return list(self._compute(*[task(part, *args) for part in parts]))
+
+    # -- the questions ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        (rows,) = self._compute(self.frame.map_partitions(len).sum())
+        return int(rows)
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def survey(self, contract: dict[str, Any], duplicates: bool = True) -> Survey:
+        target, sensitive = data.check_roles(self.columns, contract)
+        frame = self.frame
+        values, present, rows, missing = self._compute(
+            frame[target].drop_duplicates(),
+            frame[sensitive].notna().sum(),
+            frame.map_partitions(len).sum(),
+            frame[target].isna().sum(),
+        )
+        positive, negative = data.target_labels(values.rename(target), contract.get("positive_label"))
+        data.check_present(present, int(rows))
+        labelled = self.labelled(target, positive)
+        positives, labelled_rows = self._compute(labelled.frame[target].sum(), labelled.frame.map_partitions(len).sum())
+        repeated = (
+            int(labelled_rows) - int(sum(mask.sum() for mask in labelled.first_occurrences())) if duplicates else None
+        )
+        return Survey(
+            rows=int(rows),
+            columns=len(self.columns),
+            unlabelled=int(missing),
+            positives=int(positives),
+            duplicate_rows=repeated,
+            positive_label=positive,
+            negative_label=negative,
+            target_dtype=str(frame[target].dtype),
+            target_missing_rate=float(missing) / int(rows),
+        )
+
+    def labelled(self, target: str, positive: Any) -> PartitionedTable:
+        meta = self.frame._meta.assign(**{target: pd.Series(dtype="int64")})
+        return self._derived(self.frame.map_partitions(_labelled, target, positive, meta=meta))
+
+    def sample(self, max_rows: int, seed: int) -> pd.DataFrame:
+        """A seeded sample of about ``max_rows`` rows drawn from every partition (every row when there are fewer)."""
+        rows = len(self)
+        if rows <= max_rows:
+            (whole,) = self._compute(self.frame)
+            return whole.reset_index(drop=True)
+        (drawn,) = self._compute(self.frame.sample(frac=max_rows / rows, random_state=seed))
+        return drawn.reset_index(drop=True)
+
+    def column_stats(self, columns: list[str]) -> pd.DataFrame:
+        parts = self._per_partition(lambda part: _column_stats(part[columns]))
+        stats = pd.DataFrame(
+            {
+                "rows": sum(p["rows"] for p in parts),
+                "missing": sum(p["missing"] for p in parts),
+                "min": pd.concat([p["min"] for p in parts], axis=1).min(axis=1),
+                "max": pd.concat([p["max"] for p in parts], axis=1).max(axis=1),
+            }
+        )
+        return stats.loc[columns]
+
+    def column_schema(self, kinds: dict[str, str], max_categories: int) -> dict[str, dict[str, Any]]:
+        """:func:`.profiling.column_schema` over every row: partition by partition, then combined."""
+        from .profiling import NUMERIC
+
+        columns = list(kinds)
+        stats = self.column_stats(columns)
+
+        def categories(part: pd.DataFrame) -> dict[str, pd.Series]:
+            return {c: part[c].dropna().astype(str).value_counts() for c in columns if kinds[c] != NUMERIC}
+
+        counted = self._per_partition(categories)
+        schema = {}
+        for column, kind in kinds.items():
+            entry: dict[str, Any] = {"kind": kind, "nullable": bool(stats.loc[column, "missing"] > 0)}
+            if kind == NUMERIC:
+                integer = pd.api.types.is_integer_dtype(self.frame[column].dtype)
+                entry.update(min=float(stats.loc[column, "min"]), max=float(stats.loc[column, "max"]), integer=integer)
+            else:
+                values = pd.concat([part[column] for part in counted]).groupby(level=0).sum()
+                values = values.sort_values(ascending=False, kind="stable")
+                entry["categories"] = (
+                    sorted(values.index[:max_categories].tolist()) if len(values) <= max_categories else None
+                )
+            schema[column] = entry
+        return schema
+
+    def cells(self, spec: dict[str, Any]) -> pd.DataFrame:
+        return combine_cells(self._per_partition(_cells, spec), spec)
+
+    def select(self, columns: list[str]) -> PartitionedTable:
+        return self._derived(self.frame[columns])
+
+    def first_occurrences(self) -> list[np.ndarray]:
+        """Per partition, which rows are the first of their kind over the whole table (by a 64-bit row hash)."""
+        hashes = self._per_partition(lambda part: pd.util.hash_pandas_object(part, index=False).to_numpy())
+        if not hashes:
+            return []
+        _, first = np.unique(np.concatenate(hashes), return_index=True)  # the first occurrence of each
+        keep = np.zeros(sum(len(h) for h in hashes), dtype=bool)
+        keep[first] = True
+        return np.split(keep, np.cumsum([len(h) for h in hashes])[:-1])
+
+    def split(self, spec: dict[str, Any], split: Any) -> dict[str, PartitionedTable]:
+        """Step 05's split, partition by partition: duplicates (over the whole table) out, then stratified and seeded."""
+        import dask
+        import dask.dataframe as dd
+
+        keep = self.first_occurrences() if split.drop_duplicates else None
+        usable = sum(int(k.sum()) for k in keep) if keep is not None else len(self)
+        if usable < 50:
+            raise data.DataContractError(
+                f"data.path: only {usable} usable rows remain after cleaning; at least 50 are needed"
+            )
+        fractions = (split.validation_fraction, split.test_fraction)
+
+        def one(part: pd.DataFrame, number: int, mask: np.ndarray | None) -> pd.DataFrame:
+            kept = part[mask] if mask is not None else part
+            pieces = _split_partition(kept, spec, fractions, _split_seed(split.seed, number))
+            return pd.concat([piece.assign(_split=name) for name, piece in pieces.items()], ignore_index=True)
+
+        meta = self.frame._meta.assign(_split=pd.Series(dtype="object"))
+        with self._running():
+            parts = self.frame.to_delayed()
+        task = dask.delayed(one, pure=True)
+        whole = dd.from_delayed(
+            [task(part, i, None if keep is None else keep[i]) for i, part in enumerate(parts)],
+            meta=meta,
+            verify_meta=False,
+        )
+        return {name: self._derived(whole[whole["_split"] == name].drop(columns="_split")) for name in SPLITS}
+
+    def violations(self, schema: Any) -> pd.DataFrame:
+        """:func:`.schema.violations` of every partition, combined: rows summed, a few examples kept."""
+        from .schema import violations
+
+        found = pd.concat(self._per_partition(violations, schema), ignore_index=True)
+        if found.empty:
+            return found
+        examples = found.groupby(["column", "check"], sort=True)["examples"].agg(
+            lambda v: ", ".join(sorted({x.strip() for text in v for x in str(text).split(",")})[:5])
+        )
+        return found.groupby(["column", "check"], sort=True)["rows"].sum().to_frame().join(examples).reset_index()
+
+    def transform_means(self, pipeline: Any, columns: list[str]) -> pd.Series:
+        """The mean of every model feature the fitted ``pipeline`` makes of every row, partition by partition."""
+
+        def sums(part: pd.DataFrame) -> tuple[np.ndarray, int]:
+            encoded = np.asarray(pipeline.transform(part[columns]), dtype=float)
+            return encoded.sum(axis=0), len(encoded)
+
+        parts = [p for p in self._per_partition(sums) if p[1]]
+        total = np.sum([s for s, _ in parts], axis=0) / sum(n for _, n in parts)
+        return pd.Series(total, index=pipeline.get_feature_names_out())
+
+    def write(self, path: Path) -> None:
+        """A directory of Parquet parts, ``part-00000.parquet`` on (empty partitions too: the numbering stays)."""
+        remove(path)
+        path.mkdir(parents=True)
+        with self._running():
+            writing = self.frame.to_parquet(
+                str(path), write_index=False, compute=False, name_function=lambda i: f"part-{i:05d}.parquet"
+            )
+        self._compute(writing)
+
+
+def write_all(tables: dict[str, Any], directory: Path) -> None:
+    """Every table to ``directory/<name>.parquet``; partitioned ones in one pass over their common source."""
+    directory.mkdir(parents=True, exist_ok=True)
+    partitioned = {name: t for name, t in tables.items() if t.partitioned}
+    for name, table in tables.items():
+        if not table.partitioned:
+            table.write(directory / f"{name}.parquet")
+    if not partitioned:
+        return
+    first = next(iter(partitioned.values()))
+    writes = []
+    with first._running():
+        for name, table in partitioned.items():
+            target = directory / f"{name}.parquet"
+            remove(target)
+            target.mkdir(parents=True)
+            writes.append(
+                table.frame.to_parquet(
+                    str(target), write_index=False, compute=False, name_function=lambda i: f"part-{i:05d}.parquet"
+                )
+            )
+    first._compute(*writes)
