@@ -143,11 +143,19 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def file_md5(path: str | Path) -> str:
-    """The file's MD5, read in chunks (artifacts, training data and registry entries are identified by it)."""
+    """The file's MD5, read in chunks (artifacts, training data and registry entries are identified by it).
+
+    A directory (a partitioned dataset's parts) has the MD5 of its files' relative names and bytes, in order.
+    """
+    path = Path(path)
     digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -27,6 +27,7 @@ pandas and Dask read like a file.
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -239,9 +240,11 @@ class PartitionedTable:
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(data.PARQUET_SUFFIXES))
         if not files:
             raise data.DataContractError(f"{key}: directory {data.shown(path)!r} holds no Parquet file")
+        # Text stays as pandas reads it from a file (dask would make it pyarrow strings, whose pd.NA
+        # scikit-learn's imputers cannot compare), for every frame the step derives from this one.
+        dask.config.set({"dataframe.convert-string": False})
         try:
-            with dask.config.set({"dataframe.convert-string": False}):  # text stays as pandas reads it from a file
-                frame = dd.read_parquet(str(path))
+            frame = dd.read_parquet(str(path))
         except Exception as exc:  # the reader's own words say what is wrong
             raise data.DataContractError(
                 f"{key}: cannot read {data.shown(path)!r} as a Parquet dataset: {exc}"
@@ -267,7 +270,9 @@ class PartitionedTable:
 
             atexit.register(self._stack.close)
         local = self._stack is None
-        with dask.config.set({"dataframe.convert-string": False, **({"scheduler": "synchronous"} if local else {})}):
+        with dask.config.set({"scheduler": "synchronous"} if local else {}), warnings.catch_warnings():
+            # dask's own Parquet reader still calls reset_index(inplace=True), deprecated by pandas 3.1
+            warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.reset_index")
             yield
 
     def _compute(self, *collections: Any) -> tuple[Any, ...]:
@@ -304,7 +309,7 @@ class PartitionedTable:
         frame = self.frame
         values, present, rows, missing = self._compute(
             frame[target].drop_duplicates(),
-            frame[sensitive].notna().sum(),
+            frame[sensitive].count(),
             frame.map_partitions(len).sum(),
             frame[target].isna().sum(),
         )
@@ -427,7 +432,7 @@ class PartitionedTable:
         """:func:`.schema.violations` of every partition, combined: rows summed, a few examples kept."""
         from .schema import violations
 
-        found = pd.concat(self._per_partition(violations, schema), ignore_index=True)
+        found = pd.concat(self._per_partition(lambda part: violations(schema, part)), ignore_index=True)
         if found.empty:
             return found
         examples = found.groupby(["column", "check"], sort=True)["examples"].agg(
