@@ -157,7 +157,7 @@ print(json.dumps(times))
 SWAP_PROBABILITY = 0.5
 
 
-def resample(project: Path, rows: int, seed: int = 0) -> None:
+def resample(project: Path, rows: int, seed: int = 0, parts: int = 0) -> None:
     """Replace the raw data by ``rows`` synthetic rows drawn from it, keeping the group mix.
 
     Rows are drawn within each (sex, race, income) stratum, so the sensitive-group mix and each
@@ -166,12 +166,39 @@ def resample(project: Path, rows: int, seed: int = 0) -> None:
     columns get a little noise: the rows are new, not copies. (A plain resample with replacement
     repeats rows, which land in both the training and the test split, so the model memorises them
     and its test figures mean nothing.)
+
+    ``parts`` > 0: the rows go to a directory of that many Parquet files (drawn one file at a time,
+    so that 10,000,000 rows never sit in this process's memory), and ``data.path`` names it: the
+    steps read it partition by partition.
     """
     import numpy as np
     import pandas as pd
 
     raw = pd.read_csv(project / "data/raw/adult.csv.gz")
-    rng = np.random.default_rng(seed)
+    params = project / "params.yaml"
+    text = params.read_text()
+    if parts:
+        folder = project / "data/raw/adult_parts"
+        folder.mkdir()
+        edges = np.linspace(0, rows, parts + 1).astype(int)
+        for i in range(parts):
+            chunk = synthetic_rows(raw, int(edges[i + 1] - edges[i]), np.random.default_rng([seed, i]), seed + i)
+            chunk.to_parquet(folder / f"part-{i:04d}.parquet", index=False)
+        text = text.replace("  path: data/raw/adult.csv.gz", "  path: data/raw/adult_parts", 1)
+    else:
+        synthetic_rows(raw, rows, np.random.default_rng(seed), seed).to_csv(project / "data/raw/adult.csv.gz", index=False)
+    # Step 05 drops duplicated rows; some remain among the synthetic ones (1.4 % at 100k), and the
+    # scaled project keeps them, so every stage sees the stated number of rows.
+    if "  drop_duplicates: true" not in text:
+        raise RuntimeError("params.yaml no longer has data_pipeline.drop_duplicates: true; update resample()")
+    params.write_text(text.replace("  drop_duplicates: true", "  drop_duplicates: false", 1))
+
+
+def synthetic_rows(raw, rows: int, rng, seed: int):
+    """``rows`` new rows drawn from ``raw`` within each (sex, race, income) stratum (see :func:`resample`)."""
+    import numpy as np
+    import pandas as pd
+
     strata = ["sex", "race", "income"]
     pieces = []
     for _, group in raw.groupby(strata):
@@ -185,18 +212,10 @@ def resample(project: Path, rows: int, seed: int = 0) -> None:
     for column in ("age", "hours_per_week", "education_num"):
         noise = rng.normal(0, 0.05 * raw[column].std(), len(sample))
         sample[column] = np.clip(np.round(sample[column] + noise), raw[column].min(), raw[column].max()).astype(int)
-    sample = sample[raw.columns].sample(frac=1, random_state=seed)
-    sample.to_csv(project / "data/raw/adult.csv.gz", index=False)
-    # Step 05 drops duplicated rows; some remain among the synthetic ones (1.4 % at 100k), and the
-    # scaled project keeps them, so every stage sees the stated number of rows.
-    params = project / "params.yaml"
-    text = params.read_text()
-    if "  drop_duplicates: true" not in text:
-        raise RuntimeError("params.yaml no longer has data_pipeline.drop_duplicates: true; update resample()")
-    params.write_text(text.replace("  drop_duplicates: true", "  drop_duplicates: false", 1))
+    return sample[raw.columns].sample(frac=1, random_state=seed)
 
 
-def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:
+def peak_memory_per_stage(project: Path, until: str | None = None) -> dict[str, tuple[float, float]]:
     """Run each stage alone (in order): wall time and peak RSS (MB) of its largest process.
 
     Each stage runs under a fresh wrapper process, so RUSAGE_CHILDREN covers that stage only.
@@ -218,6 +237,8 @@ def peak_memory_per_stage(project: Path) -> dict[str, tuple[float, float]]:
         seconds, peak = printed.split()[-2:]
         out[stage] = (float(seconds), float(peak))
         print(f"  {stage}: {float(seconds):.1f} s, {float(peak):.0f} MB", flush=True)
+        if stage == until:
+            break
     return out
 
 
@@ -235,6 +256,11 @@ def main() -> int:
     parser.add_argument(
         "--score-sizes", type=int, nargs="*", default=None, help="with --compute: rows to batch-score (default: --sizes)"
     )
+    parser.add_argument(
+        "--partitioned", type=int, default=0, metavar="FILES",
+        help="with --sizes: the data as a directory of FILES Parquet files (steps 03-05 read it partition by partition)",
+    )
+    parser.add_argument("--until", default=None, metavar="STAGE", help="with --sizes: stop after this stage")
     args = parser.parse_args()
     if args.score_only:
         modes = compute_modes(args.compute or "none,local1,local2")
@@ -262,7 +288,7 @@ def main() -> int:
     if args.compute:
         compare_compute(work, args.sizes, compute_modes(args.compute), args.score_sizes or args.sizes)
     else:
-        scale(work, args.sizes)
+        scale(work, args.sizes, args.partitioned, args.until)
     return 0
 
 
@@ -447,12 +473,12 @@ def print_default_figures(repeat, gen, full, noop, floors, rendered, stages, cel
     sys.stdout.flush()
 
 
-def scale(work: Path, sizes: list[int]) -> None:
+def scale(work: Path, sizes: list[int], parts: int = 0, until: str | None = None) -> None:
     previous = None
     for rows in sizes:
         _, project = generate(work)
-        resample(project, rows)
-        figures = peak_memory_per_stage(project)
+        resample(project, rows, parts=parts)
+        figures = peak_memory_per_stage(project, until)
         total = sum(t for t, _ in figures.values())
         print(f"\nscale {rows:,} rows: total {total:.1f} s")
         print(f"{'stage':22s} {'s':>8s} {'peak MB':>8s} {'exponent':>9s}")

@@ -201,3 +201,68 @@ def test_a_logged_dataset_is_logged_in_bulk_per_partition(shared_project, cluste
     merged = scored.merge(logged, on=["request_id", "record_index"], suffixes=("", "_logged"))
     assert len(merged) == 3_000 and (merged["score"] == merged["score_logged"]).all()
     assert (merged["decision"] == merged["decision_logged"]).all()
+
+
+# Every file steps 03-05 write (their reports hold their executed notebooks).
+DATA_STEP_OUTPUTS = (
+    "data/interim",
+    "data/processed",
+    "models/feature_pipeline.skops",
+    "reports/03_data_selection",
+    "reports/04_data_bias_plan",
+    "reports/05_data_pipeline",
+)
+
+
+def data_step_results(project: Path) -> dict[str, bytes]:
+    files = [p for name in DATA_STEP_OUTPUTS for p in sorted((project / name).rglob("*")) if p.is_file()]
+    files += [project / name for name in DATA_STEP_OUTPUTS if (project / name).is_file()]
+    return {str(p.relative_to(project)): p.read_bytes() for p in files}
+
+
+def test_partitioned_data_go_through_steps_03_to_05_on_the_cluster_and_feed_the_chain(reproduced_project, cluster, tmp_path):
+    """Data given as a directory of Parquet files: steps 03-05 read them partition by partition, on the
+    cluster the same bytes as in process; the splits are directories of parts the later steps read."""
+    local, client = cluster
+    project = tmp_path / reproduced_project.name
+    shutil.copytree(reproduced_project, project, symlinks=True)
+    raw = pd.read_csv(project / "data/raw/adult.csv.gz")
+    parts = project / "data/raw/adult_parts"
+    parts.mkdir()
+    rows_per_part = -(-len(raw) // 8)
+    for i in range(8):
+        raw.iloc[i * rows_per_part : (i + 1) * rows_per_part].to_parquet(parts / f"part-{i:03d}.parquet", index=False)
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("path: data/raw/adult.csv.gz", "path: data/raw/adult_parts", 1))
+    dvc(project, "repro", "data_pipeline", "data_bias_plan")
+    in_process = data_step_results(project)
+
+    for split in ("train", "validation", "test"):
+        assert len(list((project / f"data/processed/{split}.parquet").glob("part-*.parquet"))) == 8, split
+    splits = {s: pd.read_parquet(project / f"data/processed/{s}.parquet") for s in ("train", "validation", "test")}
+    whole = pd.concat(splits.values(), ignore_index=True)
+    assert not whole.duplicated().any(), "a row (or its copy) is in two splits"
+    assert len(whole) == len(raw.drop_duplicates()), "duplicates were not removed across partitions"
+    assert abs(len(splits["test"]) / len(whole) - 0.15) < 0.005
+    for name, part in splits.items():
+        assert abs(part["income"].mean() - whole["income"].mean()) < 0.01, name
+    spec = json.loads((project / "reports/03_data_selection/dataset_spec.json").read_text())
+    assert spec == json.loads((reproduced_project / "reports/03_data_selection/dataset_spec.json").read_text()), (
+        "the partitioned data's spec differs from the same rows read from one file"
+    )
+
+    point_at(project, local.scheduler_address)
+    for stage in ("data_selection", "data_bias_plan", "data_pipeline"):
+        dvc(project, "repro", "--force", "--single-item", stage)
+    assert "split_partition" in task_prefixes(client), "the split did not run on the cluster"
+    on_cluster = data_step_results(project)
+    assert on_cluster.keys() == in_process.keys()
+    changed = [path for path in in_process if on_cluster[path] != in_process[path]]
+    assert not changed, f"on the cluster, steps 03-05 changed {len(changed)} files: {changed[:10]}"
+
+    point_at(project, "")
+    dvc(project, "repro")  # steps 06-10 on the partitioned splits
+    card = (project / "reports/07_deployment/model_card.md").read_text()
+    assert f"Test split of `data/processed/` ({len(splits['test']):,} rows)" in card
+    assert json.loads((project / "reports/10_retraining/retraining_decision.json").read_text())["reasons"]
+    assert changed_stages(project) == ""

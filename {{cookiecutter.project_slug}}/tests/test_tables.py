@@ -128,7 +128,8 @@ def test_counted_cells_give_the_representation_and_weights_of_the_rows(both, mak
     cells = memory.cells(spec)
     groups = data.sensitive_groups(frame, spec)
     pd.testing.assert_frame_equal(
-        bias.representation_of_cells(cells, ["sex"], "income", 30), bias.representation(groups["sex"], frame["income"], 30)
+        bias.representation_of_cells(cells, ["sex"], "income", 30),
+        bias.representation(groups["sex"], frame["income"], 30),
     )
     pd.testing.assert_frame_equal(
         bias.reweighing_of_cells(cells, spec),

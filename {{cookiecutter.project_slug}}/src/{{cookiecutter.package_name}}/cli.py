@@ -156,7 +156,7 @@ def predict_dataset(args: argparse.Namespace) -> int:
     from .scoring import InputError, contract_columns, load_bundle, score_dataset
 
     output = args.output if "://" in args.output else Path(args.output)  # a URL the workers write to, or a directory
-    if str(output).lower().endswith((".csv", ".parquet")) or (isinstance(output, Path) and output.is_file()):
+    if str(output).lower().endswith(".csv") or (isinstance(output, Path) and output.is_file()):
         print(
             f"error: OUTPUT {str(output)!r} must be a directory: a Parquet dataset is scored into parts",
             file=sys.stderr,

@@ -279,8 +279,16 @@ def fresh_process_scores(model_path: Path, data_path: Path) -> np.ndarray:
 
 
 def predict_with_cli(model_path: Path, input_path: Path, output_path: Path) -> Any:
-    """Score ``input_path`` with ``<package> predict`` as a user would (not logged: a rehearsal); the scored frame."""
+    """Score ``input_path`` with ``<package> predict`` as a user would (not logged: a rehearsal); the scored frame.
+
+    A partitioned input (a directory of Parquet parts) is scored as a dataset: ``output_path`` is
+    then a directory of parts under the same name, read back in the input's order.
+    """
     import pandas as pd
+
+    from .tables import remove
+
+    remove(output_path)
 
     cmd = [sys.executable, "-m", "{{ cookiecutter.package_name }}.cli", "predict", str(input_path), str(output_path)]
     done = subprocess.run(

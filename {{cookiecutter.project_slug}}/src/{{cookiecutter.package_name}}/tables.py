@@ -412,7 +412,7 @@ class PartitionedTable:
             )
         fractions = (split.validation_fraction, split.test_fraction)
 
-        def one(part: pd.DataFrame, number: int, mask: np.ndarray | None) -> pd.DataFrame:
+        def split_partition(part: pd.DataFrame, number: int, mask: np.ndarray | None) -> pd.DataFrame:
             kept = part[mask] if mask is not None else part
             pieces = _split_partition(kept, spec, fractions, _split_seed(split.seed, number))
             return pd.concat([piece.assign(_split=name) for name, piece in pieces.items()], ignore_index=True)
@@ -420,7 +420,7 @@ class PartitionedTable:
         meta = self.frame._meta.assign(_split=pd.Series(dtype="object"))
         with self._running():
             parts = self.frame.to_delayed()
-        task = dask.delayed(one, pure=True)
+        task = dask.delayed(split_partition, pure=True)
         whole = dd.from_delayed(
             [task(part, i, None if keep is None else keep[i]) for i, part in enumerate(parts)],
             meta=meta,

@@ -909,7 +909,7 @@ def monitor_5_numerically_stable(ev: Evidence) -> Outcome:
     files = [ev.path(TEST_SCORES)] + (
         sorted(ev.path(BATCH_SCORES).glob("*.parquet")) if ev.path(BATCH_SCORES).is_dir() else []
     )
-    if not files[0].is_file():
+    if not files[0].exists():  # a file, or a directory of parts when the test split is partitioned
         raise MissingEvidence(f"{TEST_SCORES} not found ({where_from(TEST_SCORES)})")
     for path in files:
         bad, outside = non_finite_scores(path)
