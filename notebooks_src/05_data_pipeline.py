@@ -61,7 +61,7 @@ problems
 # ## Cleaning
 
 # %%
-splits = selected.split(spec, cfg)
+splits = selected.split(spec, cfg, step.path("data/processed"))  # written: partitioned splits in one pass over the data
 split_cells = {name: part.cells(spec) for name, part in splits.items()}
 before, kept = len(selected), sum(int(c["rows"].sum()) for c in split_cells.values())
 show(
@@ -133,7 +133,6 @@ if len(fit_rows) < sizes.loc["train", "rows"]:  # fitted on a sample: does it de
     )
 
 # %%
-tables.write_all(splits, step.path("data/processed"))  # partitioned splits in one pass over the data
 artifacts.save(pipeline, step.path("models/feature_pipeline.skops"))
 step.write_json(
     "data_pipeline.json",

@@ -94,13 +94,14 @@ def test_the_partitioned_split_is_stratified_seeded_and_without_duplicates(both,
 def test_splits_written_and_read_back(both, make_spec, tmp_path):
     memory, partitioned = labelled_both(both)
     spec = make_spec()
-    splits = partitioned.split(spec, SPLIT)
-    tables.write_all(splits, tmp_path / "processed")
-    for name, part in splits.items():
-        written = tmp_path / "processed" / f"{name}.parquet"
-        assert written.is_dir() and len(list(written.glob("part-*.parquet"))) == 5
-        pd.testing.assert_frame_equal(pd.read_parquet(written), part.sample(10_000, 0))
-    tables.write_all(memory.split(spec, SPLIT), tmp_path / "processed")  # a file replaces the directory
+    lazy = partitioned.split(spec, SPLIT)
+    written = partitioned.split(spec, SPLIT, tmp_path / "processed")
+    for name, part in written.items():
+        path = tmp_path / "processed" / f"{name}.parquet"
+        assert path.is_dir() and len(list(path.glob("part-*.parquet"))) == 5
+        pd.testing.assert_frame_equal(pd.read_parquet(path), lazy[name].sample(10_000, 0))
+        pd.testing.assert_frame_equal(part.sample(10_000, 0), lazy[name].sample(10_000, 0))
+    memory.split(spec, SPLIT, tmp_path / "processed")  # a file replaces the directory
     assert (tmp_path / "processed" / "train.parquet").is_file()
 
 

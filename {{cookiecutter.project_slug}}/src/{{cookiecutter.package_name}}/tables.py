@@ -42,6 +42,10 @@ from . import data
 SPLITS = ("train", "validation", "test")
 
 
+def part_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
 @dataclass(frozen=True)
 class Survey:
     """What step 03 reports about the raw data, counted over every row."""
@@ -191,10 +195,14 @@ class MemoryTable:
     def select(self, columns: list[str]) -> MemoryTable:
         return MemoryTable(self.frame[columns])
 
-    def split(self, spec: dict[str, Any], split: Any) -> dict[str, MemoryTable]:
+    def split(self, spec: dict[str, Any], split: Any, directory: Path | None = None) -> dict[str, MemoryTable]:
+        """Step 05's split (:func:`.features.split_selected`); written to ``directory/<split>.parquet`` when given."""
         from .features import split_selected
 
-        return {name: MemoryTable(part) for name, part in split_selected(self.frame, spec, split).items()}
+        splits = {name: MemoryTable(part) for name, part in split_selected(self.frame, spec, split).items()}
+        for name, table in splits.items() if directory is not None else ():
+            table.write(directory / f"{name}.parquet")
+        return splits
 
     def violations(self, schema: Any) -> pd.DataFrame:
         from .schema import violations
@@ -229,6 +237,7 @@ class PartitionedTable:
     def __init__(self, frame: Any, compute: Any = None, root: Path | None = None, source: str = "data.path"):
         self.frame, self.compute, self.root, self.source = frame, compute, root, source
         self._stack: ExitStack | None = None
+        self._rows: int | None = None
 
     @classmethod
     def read(
@@ -297,8 +306,16 @@ class PartitionedTable:
 
     # -- the questions ---------------------------------------------------------------------------
     def __len__(self) -> int:
-        (rows,) = self._compute(self.frame.map_partitions(len).sum())
-        return int(rows)
+        if self._rows is None:  # the frame never changes: count once
+            (rows,) = self._compute(self.frame.map_partitions(len).sum())
+            self._rows = int(rows)
+        return self._rows
+
+    @staticmethod
+    def _read(path: Path) -> Any:
+        import dask.dataframe as dd
+
+        return dd.read_parquet(str(path))
 
     @property
     def columns(self) -> list[str]:
@@ -399,8 +416,12 @@ class PartitionedTable:
         keep[first] = True
         return np.split(keep, np.cumsum([len(h) for h in hashes])[:-1])
 
-    def split(self, spec: dict[str, Any], split: Any) -> dict[str, PartitionedTable]:
-        """Step 05's split, partition by partition: duplicates (over the whole table) out, then stratified and seeded."""
+    def split(self, spec: dict[str, Any], split: Any, directory: Path | None = None) -> dict[str, PartitionedTable]:
+        """Step 05's split, partition by partition: duplicates (over the whole table) out, then stratified and seeded.
+
+        With ``directory``, the three splits are written there (``<split>.parquet/part-00000.parquet``, ...)
+        in one pass over the data, and the tables returned read the written parts.
+        """
         import dask
         import dask.dataframe as dd
 
@@ -426,7 +447,20 @@ class PartitionedTable:
             meta=meta,
             verify_meta=False,
         )
-        return {name: self._derived(whole[whole["_split"] == name].drop(columns="_split")) for name in SPLITS}
+        splits = {name: self._derived(whole[whole["_split"] == name].drop(columns="_split")) for name in SPLITS}
+        if directory is None:
+            return splits
+        writes = []
+        for name, table in splits.items():
+            target = directory / f"{name}.parquet"
+            remove(target)
+            target.mkdir(parents=True)
+            with self._running():
+                writes.append(
+                    table.frame.to_parquet(str(target), write_index=False, compute=False, name_function=part_name)
+                )
+        self._compute(*writes)
+        return {name: self._derived(self._read(directory / f"{name}.parquet")) for name in SPLITS}
 
     def violations(self, schema: Any) -> pd.DataFrame:
         """:func:`.schema.violations` of every partition, combined: rows summed, a few examples kept."""
@@ -456,31 +490,5 @@ class PartitionedTable:
         remove(path)
         path.mkdir(parents=True)
         with self._running():
-            writing = self.frame.to_parquet(
-                str(path), write_index=False, compute=False, name_function=lambda i: f"part-{i:05d}.parquet"
-            )
+            writing = self.frame.to_parquet(str(path), write_index=False, compute=False, name_function=part_name)
         self._compute(writing)
-
-
-def write_all(tables: dict[str, Any], directory: Path) -> None:
-    """Every table to ``directory/<name>.parquet``; partitioned ones in one pass over their common source."""
-    directory.mkdir(parents=True, exist_ok=True)
-    partitioned = {name: t for name, t in tables.items() if t.partitioned}
-    for name, table in tables.items():
-        if not table.partitioned:
-            table.write(directory / f"{name}.parquet")
-    if not partitioned:
-        return
-    first = next(iter(partitioned.values()))
-    writes = []
-    with first._running():
-        for name, table in partitioned.items():
-            target = directory / f"{name}.parquet"
-            remove(target)
-            target.mkdir(parents=True)
-            writes.append(
-                table.frame.to_parquet(
-                    str(target), write_index=False, compute=False, name_function=lambda i: f"part-{i:05d}.parquet"
-                )
-            )
-    first._compute(*writes)
