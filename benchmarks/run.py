@@ -488,7 +488,8 @@ def scale(work: Path, sizes: list[int], parts: int = 0, until: str | None = None
                 prev_rows, prev_figures = previous
                 exponent = f"{growth_exponent(seconds, prev_figures[stage][0], rows, prev_rows):9.2f}"
             print(f"{stage:22s} {seconds:8.1f} {peak:8.0f} {exponent:>9s}")
-        print(paths_taken(project))
+        if until is None:
+            print(paths_taken(project))
         sys.stdout.flush()
         previous = (rows, figures)
 

@@ -12,6 +12,9 @@
 # (`features.split_selected` with the `data_pipeline` parameters, which DVC tracks for this
 # stage too), so no validation or test row shapes training.
 #
+# Partitioned data (a directory of Parquet files, see step 03) are never held whole: the tables are
+# counted partition by partition, and the split is step 05's partitioned one.
+#
 # **Inputs:** `data/interim/selected.parquet`, `reports/03_data_selection/dataset_spec.json`,
 # the `data_bias_plan` section of `params.yaml` (and `data_pipeline`'s split).
 # **Outputs:** `reports/04_data_bias_plan/bias_plan.json` (the chosen remediation and the

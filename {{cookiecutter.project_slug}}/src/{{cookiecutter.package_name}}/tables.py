@@ -229,15 +229,44 @@ def _column_stats(frame: pd.DataFrame) -> pd.DataFrame:
     return stats
 
 
+class _Session:
+    """Where a table and every table made from it compute: the step's cluster when ``compute.scheduler``
+    is set (started at the first computation, kept until the step's process ends), else one partition
+    after another in this process."""
+
+    def __init__(self, compute: Any = None, root: Path | None = None):
+        self.compute, self.root = compute, root
+        self._stack: ExitStack | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        import dask
+
+        if self.compute is not None and self.compute.scheduler is not None and self._stack is None:
+            import atexit
+
+            from .compute import cluster
+
+            self._stack = ExitStack()
+            self._stack.enter_context(cluster(self.compute, self.root))
+            atexit.register(self._stack.close)
+        local = self._stack is None
+        with dask.config.set({"scheduler": "synchronous"} if local else {}), warnings.catch_warnings():
+            # dask's own Parquet reader still calls reset_index(inplace=True), deprecated by pandas 3.1
+            warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.reset_index")
+            yield
+
+
 class PartitionedTable:
     """A directory of Parquet files read through ``dask.dataframe``: the data need not fit in memory."""
 
     partitioned = True
 
-    def __init__(self, frame: Any, compute: Any = None, root: Path | None = None, source: str = "data.path"):
-        self.frame, self.compute, self.root, self.source = frame, compute, root, source
-        self._stack: ExitStack | None = None
+    def __init__(self, frame: Any, session: _Session | None = None):
+        self.frame, self.session = frame, session or _Session()
         self._rows: int | None = None
+        self._labelled: dict[tuple[str, Any], PartitionedTable] = {}
+        self._stats = pd.DataFrame()
 
     @classmethod
     def read(
@@ -258,31 +287,14 @@ class PartitionedTable:
             raise data.DataContractError(
                 f"{key}: cannot read {data.shown(path)!r} as a Parquet dataset: {exc}"
             ) from None
-        table = cls(frame, compute, root, key)
+        table = cls(frame, _Session(compute, root))
         if len(table) == 0:
             raise data.DataContractError(f"{key}: directory {data.shown(path)!r} has no data rows")
         return table
 
     # -- running ---------------------------------------------------------------------------------
-    @contextmanager
-    def _running(self) -> Iterator[None]:
-        """Dask's settings for a computation: the step's cluster when ``compute.scheduler`` is set (started
-        at the first computation, kept until the step ends), else one partition after another here."""
-        import dask
-
-        if self.compute is not None and self.compute.scheduler is not None and self._stack is None:
-            from .compute import cluster
-
-            self._stack = ExitStack()
-            self._stack.enter_context(cluster(self.compute, self.root))
-            import atexit
-
-            atexit.register(self._stack.close)
-        local = self._stack is None
-        with dask.config.set({"scheduler": "synchronous"} if local else {}), warnings.catch_warnings():
-            # dask's own Parquet reader still calls reset_index(inplace=True), deprecated by pandas 3.1
-            warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.reset_index")
-            yield
+    def _running(self) -> Any:
+        return self.session.running()
 
     def _compute(self, *collections: Any) -> tuple[Any, ...]:
         import dask
@@ -291,9 +303,7 @@ class PartitionedTable:
             return dask.compute(*collections)
 
     def _derived(self, frame: Any) -> PartitionedTable:
-        derived = PartitionedTable(frame, self.compute, self.root, self.source)
-        derived._stack = self._stack
-        return derived
+        return PartitionedTable(frame, self.session)  # on the same cluster
 
     def _per_partition(self, func: Any, *args: Any) -> list[Any]:
         """``func(partition, *args)`` of every partition, in order."""
@@ -334,6 +344,7 @@ class PartitionedTable:
         data.check_present(present, int(rows))
         labelled = self.labelled(target, positive)
         positives, labelled_rows = self._compute(labelled.frame[target].sum(), labelled.frame.map_partitions(len).sum())
+        labelled._rows = int(labelled_rows)
         repeated = (
             int(labelled_rows) - int(sum(mask.sum() for mask in labelled.first_occurrences())) if duplicates else None
         )
@@ -350,8 +361,12 @@ class PartitionedTable:
         )
 
     def labelled(self, target: str, positive: Any) -> PartitionedTable:
-        meta = self.frame._meta.assign(**{target: pd.Series(dtype="int64")})
-        return self._derived(self.frame.map_partitions(_labelled, target, positive, meta=meta))
+        if (target, positive) not in self._labelled:  # one table per label: what it counts is counted once
+            meta = self.frame._meta.assign(**{target: pd.Series(dtype="int64")})
+            self._labelled[target, positive] = self._derived(
+                self.frame.map_partitions(_labelled, target, positive, meta=meta)
+            )
+        return self._labelled[target, positive]
 
     def sample(self, max_rows: int, seed: int) -> pd.DataFrame:
         """A seeded sample of about ``max_rows`` rows drawn from every partition (every row when there are fewer)."""
@@ -363,16 +378,20 @@ class PartitionedTable:
         return drawn.reset_index(drop=True)
 
     def column_stats(self, columns: list[str]) -> pd.DataFrame:
-        parts = self._per_partition(lambda part: _column_stats(part[columns]))
-        stats = pd.DataFrame(
-            {
-                "rows": sum(p["rows"] for p in parts),
-                "missing": sum(p["missing"] for p in parts),
-                "min": pd.concat([p["min"] for p in parts], axis=1).min(axis=1),
-                "max": pd.concat([p["max"] for p in parts], axis=1).max(axis=1),
-            }
-        )
-        return stats.loc[columns]
+        """Rows, missing values, min and max per column, over every partition (each column counted once per table)."""
+        todo = [c for c in columns if c not in self._stats.index]
+        if todo:
+            parts = self._per_partition(lambda part: _column_stats(part[todo]))
+            stats = pd.DataFrame(
+                {
+                    "rows": sum(p["rows"] for p in parts),
+                    "missing": sum(p["missing"] for p in parts),
+                    "min": pd.concat([p["min"] for p in parts], axis=1).min(axis=1),
+                    "max": pd.concat([p["max"] for p in parts], axis=1).max(axis=1),
+                }
+            )
+            self._stats = pd.concat([self._stats, stats]) if len(self._stats) else stats
+        return self._stats.loc[columns]
 
     def column_schema(self, kinds: dict[str, str], max_categories: int) -> dict[str, dict[str, Any]]:
         """:func:`.profiling.column_schema` over every row: partition by partition, then combined."""
@@ -401,7 +420,9 @@ class PartitionedTable:
         return schema
 
     def cells(self, spec: dict[str, Any]) -> pd.DataFrame:
-        return combine_cells(self._per_partition(_cells, spec), spec)
+        cells = combine_cells(self._per_partition(_cells, spec), spec)
+        self._rows = int(cells["rows"].sum())  # counted on the way: a later len() or sample() reads no partition for it
+        return cells
 
     def select(self, columns: list[str]) -> PartitionedTable:
         return self._derived(self.frame[columns])
