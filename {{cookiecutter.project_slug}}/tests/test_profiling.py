@@ -159,3 +159,21 @@ def test_an_exact_copy_of_a_column_is_excluded_and_the_first_kept(raw):
 def test_an_empty_column_is_excluded_as_not_available(raw):
     flagged, spec = selection(raw.assign(notes=np.nan))
     assert spec["excluded_columns"]["notes"] == "empty (no value present)"
+
+
+def test_a_profile_of_a_sample_states_missing_values_and_ranges_of_every_row(raw):
+    from {{ cookiecutter.package_name }} import tables
+
+    raw = raw.assign(age=raw["age"].astype(float))
+    raw.loc[0, "age"], raw.loc[1, "age"], raw.loc[2:40, "city"] = 5.0, 99.0, None  # outside the sample
+    sample = raw.iloc[100:]
+    prof = profiling.profile(sample.drop(columns="income"), (sample["income"] == "yes").astype(int), seed=0)
+    assert (
+        prof.set_index("column").loc["age", "min"] > 5.0 and prof.set_index("column").loc["city", "missing_rate"] == 0
+    )
+    stats = tables.MemoryTable(raw).column_stats(list(raw.columns.drop("income")))
+    whole = profiling.with_stats(prof, stats).set_index("column")
+    assert (whole.loc["age", "min"], whole.loc["age", "max"]) == (5.0, 99.0)
+    assert whole.loc["city", "missing_rate"] == pytest.approx(39 / N)
+    assert whole.loc["city", "min"] is None or pd.isna(whole.loc["city", "min"])  # categories have no range
+    assert whole.loc["sex", "kind"] == prof.set_index("column").loc["sex", "kind"]
