@@ -153,3 +153,24 @@ def test_bad_partitioned_data_name_the_key(raw, tmp_path):
     tiny = parts(raw.iloc[:30].assign(income=">50K"), tmp_path / "tiny", n=2)
     with pytest.raises(data.DataContractError, match="one class only"):
         tiny.survey(CONTRACT)
+
+
+def test_a_cluster_whose_workers_cannot_see_the_parts_is_named(tmp_path):
+    from contextlib import ExitStack
+
+    class Workers:  # distributed.Client.run: the function's result per worker
+        def __init__(self, sees: dict[str, bool]):
+            self.sees = sees
+
+        def run(self, func, path):
+            assert func(path)  # here, the directory exists
+            return self.sees
+
+    session = tables._Session(config.Compute(scheduler="tcp://10.0.0.1:8786"), tmp_path, tmp_path, "data.path")
+    session._stack = ExitStack()
+    session._check_workers_see(Workers({"tcp://10.0.0.2:1": True, "tcp://10.0.0.3:1": True}))
+    with pytest.raises(
+        config.ConfigError, match=r"compute.scheduler: 1 of the cluster's 2 workers cannot see data.path"
+    ):
+        session._check_workers_see(Workers({"tcp://10.0.0.2:1": True, "tcp://10.0.0.3:1": False}))
+    assert session._stack is None  # the connection is closed

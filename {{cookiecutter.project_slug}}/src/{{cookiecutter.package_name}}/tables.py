@@ -234,8 +234,8 @@ class _Session:
     is set (started at the first computation, kept until the step's process ends), else one partition
     after another in this process."""
 
-    def __init__(self, compute: Any = None, root: Path | None = None):
-        self.compute, self.root = compute, root
+    def __init__(self, compute: Any = None, root: Path | None = None, path: Path | None = None, key: str = "data.path"):
+        self.compute, self.root, self.path, self.key = compute, root, path, key
         self._stack: ExitStack | None = None
 
     @contextmanager
@@ -248,13 +248,34 @@ class _Session:
             from .compute import cluster
 
             self._stack = ExitStack()
-            self._stack.enter_context(cluster(self.compute, self.root))
+            client = self._stack.enter_context(cluster(self.compute, self.root))
             atexit.register(self._stack.close)
+            self._check_workers_see(client)
         local = self._stack is None
         with dask.config.set({"scheduler": "synchronous"} if local else {}), warnings.catch_warnings():
             # dask's own Parquet reader still calls reset_index(inplace=True), deprecated by pandas 3.1
             warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.reset_index")
             yield
+
+    def _check_workers_see(self, client: Any) -> None:
+        """The workers read and write the parts themselves: each must see the data's directory, or a ConfigError says so."""
+        import os
+
+        from .config import ConfigError
+
+        if self.path is None:
+            return
+        seen = client.run(os.path.isdir, str(self.path.resolve()))
+        blind = sorted(worker for worker, ok in seen.items() if not ok)
+        if blind:
+            self._stack.close()
+            self._stack = None
+            raise ConfigError(
+                f"compute.scheduler: {len(blind)} of the cluster's {len(seen)} workers cannot see {self.key} "
+                f"{data.shown(self.path)!r} (e.g. {blind[0]}): on partitioned data they read and write the parts "
+                "themselves, so the project must be on a disk they share; or leave compute.scheduler empty for "
+                "these steps (README: Running on a cluster)"
+            )
 
 
 class PartitionedTable:
@@ -287,7 +308,7 @@ class PartitionedTable:
             raise data.DataContractError(
                 f"{key}: cannot read {data.shown(path)!r} as a Parquet dataset: {exc}"
             ) from None
-        table = cls(frame, _Session(compute, root))
+        table = cls(frame, _Session(compute, root, path, key))
         if len(table) == 0:
             raise data.DataContractError(f"{key}: directory {data.shown(path)!r} has no data rows")
         return table
