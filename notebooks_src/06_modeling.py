@@ -19,6 +19,7 @@
 cv_folds = 3
 search_iterations = 4
 search_max_rows = 100000
+fit_max_rows = 1000000
 search_space = {
     "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0]},
     "hist_gradient_boosting": {
@@ -37,7 +38,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, business, compute, config, fairness, gates, modeling
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, fairness, gates, modeling, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step, thin_curve
 from {{ cookiecutter.package_name }}.profiling import feature_columns
 
@@ -47,8 +48,12 @@ spec = step.read_report("data_selection", "dataset_spec.json")
 charter = step.read_report("business_case", "charter.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 plan = step.read_report("data_bias_plan", "bias_plan.json")
-splits = {
-    name: pd.read_parquet(step.path(f"data/processed/{name}.parquet")) for name in ("train", "validation", "test")
+# the training split whole, or (partitioned) a sample of it drawn from its partitions: every model fits on fit_max_rows
+train, train_rows = tables.read_rows(
+    step.path("data/processed/train.parquet"), cfg.fit_max_rows, cfg.seed, step.compute, step.root
+)
+splits = {"train": train} | {
+    name: pd.read_parquet(step.path(f"data/processed/{name}.parquet")) for name in ("validation", "test")
 }
 target, cols = spec["target"], feature_columns(spec)
 costs = business.Costs.of(charter)
@@ -58,7 +63,9 @@ costs = business.Costs.of(charter)
 
 # %%
 with compute.parallel(step.compute, step.root):  # the search's fits: on the cluster when compute.scheduler is set
-    result = modeling.train_and_select(splits["train"], splits["validation"], spec, plan, costs, cfg)
+    result = modeling.train_and_select(
+        splits["train"], splits["validation"], spec, plan, costs, cfg, available_rows=train_rows
+    )
 table = result.candidates.drop(columns=["params"])
 table.round(4)
 

@@ -57,6 +57,7 @@ window = "day"
 windows = 8
 sustained_breaches = 2
 breach_windows = 3
+reference_max_rows = 1000000
 seed = 42
 
 # %%
@@ -64,7 +65,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import business, config, live, monitoring, scoring
+from {{ cookiecutter.package_name }} import business, config, live, monitoring, scoring, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.Monitoring.from_cell(globals())
@@ -78,7 +79,9 @@ meta, target = bundle["metadata"], spec["target"]
 show(f"Judging the model in service: version `{meta['version']}`.")
 reference = monitoring.Reference.build(
     bundle,
-    pd.read_parquet(step.path("data/processed/train.parquet")),
+    tables.sample_of(
+        step.path("data/processed/train.parquet"), cfg.reference_max_rows, cfg.seed, step.compute, step.root
+    ),
     pd.read_parquet(step.path("data/processed/validation.parquet")),
     spec,
     criteria,

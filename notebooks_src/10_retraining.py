@@ -28,6 +28,7 @@ search_space = {
 cv_folds = 3
 search_iterations = 4
 search_max_rows = 100000
+fit_max_rows = 1000000
 mitigation_max_rows = 20000
 trigger_on_monitoring = True
 trigger_on_schedule = True
@@ -47,7 +48,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, business, compute, config, modeling, retraining, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, modeling, retraining, scoring, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.project import file_md5
 from {{ cookiecutter.package_name }}.registry import Registry
@@ -103,13 +104,21 @@ show(
 if blocked:
     decision["reasons"] = [blocked]
 else:
-    train, recent = retraining.training_data(
-        pd.read_parquet(step.path("data/processed/train.parquet")), labelled, target
+    split, split_rows = tables.read_rows(  # whole, or a sample drawn from its partitions (fit_max_rows)
+        step.path("data/processed/train.parquet"), cfg.fit_max_rows, cfg.seed, step.compute, step.root
     )
+    train, recent = retraining.training_data(split, labelled, target)
     validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
     with compute.parallel(step.compute, step.root):  # the search's fits: on the cluster when compute.scheduler is set
         result = modeling.train_and_select(
-            train, validation, spec, plan, costs, cfg.challenger_search, include=cfg.challenger_models
+            train,
+            validation,
+            spec,
+            plan,
+            costs,
+            cfg.challenger_search,
+            include=cfg.challenger_models,
+            available_rows=split_rows + len(train) - len(split),
         )
     show(modeling.search_sample_note(result))
     champion = scoring.load_bundle(registry.champion)

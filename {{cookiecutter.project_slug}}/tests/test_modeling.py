@@ -22,10 +22,24 @@ def splits(make_frame, make_spec):
     return spec, frame.iloc[:600].reset_index(drop=True), frame.iloc[600:].reset_index(drop=True)
 
 
-def select(spec, train, validation, include=None, search_max_rows=None):
-    search = config.Search(search_space=SPACE, cv_folds=2, search_iterations=2, search_max_rows=search_max_rows, seed=0)
+def select(spec, train, validation, include=None, search_max_rows=None, fit_max_rows=None, available_rows=None):
+    search = config.Search(
+        search_space=SPACE,
+        cv_folds=2,
+        search_iterations=2,
+        search_max_rows=search_max_rows,
+        fit_max_rows=fit_max_rows,
+        seed=0,
+    )
     return modeling.train_and_select(
-        train, validation, spec, NO_REMEDIATION, business.Costs(1.0, 4.0), search, include=include
+        train,
+        validation,
+        spec,
+        NO_REMEDIATION,
+        business.Costs(1.0, 4.0),
+        search,
+        include=include,
+        available_rows=available_rows,
     )
 
 
@@ -142,3 +156,22 @@ def test_resampling_weights_the_rows_instead_of_copying_them_across_folds(splits
     expected = bias.row_weights(groups, train[spec["target"]], table)
     heavy = expected > np.median(expected)
     assert counts[heavy].mean() > counts[~heavy].mean()  # drawn as the weights say
+
+
+def test_capped_fits_use_a_stratified_sample_and_say_so(splits):
+    spec, train, validation = splits
+    result = select(spec, train, validation, search_max_rows=200, fit_max_rows=400)
+    assert (result.search_rows, result.training_rows, result.available_rows) == (200, 400, len(train))
+    assert result.model.named_steps["model"].n_features_in_ > 0
+    assert modeling.search_sample_note(result) == (
+        f"Every model was fitted on a stratified sample of 400 of the {len(train):,} training rows (`fit_max_rows`), "
+        "the search compared settings on 200 of them (`search_max_rows`)."
+    )
+    same = select(spec, train, validation, search_max_rows=200, fit_max_rows=400)
+    assert same.validation_scores.tolist() == result.validation_scores.tolist()  # seeded
+    drawn = select(
+        spec, train.iloc[:450], validation, fit_max_rows=400, available_rows=90_000
+    )  # a sample of the partitions
+    assert (drawn.training_rows, drawn.available_rows) == (400, 90_000)
+    uncapped = select(spec, train, validation, fit_max_rows=len(train))
+    assert uncapped.validation_scores.tolist() == select(spec, train, validation).validation_scores.tolist()

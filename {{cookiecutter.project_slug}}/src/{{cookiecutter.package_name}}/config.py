@@ -106,6 +106,7 @@ class Search(StageConfig):
     cv_folds: Annotated[int, Field(ge=2)]
     search_iterations: Count
     search_max_rows: Annotated[int, Field(ge=2)] | None = None
+    fit_max_rows: Annotated[int, Field(ge=100)] | None = None
     seed: Seed
 
 
@@ -237,6 +238,9 @@ class Monitoring(StageConfig):
     windows: Count = 8  # the latest windows of the log that are monitored
     sustained_breaches: Count = 2  # retraining is recommended when this many of ...
     breach_windows: Count = 3  # ... the latest windows (the last one among them) breach a gate
+    reference_max_rows: Annotated[int, Field(ge=100)] = (
+        1_000_000  # the inputs' reference: a sample of the training split
+    )
     seed: Seed
 
     @model_validator(mode="after")
@@ -252,7 +256,9 @@ class Monitoring(StageConfig):
 class Retraining(Search, Mitigation):
     SECTION: ClassVar[str] = "retraining"
     BORROWED: ClassVar[dict[str, str]] = {
-        **dict.fromkeys(("search_space", "cv_folds", "search_iterations", "search_max_rows"), "modeling"),
+        **dict.fromkeys(
+            ("search_space", "cv_folds", "search_iterations", "search_max_rows", "fit_max_rows"), "modeling"
+        ),
         "mitigation_max_rows": "fairness_assessment",
     }
     trigger_on_monitoring: bool

@@ -165,6 +165,7 @@ class TrainingResult:
     models: dict[str, Pipeline] = field(repr=False, default_factory=dict)
     training_rows: int = 0  # rows every model is fitted on
     search_rows: int = 0  # rows the hyperparameter search compared settings on
+    available_rows: int = 0  # rows of the training split (more than training_rows when fit_max_rows caps them)
 
 
 def tune(
@@ -214,19 +215,25 @@ def fold_score(
     return float(get_scorer("roc_auc")(model, x.iloc[test], y[test]))
 
 
-def search_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
-    """Positions of the rows the search uses: all of them, or a sample of ``max_rows`` stratified by label."""
+def search_rows(y: np.ndarray, max_rows: int | None, seed: int, key: str = "search_max_rows") -> np.ndarray:
+    """Positions of the rows the search (or the fits) use: all of them, or a sample of ``max_rows`` stratified by label."""
     y = np.asarray(y)
     if max_rows is None or len(y) <= max_rows:
         return np.arange(len(y))
     if max_rows < 2 * len(np.unique(y)):
-        raise ValueError(f"search_max_rows must be at least {2 * len(np.unique(y))} (one row per label in each part)")
+        raise ValueError(f"{key} must be at least {2 * len(np.unique(y))} (one row per label in each part)")
     rows, _ = train_test_split(np.arange(len(y)), train_size=max_rows, stratify=y, random_state=seed)
     return np.sort(rows)
 
 
 def search_sample_note(result: TrainingResult) -> str:
     """What the search and the fits of :func:`train_and_select` used, for the notebook."""
+    if result.available_rows > result.training_rows:
+        return (
+            f"Every model was fitted on a stratified sample of {result.training_rows:,} of the "
+            f"{result.available_rows:,} training rows (`fit_max_rows`), the search compared settings on "
+            f"{result.search_rows:,} of them (`search_max_rows`)."
+        )
     if result.search_rows < result.training_rows:
         return (
             f"The search compared settings on a stratified sample of {result.search_rows:,} of the "
@@ -247,13 +254,16 @@ def train_and_select(
     costs: Costs,
     search: Search,
     include: list[str] | None = None,
+    available_rows: int | None = None,
 ) -> TrainingResult:
     """Tune every candidate on train (CV), compare all on validation, pick by validation cost then AUC.
 
     ``search`` is step 06's ``modeling`` parameters (step 10 passes its challenger's): the
     search space, folds, iterations, seed, and ``search_max_rows``, which caps the rows of the
     search (a label-stratified sample, see :func:`search_rows`); every model is fitted on all
-    rows. ``include`` limits the contenders (the baselines are always trained, for comparison).
+    rows, or on a label-stratified sample of ``fit_max_rows`` of them. ``include`` limits the
+    contenders (the baselines are always trained, for comparison). ``available_rows``: the training
+    split's rows when ``train`` is already a sample of it (drawn from its partitions).
     """
     search_space, folds, iterations, seed = search.search_space, search.cv_folds, search.search_iterations, search.seed
     cost_fp, cost_fn = costs
@@ -265,6 +275,10 @@ def train_and_select(
     contenders_wanted = set(include or known) | set(BASELINES)
     target, cols = spec["target"], feature_columns(spec)
     fit_frame, weights = training_weights(train, spec, plan, seed)
+    fitted = search_rows(fit_frame[target].to_numpy(), search.fit_max_rows, seed, "fit_max_rows")
+    if len(fitted) < len(fit_frame):  # every model is fitted on these rows; the search on some of them
+        fit_frame = fit_frame.iloc[fitted]
+        weights = weights[fitted] if weights is not None else None
     x, y = fit_frame[cols], fit_frame[target].to_numpy()
     x_val, y_val = validation[cols], validation[target].to_numpy()
     # the search compares settings on these rows; every model is then fitted on all of them
@@ -309,6 +323,7 @@ def train_and_select(
         models=models,
         training_rows=len(y),
         search_rows=len(searched),
+        available_rows=max(available_rows or 0, len(train), len(y)),
     )
 
 

@@ -86,6 +86,28 @@ def read(path: str | Path, key: str = "data.path", compute: Any = None, root: Pa
     return MemoryTable(data.read_table(path, key))
 
 
+def read_rows(
+    path: str | Path, max_rows: int | None, seed: int, compute: Any = None, root: Path | None = None
+) -> tuple[pd.DataFrame, int]:
+    """A split for a step that fits on at most ``max_rows`` of its rows, and how many rows it has.
+
+    A file is read whole (the step samples it, stratified, itself). A partitioned split is never read
+    whole: a seeded sample of a little more than ``max_rows`` rows is drawn from its partitions, which
+    the step then trims to ``max_rows`` as it would trim the whole.
+    """
+    table = read(path, str(path), compute, root)
+    if not table.partitioned or max_rows is None:
+        return (table.frame if not table.partitioned else table.sample(len(table), seed)), len(table)
+    return table.sample(int(max_rows * 1.05) + 100, seed), len(table)
+
+
+def sample_of(
+    path: str | Path, max_rows: int, seed: int, compute: Any = None, root: Path | None = None
+) -> pd.DataFrame:
+    """Every row of a split when it has at most ``max_rows``, else a seeded sample (drawn from its partitions)."""
+    return read(path, str(path), compute, root).sample(max_rows, seed)
+
+
 def remove(path: Path) -> None:
     """Remove a file or a directory of parts, so that a table of the other kind can take its name."""
     if path.is_dir():
