@@ -144,3 +144,14 @@ def test_group_metrics_table(spec):
     assert table["count"].sum() == 600
     female = (g == "Female").to_numpy()
     assert table.loc[("sex", "Female"), "selection_rate"] == pytest.approx(p[female].mean())
+
+
+def test_bootstrap_chunks_draw_the_same_resamples(monkeypatch):
+    rng = np.random.default_rng(3)
+    y_true, y_pred = rng.integers(0, 2, 1001), rng.integers(0, 2, 1001)
+    whole = fairness.group_intervals(y_true, y_pred, 50, np.random.SeedSequence(9), 0.95)
+    monkeypatch.setattr(fairness, "BOOTSTRAP_CHUNK", 3 * 1001)  # three resamples at a time, the last chunk of two
+    assert fairness.group_intervals(y_true, y_pred, 50, np.random.SeedSequence(9), 0.95) == whole
+    assert all(
+        np.isnan(v).all() for v in fairness.group_intervals(y_true, y_pred, 0, np.random.SeedSequence(9), 0.95).values()
+    )

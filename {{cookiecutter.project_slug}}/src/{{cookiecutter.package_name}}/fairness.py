@@ -185,21 +185,32 @@ def bootstrap_intervals(
     return pd.DataFrame(rows)
 
 
+BOOTSTRAP_CHUNK = 1 << 24  # drawn rows per chunk of resamples (int64: 128 MB per array)
+
+
 def group_intervals(
     y_true: np.ndarray, y_pred: np.ndarray, samples: int, stream: np.random.SeedSequence, level: float
 ) -> dict[str, tuple[float, float]]:
     """One group's percentile bootstrap intervals of its selection rate, TPR, FPR and precision."""
     rng = np.random.default_rng(stream)
     bounds = [(1 - level) / 2, 1 - (1 - level) / 2]
-    pick = rng.integers(0, len(y_true), size=(samples, len(y_true)))
-    yt, yp = y_true[pick], y_pred[pick]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rates = {
-            "selection_rate": yp.mean(axis=1),
-            "true_positive_rate": (yt * yp).sum(axis=1) / yt.sum(axis=1),
-            "false_positive_rate": ((1 - yt) * yp).sum(axis=1) / (1 - yt).sum(axis=1),
-            "precision": (yt * yp).sum(axis=1) / yp.sum(axis=1),
-        }
+    # the resamples a few at a time (about 16M drawn rows each): a group of a million rows would need
+    # gigabytes at once; the generator draws the same numbers in the same order either way
+    per_chunk = max(1, min(samples, BOOTSTRAP_CHUNK // max(len(y_true), 1)))
+    chunks = []
+    for start in range(0, max(samples, 1), per_chunk):  # samples=0: one empty chunk, no interval
+        pick = rng.integers(0, len(y_true), size=(min(per_chunk, samples - start), len(y_true)))
+        yt, yp = y_true[pick], y_pred[pick]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chunks.append(
+                {
+                    "selection_rate": yp.mean(axis=1),
+                    "true_positive_rate": (yt * yp).sum(axis=1) / yt.sum(axis=1),
+                    "false_positive_rate": ((1 - yt) * yp).sum(axis=1) / (1 - yt).sum(axis=1),
+                    "precision": (yt * yp).sum(axis=1) / yp.sum(axis=1),
+                }
+            )
+    rates = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
     out = {}
     for name, values in rates.items():
         finite = values[np.isfinite(values)]
