@@ -46,7 +46,9 @@ step = start_step("business_case")
 # %%
 sensitive_features = data.as_list(sensitive_features)  # one name or a list
 contract = {"target": target, "positive_label": positive_label, "sensitive_features": sensitive_features}
-survey = tables.read(step.path(path), compute=step.compute, root=step.root).survey(contract, duplicates=False)
+survey = tables.read(step.path(path), compute=step.compute, root=step.root).survey(
+    contract, duplicates=False, empty_sensitive=False
+)
 prevalence = survey.prevalence
 show(
     f"`{target}` = `{positive_label}` in **{survey.positives:,} of {survey.labelled:,}** rows: prevalence **{prevalence:.1%}**."

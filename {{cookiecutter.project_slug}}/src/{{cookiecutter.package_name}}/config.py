@@ -169,7 +169,7 @@ class DataSelection(DataContract):
     leakage_auc: Annotated[float, Field(gt=0.5, le=1)]
     identifier_unique_ratio: Annotated[float, Field(gt=0, le=1)]
     max_categories: Annotated[int, Field(ge=2)]
-    max_rows: Annotated[int, Field(ge=100)]
+    max_rows: Annotated[int, Field(ge=100)] = 1_000_000
     seed: Seed
 
     @property
@@ -183,7 +183,7 @@ class DataBiasPlan(StageConfig):
     min_group_size: Count
     remediation: Literal["auto", "none", "reweighing", "resampling"]
     proxy_auc_alert: Annotated[float, Field(gt=0.5, le=1)]
-    max_rows: Annotated[int, Field(ge=100)]
+    max_rows: Annotated[int, Field(ge=100)] = 1_000_000
     seed: Seed
 
 
@@ -192,7 +192,7 @@ class DataPipeline(StageConfig):
     validation_fraction: Annotated[float, Field(gt=0, lt=1)]
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
     drop_duplicates: bool
-    max_rows: Annotated[int, Field(ge=100)]
+    max_rows: Annotated[int, Field(ge=100)] = 1_000_000
     seed: Seed
 
     @model_validator(mode="after")

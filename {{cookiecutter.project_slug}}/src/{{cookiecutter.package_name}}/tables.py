@@ -177,9 +177,15 @@ class MemoryTable:
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
 
-    def survey(self, contract: dict[str, Any], duplicates: bool = True) -> Survey:
+    def survey(self, contract: dict[str, Any], duplicates: bool = True, empty_sensitive: bool = True) -> Survey:
+        """``duplicates``: count duplicated rows; ``empty_sensitive``: an empty sensitive column stops here
+        (step 01 leaves that to step 03, which says which column is not available)."""
         target = str(contract["target"])
-        y = data.check_contract(self.frame, contract)
+        if empty_sensitive:
+            y = data.check_contract(self.frame, contract)
+        else:
+            data.check_roles(self.frame.columns, contract)
+            y = data.binary_target(self.frame[target], contract.get("positive_label"))
         positive, negative = data.target_labels(self.frame[target], contract.get("positive_label"))
         labelled = self.frame.loc[y.notna()]
         return Survey(
@@ -374,7 +380,7 @@ class PartitionedTable:
     def columns(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
 
-    def survey(self, contract: dict[str, Any], duplicates: bool = True) -> Survey:
+    def survey(self, contract: dict[str, Any], duplicates: bool = True, empty_sensitive: bool = True) -> Survey:
         target, sensitive = data.check_roles(self.columns, contract)
         frame = self.frame
         values, present, rows, missing = self._compute(
@@ -384,7 +390,8 @@ class PartitionedTable:
             frame[target].isna().sum(),
         )
         positive, negative = data.target_labels(values.rename(target), contract.get("positive_label"))
-        data.check_present(present, int(rows))
+        if empty_sensitive:
+            data.check_present(present, int(rows))
         labelled = self.labelled(target, positive)
         positives, labelled_rows = self._compute(labelled.frame[target].sum(), labelled.frame.map_partitions(len).sum())
         labelled._rows = int(labelled_rows)
