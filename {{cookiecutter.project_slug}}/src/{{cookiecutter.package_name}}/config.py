@@ -183,7 +183,7 @@ class DataBiasPlan(StageConfig):
     min_group_size: Count
     remediation: Literal["auto", "none", "reweighing", "resampling"]
     proxy_auc_alert: Annotated[float, Field(gt=0.5, le=1)]
-    max_rows: Annotated[int, Field(ge=100)] = 1_000_000
+    max_rows: Annotated[int, Field(ge=100)]
     seed: Seed
 
 
@@ -238,9 +238,8 @@ class Monitoring(StageConfig):
     windows: Count = 8  # the latest windows of the log that are monitored
     sustained_breaches: Count = 2  # retraining is recommended when this many of ...
     breach_windows: Count = 3  # ... the latest windows (the last one among them) breach a gate
-    reference_max_rows: Annotated[int, Field(ge=100)] = (
-        1_000_000  # the inputs' reference: a sample of the training split
-    )
+    # the inputs' reference: a sample of the training split
+    reference_max_rows: Annotated[int, Field(ge=100)] = 1_000_000
     seed: Seed
 
     @model_validator(mode="after")

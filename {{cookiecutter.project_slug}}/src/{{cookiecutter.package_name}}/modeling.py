@@ -323,7 +323,7 @@ def train_and_select(
         models=models,
         training_rows=len(y),
         search_rows=len(searched),
-        available_rows=max(available_rows or 0, len(train), len(y)),
+        available_rows=max(available_rows or 0, len(train)),  # the fits' rows are some of train's
     )
 
 

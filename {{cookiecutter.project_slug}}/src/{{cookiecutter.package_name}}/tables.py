@@ -96,9 +96,10 @@ def read_rows(
     the step then trims to ``max_rows`` as it would trim the whole.
     """
     table = read(path, str(path), compute, root)
-    if not table.partitioned or max_rows is None:
-        return (table.frame if not table.partitioned else table.sample(len(table), seed)), len(table)
-    return table.sample(int(max_rows * 1.05) + 100, seed), len(table)
+    if not table.partitioned:
+        return table.frame, len(table)
+    wanted = len(table) if max_rows is None else int(max_rows * 1.05) + 100
+    return table.sample(wanted, seed), len(table)
 
 
 def sample_of(
@@ -180,13 +181,11 @@ class MemoryTable:
     def survey(self, contract: dict[str, Any], duplicates: bool = True, empty_sensitive: bool = True) -> Survey:
         """``duplicates``: count duplicated rows; ``empty_sensitive``: an empty sensitive column stops here
         (step 01 leaves that to step 03, which says which column is not available)."""
-        target = str(contract["target"])
-        if empty_sensitive:
-            y = data.check_contract(self.frame, contract)
-        else:
-            data.check_roles(self.frame.columns, contract)
-            y = data.binary_target(self.frame[target], contract.get("positive_label"))
+        target, sensitive = data.check_roles(self.frame.columns, contract)  # as data.check_contract, in its order
         positive, negative = data.target_labels(self.frame[target], contract.get("positive_label"))
+        y = data.as_binary(self.frame[target], positive)
+        if empty_sensitive:
+            data.check_present(self.frame[sensitive].notna().sum(), len(self.frame))
         labelled = self.frame.loc[y.notna()]
         return Survey(
             rows=len(self.frame),
