@@ -159,7 +159,16 @@ def test_a_window_of_the_log_is_a_batch_of_the_served_decisions_with_its_outcome
     assert list(batch.columns) == ["age", "job", "income"]
     assert batch["income"].tolist()[:2] == [1.0, 0.0] and batch["income"].iloc[2:].isna().all()
     assert found.served[name]["decision"].tolist() == [0, 1, 0, 1]
-    assert "the prediction log: 4 decisions" in found.origin
+    assert "the prediction log: 4 decisions" in found.origin and found.notes == []
+    cfg = monitoring_cfg(production_dir="prod")
+    (root / "prod").mkdir()
+    pd.DataFrame({"age": [30], "job": ["a"], "income": [">50K"]}).to_csv(root / "prod" / "batch.csv", index=False)
+    beside_files = monitoring.production_batches(root, {"target": "income"}, {}, cfg)
+    assert [name for name, _, _ in beside_files.batches] == ["2026-12-01"]  # the log's windows come first
+    assert beside_files.notes == [
+        "`prod` holds 1 batch file(s) that are not monitored: the prediction log has decisions, and its windows come first. "
+        "Move the files away, or monitor them in a project whose log is empty."
+    ]
 
 
 def test_online_figures_stand_beside_the_offline_ones():

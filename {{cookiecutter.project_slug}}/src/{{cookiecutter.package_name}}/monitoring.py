@@ -280,9 +280,15 @@ def production_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], c
     from .live import log_batches
 
     logged = log_batches(root, spec, cfg)
-    if logged is not None:
-        return logged
     files = list_batches(root / cfg.production_dir)
+    if logged is not None:
+        if files:
+            logged.notes.append(
+                f"`{cfg.production_dir}` holds {len(files)} batch file(s) that are not monitored: the prediction log has "
+                "decisions, and its windows come first. Move the files away, or monitor them in a project "
+                "whose log is empty."
+            )
+        return logged
     if files:
         batches = [
             (f.name, prepare_batch(data.read_table(f, key=f"production batch {f.name}"), spec, f.name), "as received")
