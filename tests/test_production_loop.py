@@ -1,12 +1,13 @@
 """The production loop of the default project, closed (issue 20): the service logs its decisions,
-outcomes arrive later through `label`, and `dvc repro` monitors the log's windows and decides.
+outcomes arrive later through `label`, and `make monitor` reads the log's windows and decides.
 
 Held-out census records are served in requests of a hundred; from the 3,001st on, their weekly
-hours are raised by 30% (a lasting shift). Monitoring windows are 1,000 decisions. The first
-`dvc repro` sees the new traffic without outcomes; `label` then attaches the outcomes and the
-next `dvc repro` reruns monitoring for them alone (no parameter changed), computes the online
-figures, recommends retraining on the sustained breach, posts the alert to a webhook the test
-listens on, and step 10 decides; a last `dvc repro` has nothing to do.
+hours are raised by 30% (a lasting shift). Monitoring windows are 1,000 decisions. A plain
+`dvc repro` keeps the snapshot it has (nothing to do); the first `make monitor` sees the new
+traffic without outcomes; `label` then attaches the outcomes and the next `make monitor` reruns
+monitoring for them alone (no parameter changed), computes the online figures, recommends
+retraining on the sustained breach, posts the alert to a webhook the test listens on, and step
+10 decides; a last `make monitor` reads the log again and has nothing else to do.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import dvc, package_of, report, run, stages_run
+from conftest import changed_stages, dvc, package_of, report, run, stages_run
 from test_prediction_log import Service, post
 
 pytestmark = pytest.mark.e2e
@@ -58,6 +59,11 @@ def project_copy(reproduced_project, tmp_path):
     return copy
 
 
+def monitor(project, env: dict[str, str]):
+    """`make monitor`, the production schedule's command, with the tests' Python."""
+    return run(["make", "monitor", f"PYTHON={sys.executable}"], project, env=env)
+
+
 def held_out(project, fields: list[str]) -> pd.DataFrame:
     """Census records the model never saw, the lasting shift injected from SHIFT_FROM on."""
     rows = pd.read_csv(project / "data/external/adult_test.csv.gz").head(WINDOW * WINDOWS).reset_index(drop=True)
@@ -67,9 +73,6 @@ def held_out(project, fields: list[str]) -> pd.DataFrame:
 
 def test_served_decisions_are_monitored_by_window_and_outcomes_drive_retraining(project_copy, webhook):
     package, url = package_of(project_copy), webhook[0]
-    params = yaml.safe_load((project_copy / "params.yaml").read_text())
-    params["monitoring"].update(window=WINDOW, windows=WINDOWS)
-    (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = f"sqlite:///{project_copy / 'data/log/predictions.sqlite'}"  # the default place
     spec = json.loads((project_copy / "reports/03_data_selection/dataset_spec.json").read_text())
     test_columns = pd.read_parquet(project_copy / "data/processed/test.parquet").columns
@@ -88,7 +91,13 @@ def test_served_decisions_are_monitored_by_window_and_outcomes_drive_retraining(
     assert len(answered) == WINDOW * WINDOWS
 
     env = {f"{package.upper()}_ALERT_WEBHOOK": url}
-    first = dvc(project_copy, "repro", env=env)
+    kept = dvc(project_copy, "repro", env=env)  # a plain repro keeps the snapshot it has: nothing to do
+    assert stages_run(kept.stdout) == [] and changed_stages(project_copy) == "", kept.stdout
+    params = yaml.safe_load((project_copy / "params.yaml").read_text())
+    params["monitoring"].update(window=WINDOW, windows=WINDOWS)
+    (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = monitor(project_copy, env)
+    assert stages_run(first.stdout)[0] == "production_log", first.stdout
     assert {"monitoring", "retraining"} <= set(stages_run(first.stdout)), first.stdout
     status = report(project_copy, "monitoring", "monitoring_status.json")
     assert [b["rows"] for b in status["batches"]] == [WINDOW] * WINDOWS
@@ -101,8 +110,8 @@ def test_served_decisions_are_monitored_by_window_and_outcomes_drive_retraining(
     assert "6,000 decisions matched, 6,000 labelled now" in labelled.stdout, labelled.stdout
 
     webhook[1].clear()
-    second = dvc(project_copy, "repro", env=env)
-    assert stages_run(second.stdout)[:1] == ["monitoring"], second.stdout  # outcomes only: no parameter changed
+    second = monitor(project_copy, env)
+    assert stages_run(second.stdout)[:2] == ["production_log", "monitoring"], second.stdout  # outcomes only: no parameter changed
     status = report(project_copy, "monitoring", "monitoring_status.json")
     windows = status["batches"]
     assert all("1,000 of 1,000 with outcome" in w["injected"] for w in windows), windows
@@ -131,5 +140,6 @@ def test_served_decisions_are_monitored_by_window_and_outcomes_drive_retraining(
     assert "6 of them production" in scored["monitor_7"]["reason"], scored["monitor_7"]["reason"]
     print("ML Test Score on live windows:", {t: (scored[t]["status"], scored[t]["reason"]) for t in ("model_2", "monitor_7")})
 
-    third = dvc(project_copy, "repro", env=env)
-    assert stages_run(third.stdout) == [], third.stdout
+    third = monitor(project_copy, env)  # the log read again, the same snapshot: nothing else reruns
+    assert stages_run(third.stdout) == ["production_log"], third.stdout
+    assert changed_stages(project_copy) == ""

@@ -2,11 +2,13 @@
 
 How the log enters the DVC graph: the log is a database (SQLite by default, PostgreSQL for a
 team) that DVC cannot hash, and it changes between runs without any file of the project
-changing. So the ``production_log`` stage is ``always_changed``: every ``dvc repro`` runs it (one
-query) and it writes :data:`SNAPSHOT_DIR`, the latest ``monitoring.windows`` windows of the log.
-Step 09 depends on that snapshot, not on the database: it reruns exactly when those windows
-gained decisions or outcomes (the snapshot's bytes changed), does nothing otherwise, and a
-clone reproduces it from the snapshot DVC cached, without access to the database.
+changing. So the ``production_log`` stage reads it when asked (``make monitor``: ``dvc repro
+--force --single-item production_log``, then ``dvc repro``) and writes :data:`SNAPSHOT_DIR`, the
+latest ``monitoring.windows`` windows of the log; a plain ``dvc repro`` keeps the snapshot it has,
+so that a second run does nothing and ``dvc status`` can be clean. Step 09 depends on that
+snapshot, not on the database: it reruns exactly when those windows gained decisions or
+outcomes (the snapshot's bytes changed), does nothing otherwise, and a clone reproduces it from
+the snapshot DVC cached, without access to the database.
 
 Step 09 then monitors the log's windows (:func:`log_batches`) when the snapshot holds
 decisions, judging the decisions that were served (their logged score and decision, whichever
