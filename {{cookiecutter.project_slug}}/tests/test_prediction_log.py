@@ -272,7 +272,11 @@ def test_predict_logs_its_decisions_with_the_id_columns_and_label_attaches_outco
     outcomes.to_parquet(project / "outcomes.parquet")
     assert cli.main(["label", "outcomes.parquet"]) == 1  # one unknown id: said, and the exit status says it
     captured = capsys.readouterr()
-    assert "3 decisions matched, 3 labelled now" in captured.out and "1 of 4 outcomes match no" in captured.err
+    assert (
+        "3 decisions matched, 3 labelled now" in captured.out
+        and "after `make monitor`" in captured.out
+        and "1 of 4 outcomes match no" in captured.err
+    )
     assert cli.main(["label", "outcomes.parquet"]) == 1
     assert "0 labelled now, 3 already had this outcome" in capsys.readouterr().out
     assert prediction_log.fingerprint(prediction_log_url)["labelled"] == 3

@@ -239,6 +239,7 @@ def label(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary)
+    print("Step 09 sees them after `make monitor` (it reads the log; a plain `dvc repro` keeps the snapshot it has).")
     if report.unknown:
         print(
             f"error: {len(report.unknown):,} of {report.rows:,} outcomes match no logged decision (the others are attached)",
