@@ -52,7 +52,7 @@ def cluster(reproduced_project):
                 threads_per_worker=1,
                 processes=True,
                 memory_limit=WORKER_MEMORY,
-                dashboard_address=None,
+                dashboard_address=":0",  # the scheduler's HTTP server on a free port (None still takes 8787)
                 silence_logs=logging.ERROR,
             )
             client = Client(local)
