@@ -34,6 +34,7 @@ trigger_on_monitoring = True
 trigger_on_schedule = True
 force = False
 max_regression = 0.01
+require_approval = True
 min_group_size = 30
 challenger_models = ["logistic_regression", "hist_gradient_boosting"]
 challenger_overrides = {}

@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -259,3 +260,72 @@ def test_predict_a_dataset_names_the_partition_of_a_bad_record(tmp_path, records
     records.drop(columns="hours").to_parquet(source / "b.parquet", index=False)  # a file unlike the first
     assert cli.main(["predict", str(source), str(tmp_path / "out2"), "--model", str(bundle_path), "--no-log"]) == 1
     assert "error: INPUT: cannot score" in capsys.readouterr().err
+
+
+STAGED = "1.0.0+retrained.0123abcd"
+
+
+@pytest.fixture
+def staged_project(project):
+    """The project fixture with a champion (1.0.0, step 08's release) and a challenger staged by step 10."""
+    from {{ cookiecutter.package_name }}.registry import Registry
+
+    if not subprocess.run(["git", "rev-parse"], cwd=project, capture_output=True).returncode:
+        pytest.skip(f"the temporary directory {project} is inside a git repository")
+    registry = Registry(project)
+    for name in ("v1", "v2"):
+        (project / f"{name}.skops").write_bytes(f"model {name}".encode())
+    registry.sync_release(project / "v1.skops", "1.0.0")
+    registry.stage(project / "v2.skops", STAGED, "retrained", report="reports/10_retraining/retraining_decision.json")
+    return registry
+
+
+def test_approve_installs_the_staged_version_and_says_what_it_did(staged_project, capsys):
+    assert cli.main(["approve", STAGED, "--by", "Ada Lovelace", "--note", "gates and canary pass"]) == 0
+    out, err = capsys.readouterr()
+    assert "approved by Ada Lovelace at " in out and f"version {STAGED} is now in service" in out
+    assert "report read: reports/10_retraining/retraining_decision.json" in out
+    assert "previous champion 1.0.0 kept in models/registry/history/" in out
+    assert err.startswith("warning: not committed: ") and "not in a git repository" in err
+    champion = staged_project.state()["champion"]
+    assert champion["version"] == STAGED and champion["approval"]["note"] == "gates and canary pass"
+    assert staged_project.champion.read_bytes() == b"model v2"
+    assert cli.main(["rollback", "--by", "Grace", "--note", "complaints"]) == 0
+    assert "champion is now version 1.0.0" in capsys.readouterr().out
+    assert staged_project.state()["events"][-1]["by"] == "Grace"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["approve", "2.0.0", "--by", "Ada"], f"error: version '2.0.0' is not the staged one: '{STAGED}' is staged"),
+        (["approve", STAGED, "--by", " "], "error: an approval needs the approver's name: --by NAME"),
+    ],
+)
+def test_approve_refuses_with_exit_1_and_changes_nothing(staged_project, capsys, argv, message):
+    before = staged_project.log.read_bytes()
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err.startswith(message)
+    assert staged_project.log.read_bytes() == before and staged_project.champion.read_bytes() == b"model v1"
+    assert not staged_project.ledger.exists()
+
+
+def test_approve_needs_a_staged_version_and_a_name(project, capsys):
+    assert cli.main(["approve", STAGED, "--by", "Ada"]) == 1
+    assert capsys.readouterr().err.startswith("error: nothing is staged for approval")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["approve", STAGED])  # --by is required
+    assert exit_.value.code == 2 and "--by" in capsys.readouterr().err
+
+
+def test_approve_outside_a_project_exits_1(outside_project, monkeypatch, capsys):
+    monkeypatch.chdir(outside_project)
+    assert cli.main(["approve", STAGED, "--by", "Ada"]) == 1
+    assert capsys.readouterr().err.startswith("error: no project root")
+
+
+def test_approve_help_names_the_report_to_read(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["approve", "--help"])
+    text = capsys.readouterr().out
+    assert "retraining_decision.json" in text and "--by" in text and "--note" in text

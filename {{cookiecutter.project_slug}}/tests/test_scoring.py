@@ -115,26 +115,44 @@ def test_load_bundle_refuses_unreleasable_and_foreign_files(tmp_path, pipeline, 
         scoring.load_bundle(bare)
 
 
-def test_default_model_path_is_the_model_in_service(tmp_path):
+def test_default_model_path_is_the_model_in_service(tmp_path, pipeline, make_metadata, spec):
     from {{ cookiecutter.package_name }}.registry import Registry
+
+    def artifact(path, version, **meta):
+        return artifacts.save(scoring.make_bundle(pipeline, 0.5, make_metadata(spec, version=version, **meta)), path)
 
     with pytest.raises(FileNotFoundError, match="dvc repro"):
         scoring.default_model_path(tmp_path)
     deployable, release = tmp_path / "models/model.skops", tmp_path / "models/release.skops"
-    deployable.parent.mkdir(parents=True)
-    deployable.write_bytes(b"step 07")
+    artifact(deployable, "0")
     assert scoring.default_model_path(tmp_path) == deployable
-    release.write_bytes(b"step 08, first release")
+    artifact(release, "1")
     assert scoring.default_model_path(tmp_path) == release
     registry = Registry(tmp_path)
     registry.sync_release(release, "1")
     assert scoring.default_model_path(tmp_path) == registry.champion  # installed: the same model
-    challenger = tmp_path / "challenger.skops"
-    challenger.write_bytes(b"step 10, promoted")
-    registry.install(challenger, "2", "promoted")
+    registry.install(artifact(tmp_path / "challenger.skops", "2"), "2", "promoted")
     assert scoring.default_model_path(tmp_path) == registry.champion  # the promoted challenger, not the release
-    release.write_bytes(b"step 08, a new release")
+    artifact(release, "3")
     assert scoring.default_model_path(tmp_path) == release  # deployed before step 10 installs it
+
+
+def test_a_release_step_08_did_not_release_is_never_in_service(tmp_path, pipeline, make_metadata, spec):
+    """The champion stays in service; without one nothing is, and serve, predict and step 09 are told why."""
+    from {{ cookiecutter.package_name }}.registry import NoModelInService, Registry
+
+    release = tmp_path / "models/release.skops"
+    unreleased = make_metadata(spec, version="2", releasable=False, reasons=["fairness gate failed"])
+    artifacts.save(scoring.make_bundle(pipeline, 0.5, unreleased), release)
+    with pytest.raises(NoModelInService, match=r"did not release .*release.skops \(fairness gate failed\)"):
+        scoring.default_model_path(tmp_path)
+    champion = artifacts.save(scoring.make_bundle(pipeline, 0.5, make_metadata(spec)), tmp_path / "v1.skops")
+    registry = Registry(tmp_path)
+    registry.install(champion, "1.0.0", "first release from step 08")
+    assert scoring.default_model_path(tmp_path) == registry.champion
+    assert scoring.load_bundle(scoring.default_model_path(tmp_path))["metadata"]["version"] == "1.0.0"
+    release.write_bytes(b"not an artifact")  # unreadable: not released either
+    assert scoring.default_model_path(tmp_path) == registry.champion
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,12 @@
 
 ``predict`` and ``serve`` write every decision to the prediction log (``serving:`` in
 params.yaml, or {{ cookiecutter.package_name | upper }}_PREDICTION_LOG_URL); ``--no-log`` is for rehearsal traffic only.
-{{ cookiecutter.package_name }} rollback              # previous champion back in service
+{{ cookiecutter.package_name }} approve VERSION --by NAME --note TEXT   # the challenger step 10 staged goes into service
+{{ cookiecutter.package_name }} rollback [--by NAME]  # previous champion back in service
+
+``approve`` and ``rollback`` record who and when in the registry and the ledger
+``models/approvals.jsonl``, and commit them in git (exit 0 even when the commit cannot be
+made: the registry has the record, and the command says why there is no commit).
 """
 
 from __future__ import annotations
@@ -325,16 +330,51 @@ def _reference_or_none() -> str | None:
         return None
 
 
-def rollback(args: argparse.Namespace) -> int:
+def _registry():
     from .registry import Registry
 
+    return Registry(find_project_root())
+
+
+def _git_outcome(git) -> None:
+    """Say whether the change was committed; a commit that could not be made is a warning, not a failure."""
+    if git.commit:
+        print(f"git: {git.detail}")
+    else:
+        print(f"warning: {git.detail}; the registry records it (models/registry/registry.json)", file=sys.stderr)
+
+
+def approve(args: argparse.Namespace) -> int:
+    """Put the challenger step 10 staged into service, on a named person's approval; exit 1 when refused."""
+    from .registry import RegistryError
+
     try:
-        root = find_project_root()
-        state = Registry(root).rollback()
-    except (FileNotFoundError, RuntimeError) as exc:
+        change = _registry().approve(args.version, args.by, args.note)
+    except (FileNotFoundError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"champion is now version {state['champion'].get('version')} (models/registry/champion.skops)")
+    record = change.record
+    print(
+        f"approved by {record['by']} at {record['at']}: version {record['version']} is now in service "
+        "(models/registry/champion.skops)"
+    )
+    print(f"report read: {record['report']}")
+    if record["replaced"]:
+        print(f"previous champion {record['replaced']} kept in models/registry/history/ (`rollback` restores it)")
+    _git_outcome(change.git)
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    from .registry import RegistryError
+
+    try:
+        change = _registry().rollback(by=args.by, note=args.note)
+    except (FileNotFoundError, RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"champion is now version {change.state['champion'].get('version')} (models/registry/champion.skops)")
+    _git_outcome(change.git)
     return 0
 
 
@@ -384,7 +424,21 @@ def build_parser() -> argparse.ArgumentParser:
         "file", help="CSV or Parquet: request_id (and record_index) or the data contract's id columns, and the target"
     )
     lab.set_defaults(func=label)
+    a = commands.add_parser(
+        "approve",
+        help="put the challenger step 10 staged into service, on your approval",
+        description="Install the challenger that step 10 staged (it passed the promotion gates and the canary) as "
+        "the champion, recording who approved it, when, and which report they read, in models/registry/ and "
+        "models/approvals.jsonl, and commit the record in git. Read the report first: "
+        "reports/10_retraining/retraining_decision.json (and the executed notebook beside it).",
+    )
+    a.add_argument("version", help="the staged version (step 10 prints it, with this command)")
+    a.add_argument("--by", required=True, help="who approves (your name): recorded and named in the commit")
+    a.add_argument("--note", default="", help="what you checked, or any condition of the approval")
+    a.set_defaults(func=approve)
     r = commands.add_parser("rollback", help="restore the previous champion model of models/registry/")
+    r.add_argument("--by", help="who rolls back (recorded with the time)")
+    r.add_argument("--note", default="", help="why")
     r.set_defaults(func=rollback)
     return parser
 

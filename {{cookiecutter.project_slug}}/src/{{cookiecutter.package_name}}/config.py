@@ -264,6 +264,8 @@ class Retraining(Search, Mitigation):
     trigger_on_schedule: bool
     force: bool
     max_regression: Annotated[float, Field(ge=0, le=1)]
+    # a challenger that passes the gates is staged, and goes into service on `<package> approve` (registry.py)
+    require_approval: bool = True
     challenger_models: Annotated[Names, Field(min_length=1)]
     challenger_overrides: dict[str, dict[str, list[Any]]] = {}
 

@@ -51,13 +51,21 @@ def load_bundle(path: str | Path, allow_unreleased: bool = False) -> dict[str, A
 
 
 def default_model_path(root: Path) -> Path:
-    """The artifact in service (:meth:`.registry.Registry.in_service`: the champion, or a release step 10 has
-    not installed yet), else step 07's deployable artifact. One answer for the service, ``predict``, 09 and 10."""
-    from .registry import Registry
+    """The artifact in service (:meth:`.registry.Registry.in_service`: the champion, or a release of step 08
+    that step 10 has not installed yet), else step 07's deployable artifact. One answer for the service,
+    ``predict``, 09 and 10. Raises :class:`.registry.NoModelInService` (a FileNotFoundError) when step 08
+    did not release its model and the registry has no champion: only a released artifact is in service."""
+    from .registry import NoModelInService, Registry, unreleased_reason
 
     champion, release, deployable = (root / candidate for candidate in DEFAULT_MODELS)
     if champion.is_file() or release.is_file():
-        return Registry(root).in_service(release)
+        in_service = Registry(root).in_service(release)
+        if in_service is None:
+            raise NoModelInService(
+                f"no model in service: step 08 did not release {release} ({unreleased_reason(release)}) "
+                "and the registry has no champion"
+            )
+        return in_service
     if deployable.is_file():
         return deployable
     raise FileNotFoundError(f"no model in {root}: looked for {', '.join(DEFAULT_MODELS)}; run `dvc repro` first")
