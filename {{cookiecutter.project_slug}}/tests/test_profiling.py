@@ -177,3 +177,182 @@ def test_a_profile_of_a_sample_states_missing_values_and_ranges_of_every_row(raw
     assert whole.loc["city", "missing_rate"] == pytest.approx(39 / N)
     assert whole.loc["city", "min"] is None or pd.isna(whole.loc["city", "min"])  # categories have no range
     assert whole.loc["sex", "kind"] == prof.set_index("column").loc["sex", "kind"]
+
+
+# --- leakage and identifiers that a screen of one column at a time misses --------------------------------------------
+# A recidivism-like table of ~7,000 people: honest columns (age, prior offences, charge), columns recorded after the
+# outcome (a re-arrest's days, missing for 97 % of those not re-arrested and 32 % of those re-arrested; a violent
+# charge, missing for 99 % and 76 %; the days observed, AUC ~0.92 alone), first and last names with thousands of
+# levels, and a 300-level code that is a real category (about 23 rows each).
+RECID = {"target": "recid", "positive_label": 1, "sensitive_features": []}
+ROWS = 7000
+
+
+def zipf_names(rng, prefix, population, exponent, rows):
+    """Names drawn as real names are: a few common, most rare (Zipf's law)."""
+    weights = 1.0 / np.arange(1, population + 1) ** exponent
+    return np.array([f"{prefix}{i}" for i in rng.choice(population, rows, p=weights / weights.sum())])
+
+
+def honest_people(rng, rows=ROWS):
+    age = rng.integers(18, 70, rows)
+    priors = rng.poisson(3, rows)
+    charge = rng.choice(["felony", "misdemeanor"], rows, p=[0.6, 0.4])
+    logit = -0.045 * (age - 35) + 0.22 * (priors - 3) + 0.4 * (charge == "felony") - 0.25
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"age": age, "priors": priors, "charge": charge}), y
+
+
+def missing_unless(rng, values, y, present_if_positive, present_if_negative):
+    """``values`` recorded for a share of each outcome only, as a value known after the outcome is."""
+    present = np.where(y == 1, rng.random(len(y)) < present_if_positive, rng.random(len(y)) < present_if_negative)
+    return pd.Series(values).where(present)
+
+
+@pytest.fixture(scope="module")
+def recid():
+    rng = np.random.default_rng(11)
+    frame, y = honest_people(rng)
+    frame["days_to_rearrest"] = missing_unless(rng, rng.integers(1, 700, ROWS).astype(float), y, 0.68, 0.03)
+    frame["violent_charge"] = missing_unless(rng, rng.choice(["assault", "battery", "robbery"], ROWS), y, 0.24, 0.01)
+    frame["income"] = pd.Series(rng.lognormal(7, 0.5, ROWS)).mask(rng.random(ROWS) < 0.1)  # missing at random
+    frame["days_observed"] = (700 - 450 * y + rng.normal(0, 216, ROWS)).round()  # ends at the re-arrest
+    frame["first_name"] = zipf_names(rng, "F", 20_000, 1.0, ROWS)
+    frame["last_name"] = zipf_names(rng, "L", 200_000, 0.95, ROWS)
+    frame["district"] = np.array([f"D{z:03d}" for z in rng.integers(0, 300, ROWS)])
+    return frame, pd.Series(y)
+
+
+def one_at_a_time(frame, y, leakage_auc=0.95):
+    prof = profiling.profile(frame, y, seed=0)
+    return profiling.flag_columns(prof, leakage_auc, 0.95, 200, len(frame)).set_index("column")
+
+
+def test_a_column_present_mostly_for_one_outcome_is_leakage_even_with_useless_values(recid):
+    frame, y = recid
+    flagged = one_at_a_time(frame, y)
+    rearrest = flagged.loc["days_to_rearrest"]
+    assert rearrest["auc"] < 0.6  # its values (missing ones at the median) say little
+    assert 0.8 < rearrest["missing_auc"] < 0.85  # whether it is there says a lot
+    assert "whether it is missing" in rearrest["flags"] and rearrest["exclude"]
+    assert "97% of negatives, 32% of positives" in rearrest["flags"]
+    violent = flagged.loc["violent_charge"]  # present for a quarter of one outcome: AUC only ~0.61
+    assert violent["missing_auc"] < 0.65 and violent["missing_odds_ratio_low"] > 10
+    assert "whether it is missing" in violent["flags"] and violent["exclude"]
+    assert flagged.loc["income", "missing_odds_ratio_low"] < 2 and not flagged.loc["income", "exclude"]
+    spec = profiling.dataset_spec(frame, flagged.reset_index(), {**RECID, "keep_columns": ["violent_charge"]}, 200, y)
+    assert "days_to_rearrest" in spec["excluded_columns"] and "violent_charge" in spec["categorical_features"]
+
+
+def test_names_and_near_unique_codes_are_excluded_as_identifiers_not_grouped(recid):
+    frame, y = recid
+    flagged = one_at_a_time(frame, y)
+    for column in ("first_name", "last_name"):
+        assert flagged.loc[column, "n_unique"] > 2000 and flagged.loc[column, "unique_ratio"] < 0.95
+        assert "near-unique per person" in flagged.loc[column, "flags"] and flagged.loc[column, "exclude"]
+        assert "rare ones grouped" not in flagged.loc[column, "flags"]
+    district = flagged.loc["district"]  # 300 levels of ~23 rows: a category, not a name
+    assert district["rare_share"] < 0.01 and not district["exclude"]
+    assert district["flags"] == "high cardinality (300 categories; rare ones grouped)"
+    spec = profiling.dataset_spec(frame, flagged.reset_index(), {**RECID, "keep_columns": ["first_name"]}, 200, y)
+    assert "first_name" in spec["categorical_features"] and "last_name" in spec["excluded_columns"]
+
+
+def test_the_single_column_ceiling_follows_the_baseline_process():
+    # the default business case: true positive rate 55 %, false positive rate 15 % (AUC 0.70)
+    assert profiling.leakage_ceiling(0.95, 0.55, 0.15, 0.33) == pytest.approx(0.901)
+    assert profiling.leakage_ceiling(0.95, 0.90, 0.10, 0.33) == 0.95  # leakage_auc stays the ceiling
+    assert profiling.leakage_ceiling(0.95, 0.10, 0.30, 0.33) == pytest.approx(1 - 0.33 * 0.5)  # worse than chance
+    # Hanley & McNeil's standard error for AUC 0.9 with 300 positives and 700 negatives: 0.0124
+    low, high = profiling.auc_interval(0.9, 300, 700)
+    assert (low, high) == pytest.approx((0.9 - 1.645 * 0.0124, 0.9 + 1.645 * 0.0124), abs=5e-4)
+
+
+def test_a_post_outcome_column_below_the_fixed_cut_off_is_leakage_against_the_baseline(recid):
+    frame, y = recid
+    ceiling = profiling.leakage_ceiling(0.95, 0.55, 0.15, 0.33)
+    observed = one_at_a_time(frame, y, ceiling).loc["days_observed"]
+    assert 0.9 < observed["auc"] < 0.95  # passed the fixed 0.95
+    assert observed["auc_low"] > ceiling and "leakage (AUC" in observed["flags"] and observed["exclude"]
+    # an honest strong column (alone AUC ~0.85, as the strongest real predictors go) stays
+    rng = np.random.default_rng(5)
+    strong = pd.DataFrame({"score": y * 1.47 + rng.normal(0, 1, len(y))})
+    kept = one_at_a_time(strong, y, ceiling).loc["score"]
+    assert 0.82 < kept["auc"] < 0.88 and not kept["exclude"]
+
+
+@pytest.fixture(scope="module")
+def combined_leak():
+    """Four follow-up columns each known for a random 70 % of people: alone AUC ~0.85, together ~0.99."""
+    rng = np.random.default_rng(12)
+    frame, y = honest_people(rng)
+    for i in range(4):
+        known = rng.random(ROWS) < 0.7
+        frame[f"followup_{i}"] = np.where(known, y, rng.integers(0, 2, ROWS)) * 10 + rng.normal(0, 1, ROWS)
+    return frame, pd.Series(y)
+
+
+@pytest.fixture(scope="module")
+def together(combined_leak):
+    """The one-at-a-time screen (the default ceiling, 0.90) and the screen of the columns together."""
+    frame, y = combined_leak
+    flagged = one_at_a_time(frame, y, profiling.leakage_ceiling(0.95, 0.55, 0.15, 0.33)).reset_index()
+    prof, screen = profiling.combined_screen(frame, y, flagged, RECID, 0.97, 10_000, seed=0)
+    return flagged, prof, screen
+
+
+def test_columns_that_leak_together_carry_a_model_too_good_to_be_true(combined_leak, together):
+    frame, y = combined_leak
+    flagged, prof, screen = together
+    flagged, prof = flagged.set_index("column"), prof.set_index("column")
+    followups = [f"followup_{i}" for i in range(4)]
+    assert not flagged.loc[followups, "exclude"].any() and (flagged.loc[followups, "auc"] < 0.88).all()
+    assert screen["too_good"].iloc[0] and screen["auc_low"].iloc[0] > 0.97
+    assert not screen["too_good"].iloc[-1]  # until the model is plausible
+    excluded = [c for c in screen["excluded"] if c]
+    assert excluded and set(excluded) <= set(followups)
+    for column in excluded:
+        assert "too good to be true" in prof.loc[column, "flags"] and prof.loc[column, "exclude"]
+    assert not prof.loc[["age", "priors", "charge"], "exclude"].any()
+    assert screen["top_contributors"].iloc[0].startswith("`followup_")
+    assert prof.loc["age", "importance"] > 0  # the last model's contributions are reported
+    summary = profiling.screen_summary(screen)
+    assert "**too good to be true**" in summary and f"`{excluded[0]}` excluded" in summary
+    # a carrier kept on purpose stays: the search stops there and says so
+    kept, screen = profiling.combined_screen(
+        frame, y, flagged.reset_index(), {**RECID, "keep_columns": followups}, 0.97, 10_000, seed=0
+    )
+    assert len(screen) == 1 and screen["too_good"].iloc[0] and screen["excluded"].iloc[0] == ""
+    assert not kept["exclude"].any() and "kept by `data.keep_columns`" in profiling.screen_summary(screen)
+
+
+def test_an_honest_table_passes_the_screen_together(raw):
+    y = (raw["income"] == "yes").astype(int)
+    features = raw.drop(columns="income")
+    flagged = profiling.flag_columns(profiling.profile(features, y), 0.98, 0.95, 50, N)
+    prof, screen = profiling.combined_screen(features, y, flagged, CONTRACT, 0.97, 10_000)
+    assert list(screen["features"]) == [2] and not screen["too_good"].any()  # age and city
+    assert prof["exclude"].equals(flagged["exclude"])
+
+
+def test_the_datasheet_reports_the_columns_together(combined_leak, together):
+    from {{ cookiecutter.package_name }} import datasheet
+
+    frame, y = combined_leak
+    _, prof, screen = together
+    spec = profiling.dataset_spec(frame, prof, RECID, 200, y)
+    facts = {
+        "path": "x.csv",
+        "problem": "p",
+        "decision": "d",
+        "rows": len(frame),
+        "columns": frame.shape[1],
+        "prevalence": float(y.mean()),
+        "unlabelled_rows": 0,
+        "duplicate_rows": 0,
+        "production_dir": "data/production",
+    }
+    sheet = datasheet.datasheet_markdown(facts, prof, spec, screen)
+    assert profiling.screen_summary(screen) in sheet and "too good to be true" in sheet
+    excluded = screen["excluded"].iloc[0]
+    assert f"- `{excluded}`: leakage: carries a model of the candidate features" in sheet

@@ -167,6 +167,11 @@ class DataSelection(DataContract):
     dataset_source: str
     dataset_license: str
     leakage_auc: Annotated[float, Field(gt=0.5, le=1)]
+    leakage_error_share: Annotated[float, Field(ge=0, le=1)] = 0.33
+    missing_odds_ratio: Annotated[float, Field(gt=1)] = 10.0
+    rare_level_share: Annotated[float, Field(gt=0, le=1)] = 0.25
+    max_plausible_auc: Annotated[float, Field(gt=0.5, le=1)] = 0.97
+    screen_rows: Annotated[int, Field(ge=100)] = 10_000
     identifier_unique_ratio: Annotated[float, Field(gt=0, le=1)]
     max_categories: Annotated[int, Field(ge=2)]
     max_rows: Annotated[int, Field(ge=100)] = 1_000_000

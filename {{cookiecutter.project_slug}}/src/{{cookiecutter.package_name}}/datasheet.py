@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from .profiling import screen_summary
+
 UNKNOWN = "_Unknown: to be completed by the data owner._"
 
 
@@ -18,13 +20,17 @@ def _or_unknown(value: Any) -> str:
     return str(value).strip() if value not in (None, "", []) else UNKNOWN
 
 
-def datasheet_markdown(facts: dict[str, Any], prof: pd.DataFrame, spec: dict[str, Any]) -> str:
-    """Render the datasheet; ``facts`` holds the known context, ``prof`` the column profile."""
+def datasheet_markdown(
+    facts: dict[str, Any], prof: pd.DataFrame, spec: dict[str, Any], screen: pd.DataFrame | None = None
+) -> str:
+    """Render the datasheet; ``facts`` holds the known context, ``prof`` the column profile and
+    ``screen`` the models of the leakage screen's look at the columns together (:func:`.profiling.combined_screen`)."""
     excluded = spec["excluded_columns"]
     excluded_lines = "\n".join(f"- `{c}`: {why}" for c, why in excluded.items()) or "- none"
     missing = prof[prof["missing_rate"] > 0].sort_values("missing_rate", ascending=False)
     missing_lines = "\n".join(f"- `{r.column}`: {r.missing_rate:.1%} missing" for r in missing.itertuples()) or "- none"
     sensitive = ", ".join(f"`{f}`" for f in spec["sensitive_features"])
+    together = screen_summary(screen) if screen is not None else "- not run"
     return f"""# Datasheet: `{facts["path"]}`
 
 Sections follow Gebru et al., *Datasheets for Datasets* (Communications of the ACM, 2021).
@@ -53,6 +59,8 @@ Sections follow Gebru et al., *Datasheets for Datasets* (Communications of the A
 - **Columns kept as features:** {len(spec["numeric_features"])} numeric, {len(spec["categorical_features"])} categorical.
 - **Columns excluded and why:**
 {excluded_lines}
+- **The candidate features together** (a quick model, out of fold: leaks that pass one column at a time make it too good to be true):
+{together}
 - **Is the raw data kept?** Yes: `{facts["path"]}`, versioned by DVC.
 
 ## Uses

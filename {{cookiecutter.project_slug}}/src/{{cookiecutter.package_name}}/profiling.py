@@ -1,9 +1,20 @@
 """Profile every column of a dataset and decide which columns are usable features. Adapt freely.
 
 Usefulness is measured by single-feature ROC AUC, computed out of fold so that
-an identifier cannot look predictive by memorising rows; a column that alone
-predicts the target almost perfectly is flagged as leakage, a column that is
-unique per row as an identifier.
+an identifier cannot look predictive by memorising rows. The leakage screen looks
+at each column three ways, then at the columns together:
+
+- its values: a column that alone ranks the target far better than the business
+  case's baseline process (or than ``leakage_auc``) is leakage;
+- whether it is missing: a value present mostly for one outcome is typically
+  recorded after the outcome (a re-arrest date, a payout);
+- its levels: a categorical column whose rows sit mostly in levels seen once or
+  twice (names, free-text codes) identifies people rather than describing them;
+- together (:func:`combined_screen`): a quick model of the candidate features that
+  is too good to be true names the columns that carry it, and they are excluded.
+
+A column that is unique per row is an identifier. Every threshold is judged on a
+one-sided 95 % lower bound, so a column is excluded when the evidence is clear.
 """
 
 from __future__ import annotations
@@ -13,12 +24,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from .data import as_list, numeric_bins, target_labels
 
 NUMERIC, CATEGORICAL, DATETIME, TEXT = "numeric", "categorical", "datetime", "text"
+Z_ONE_SIDED = float(norm.ppf(0.95))  # every screen excludes on a one-sided 95 % lower bound
+RARE_LEVEL_COUNT = 2  # a level seen at most this often in the profiled rows is rare (names, codes)
 
 
 # A date or a timestamp as CSV files write them: 2021-03-04, 04/03/2021, 2021-03-04T10:15:00Z, ...
@@ -85,25 +99,102 @@ def single_feature_auc(values: pd.Series, y: pd.Series, kind: str, seed: int = 0
     return _symmetric_auc(y, score)
 
 
+def auc_interval(auc: float, n_positive: int, n_negative: int, z: float = Z_ONE_SIDED) -> tuple[float, float]:
+    """``auc`` ± ``z`` standard errors (Hanley & McNeil, Radiology 1982), clipped to [0, 1].
+
+    The closed form needs only the class counts, so every column's AUC gets its interval at no
+    cost; ``z`` 1.645 gives the one-sided 95 % bounds the screens decide on.
+    """
+    if pd.isna(auc) or min(n_positive, n_negative) < 1:
+        return float("nan"), float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (n_positive - 1) * (q1 - auc**2) + (n_negative - 1) * (q2 - auc**2)) / (
+        n_positive * n_negative
+    )
+    half = z * float(np.sqrt(max(variance, 0.0)))
+    return max(auc - half, 0.0), min(auc + half, 1.0)
+
+
+def leakage_ceiling(leakage_auc: float, baseline_tpr: float, baseline_fpr: float, error_share: float) -> float:
+    """The single-column AUC above which a column is leakage: it follows the task's baseline.
+
+    The baseline process of the business case (step 01) ranks with AUC ``(1 + TPR - FPR) / 2``
+    (its one operating point). A column that alone leaves less than ``error_share`` of the
+    baseline's ranking errors (``1 - AUC``) does what the whole current process cannot, which
+    a column recorded after the outcome does; ``leakage_auc`` stays the ceiling for any task.
+    """
+    baseline_auc = max((1 + baseline_tpr - baseline_fpr) / 2, 0.5)
+    return float(min(leakage_auc, 1 - error_share * (1 - baseline_auc)))
+
+
+def _missingness(missing: pd.Series, y: np.ndarray) -> dict[str, float]:
+    """How whether a value is missing depends on the outcome: rates by class, AUC, odds ratio.
+
+    The odds ratio's lower bound is one-sided 95 % (Woolf's log interval with the Haldane-Anscombe
+    half added to every cell, so a class where the column is never missing still gives a finite
+    bound: scipy's ``odds_ratio`` gives none there, and its exact interval takes seconds on large
+    tables); it is oriented to be at least 1 whichever way the dependence goes.
+    """
+    missing = missing.to_numpy(dtype=bool)
+    positive = y == 1
+    table = np.array(
+        [
+            [(missing & positive).sum(), (~missing & positive).sum()],
+            [(missing & ~positive).sum(), (~missing & ~positive).sum()],
+        ],
+        dtype=float,
+    )
+    log_odds = np.log((table[0, 0] + 0.5) * (table[1, 1] + 0.5) / ((table[0, 1] + 0.5) * (table[1, 0] + 0.5)))
+    se = float(np.sqrt((1 / (table + 0.5)).sum()))
+    return {
+        "missing_in_positives": float(table[0, 0] / max(table[0].sum(), 1)),
+        "missing_in_negatives": float(table[1, 0] / max(table[1].sum(), 1)),
+        "missing_auc": single_feature_auc(pd.Series(missing, dtype=float), pd.Series(y), NUMERIC),
+        "missing_odds_ratio_low": float(np.exp(abs(log_odds) - Z_ONE_SIDED * se)),
+    }
+
+
+def rare_share(values: pd.Series) -> float:
+    """Share of present values whose level occurs at most :data:`RARE_LEVEL_COUNT` times.
+
+    Names, addresses and free-text codes have most of their rows in such levels: they identify
+    people rather than describe them, and a model cannot learn a level it saw once.
+    """
+    present = values.dropna().astype(str)
+    if not len(present):
+        return 0.0
+    return float((present.map(present.value_counts()) <= RARE_LEVEL_COUNT).mean())
+
+
 def profile(frame: pd.DataFrame, y: pd.Series, categorical: list[str] | None = None, seed: int = 0) -> pd.DataFrame:
-    """One row per column: type, missingness, cardinality, range and usefulness."""
+    """One row per column: type, missingness, cardinality, range and usefulness.
+
+    ``auc_low`` is the one-sided 95 % lower bound of ``auc``; columns with missing values also
+    get how their missingness depends on the outcome (see :func:`_missingness`), categorical
+    ones the share of their rows in rare levels (:func:`rare_share`).
+    """
     categorical = set(categorical or [])
+    labels = np.asarray(y, dtype=int)
+    n_positive, n_negative = int(labels.sum()), int(len(labels) - labels.sum())
     rows = []
     for column in frame.columns:
         values = frame[column]
         kind = column_kind(values, column in categorical)
         n_unique = int(values.nunique(dropna=True))
+        missing = values.isna()
         row: dict[str, Any] = {
             "column": column,
             "dtype": str(values.dtype),
             "kind": kind,
-            "missing_rate": float(values.isna().mean()),
+            "missing_rate": float(missing.mean()),
             "n_unique": n_unique,
             "unique_ratio": n_unique / max(int(values.notna().sum()), 1),
             "min": None,
             "max": None,
             "top_values": "",
             "auc": float("nan"),
+            "missing_auc": float("nan"),
+            "rare_share": rare_share(values) if kind == CATEGORICAL else float("nan"),
         }
         if kind == NUMERIC:
             numeric = pd.to_numeric(values, errors="coerce")
@@ -121,6 +212,10 @@ def profile(frame: pd.DataFrame, y: pd.Series, categorical: list[str] | None = N
             row["auc"] = single_feature_auc(values, y, kind, seed=seed)
         elif kind == DATETIME and n_unique > 1:  # a date recorded after the outcome leaks like any column
             row["auc"] = single_feature_auc(as_timestamps(values), y, NUMERIC, seed=seed)
+        if 0 < row["missing_rate"] < 1:  # a value recorded only after one outcome leaks by being there
+            row.update(_missingness(missing, labels))
+        row["auc_low"] = auc_interval(row["auc"], n_positive, n_negative)[0]
+        row["missing_auc_low"] = auc_interval(row["missing_auc"], n_positive, n_negative)[0]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -164,11 +259,18 @@ def flag_columns(
     max_categories: int,
     n_rows: int,
     duplicates: dict[str, str] | None = None,
+    missing_odds_ratio: float = 10.0,
+    rare_level_share: float = 0.25,
 ) -> pd.DataFrame:
     """Add ``flags`` (why a column is suspicious) and ``exclude`` (whether it is dropped).
 
-    ``duplicates`` (from :func:`duplicate_columns`) names the columns that copy another: the
-    copy is excluded, the first of them kept.
+    ``leakage_auc`` is the single-column ceiling (see :func:`leakage_ceiling`), held against the
+    one-sided 95 % lower bound of the column's AUC, and of its missingness indicator's AUC. Whether
+    a value is missing is leakage too when its odds ratio with the outcome is at least
+    ``missing_odds_ratio`` (95 % lower bound). A categorical column with at least ``rare_level_share``
+    of its rows in levels seen at most twice is near-unique per person (a name, a code). ``duplicates``
+    (from :func:`duplicate_columns`) names the columns that copy another: the copy is excluded, the
+    first of them kept.
     """
     duplicates = duplicates or {}
     flags, exclude = [], []
@@ -187,17 +289,193 @@ def flag_columns(
             found.append(f"{row.kind} (not used as a feature)")
             drop = True
         integer_like = row.kind == CATEGORICAL or (row.kind == NUMERIC and "int" in row.dtype)
-        if integer_like and row.unique_ratio >= identifier_unique_ratio and n_rows >= 20:
+        identifier = integer_like and row.unique_ratio >= identifier_unique_ratio and n_rows >= 20
+        if identifier:
             found.append(f"identifier ({row.unique_ratio:.0%} unique)")
             drop = True
-        if not pd.isna(row.auc) and row.auc >= leakage_auc:
-            found.append(f"leakage (AUC {row.auc:.3f} alone)")
+        if not pd.isna(row.auc_low) and row.auc_low >= leakage_auc:
+            found.append(
+                f"leakage (AUC {row.auc:.3f} alone, at least {row.auc_low:.3f} at 95 %; ceiling {leakage_auc:.3f})"
+            )
             drop = True
-        if row.kind == CATEGORICAL and row.n_unique > max_categories:
+        if not pd.isna(row.missing_auc) and (
+            row.missing_odds_ratio_low >= missing_odds_ratio or row.missing_auc_low >= leakage_auc
+        ):
+            found.append(
+                f"leakage: whether it is missing depends on the outcome (missing for {row.missing_in_negatives:.0%} "
+                f"of negatives, {row.missing_in_positives:.0%} of positives; odds ratio at least "
+                f"{row.missing_odds_ratio_low:.1f} at 95 %, AUC {row.missing_auc:.3f}), as for a value recorded after "
+                "the outcome; its values may be fine: data.keep_columns keeps it"
+            )
+            drop = True
+        rare = row.kind == CATEGORICAL and not identifier and n_rows >= 20 and row.rare_share >= rare_level_share
+        if rare:
+            found.append(
+                f"near-unique per person ({row.rare_share:.0%} of rows in levels seen at most {RARE_LEVEL_COUNT} "
+                f"times, {row.n_unique:,} levels): an identifier and a proxy, such as a name or a code"
+            )
+            drop = True
+        elif row.kind == CATEGORICAL and row.n_unique > max_categories:
             found.append(f"high cardinality ({row.n_unique} categories; rare ones grouped)")
         flags.append("; ".join(found))
         exclude.append(drop)
     return prof.assign(flags=flags, exclude=exclude)
+
+
+def _exclusion(column: str, by_column: pd.DataFrame, contract: dict[str, Any]) -> str | None:
+    """Why ``column`` is not a feature (the ``data`` key, or the profile's flags), or None when it is one.
+
+    ``data.keep_columns`` keeps a flagged column, but cannot make a date or free text a feature.
+    """
+    if column in as_list(contract.get("id_columns")):
+        return "data.id_columns"
+    if column in as_list(contract.get("drop_columns")):
+        return "data.drop_columns"
+    if by_column.loc[column, "exclude"] and (
+        column not in as_list(contract.get("keep_columns")) or by_column.loc[column, "kind"] in (DATETIME, TEXT)
+    ):
+        return str(by_column.loc[column, "flags"])
+    return None
+
+
+def candidate_features(prof: pd.DataFrame, contract: dict[str, Any]) -> list[str]:
+    """The columns that are features after the column-by-column screen (target and sensitive features aside)."""
+    roles = {str(contract["target"]), *as_list(contract["sensitive_features"])}
+    by_column = prof.set_index("column")
+    return [c for c in prof["column"] if c not in roles and _exclusion(c, by_column, contract) is None]
+
+
+def _screen_matrix(frame: pd.DataFrame, kinds: dict[str, str]) -> tuple[pd.DataFrame, list[bool]]:
+    """The columns as a quick model reads them, and which are categorical: numbers stay numbers with
+    their missing values (a model learns where they go), categories become codes (levels seen fewer
+    than :data:`.features.MIN_CATEGORY_FREQUENCY` times grouped, as the feature pipeline groups them).
+
+    Encoding uses no label, so it is done once for both folds of :func:`screen_fit`.
+    """
+    from sklearn.preprocessing import OrdinalEncoder
+
+    from .features import MIN_CATEGORY_FREQUENCY, as_text
+
+    numeric = [c for c in frame.columns if kinds[c] == NUMERIC]
+    categorical = [c for c in frame.columns if kinds[c] != NUMERIC]
+    X = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
+    if categorical:
+        encoder = OrdinalEncoder(
+            encoded_missing_value=np.nan,
+            min_frequency=MIN_CATEGORY_FREQUENCY,
+            max_categories=254,  # the model's limit: fewer categories than its 255 bins
+        )
+        codes = encoder.fit_transform(as_text(frame[categorical]))
+        X = pd.concat([X, pd.DataFrame(codes, index=frame.index, columns=categorical)], axis=1)
+    return X, [False] * len(numeric) + [True] * len(categorical)
+
+
+def screen_fit(frame: pd.DataFrame, y: np.ndarray, kinds: dict[str, str], seed: int = 0) -> dict[str, Any]:
+    """Out-of-fold ROC AUC (two folds) of a quick gradient-boosting model of ``frame``, with its 95 %
+    interval, and each column's permutation importance (the AUC lost when that column is shuffled in
+    the held-out fold, averaged over both folds)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.inspection import permutation_importance
+    from sklearn.model_selection import cross_validate
+
+    X, categorical = _screen_matrix(frame, kinds)
+    model = HistGradientBoostingClassifier(
+        max_iter=50, learning_rate=0.2, categorical_features=categorical, early_stopping=False, random_state=seed
+    )
+    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=seed)
+    fitted = cross_validate(model, X, y, cv=folds, return_estimator=True, return_indices=True)
+    scores = np.zeros(len(y))
+    importance = pd.Series(0.0, index=X.columns)
+    for estimator, held_out in zip(fitted["estimator"], fitted["indices"]["test"], strict=True):
+        scores[held_out] = estimator.predict_proba(X.iloc[held_out])[:, 1]
+        shuffled = permutation_importance(
+            estimator, X.iloc[held_out], y[held_out], scoring="roc_auc", n_repeats=1, random_state=seed
+        )
+        importance += shuffled.importances_mean / 2
+    auc = float(roc_auc_score(y, scores))
+    low, high = auc_interval(auc, int(y.sum()), int(len(y) - y.sum()), z=float(norm.ppf(0.975)))
+    return {"auc": auc, "low": low, "high": high, "importance": importance.sort_values(ascending=False)}
+
+
+def combined_screen(
+    frame: pd.DataFrame,
+    y: pd.Series,
+    prof: pd.DataFrame,
+    contract: dict[str, Any],
+    max_plausible_auc: float,
+    max_rows: int,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The candidate features together: a quick model that is too good to be true is carried by leaks.
+
+    Fits :func:`screen_fit` on a label-stratified sample of at most ``max_rows`` rows. While the
+    lower bound of its AUC's 95 % interval is above ``max_plausible_auc``, the column that carries
+    it most (largest permutation importance) is flagged and excluded, and the model is fitted
+    again without it; a carrier kept by ``data.keep_columns`` stops the search (it is reported).
+    Columns that pass one at a time can leak together: this catches what the profile cannot.
+
+    Returns the profile with those flags and each candidate's ``importance`` in the last model, and
+    one row per model fitted: features, AUC and interval, top contributors, the column excluded.
+    """
+    keep = set(as_list(contract.get("keep_columns")))
+    labels = np.asarray(y, dtype=int)
+    rows = np.arange(len(labels))
+    if len(rows) > max_rows:
+        rows = np.sort(train_test_split(rows, train_size=max_rows, stratify=labels, random_state=seed)[0])
+    kinds = prof.set_index("column")["kind"].to_dict()
+    columns = candidate_features(prof, contract)
+    out, rounds = prof.copy(), []
+    out["importance"] = np.nan
+    while columns and len(np.unique(labels[rows])) == 2:
+        fit = screen_fit(frame.iloc[rows][columns], labels[rows], kinds, seed)
+        top = fit["importance"]
+        carrier = top.index[0] if fit["low"] > max_plausible_auc else None
+        rounds.append(
+            {
+                "features": len(columns),
+                "rows": len(rows),
+                "auc": fit["auc"],
+                "auc_low": fit["low"],
+                "auc_high": fit["high"],
+                "too_good": fit["low"] > max_plausible_auc,
+                "top_contributors": ", ".join(f"`{c}` ({v:+.3f})" for c, v in top.head(3).items()),
+                "excluded": carrier if carrier is not None and carrier not in keep else "",
+            }
+        )
+        out["importance"] = out["column"].map(top)
+        if carrier is None or carrier in keep:
+            break
+        at = out.index[out["column"] == carrier][0]
+        why = (
+            f"leakage: carries a model of the candidate features that is too good to be true (AUC {fit['auc']:.3f}, "
+            f"95 % interval {fit['low']:.3f}-{fit['high']:.3f}, above {max_plausible_auc}; shuffling it costs "
+            f"{top.iloc[0]:.3f})"
+        )
+        out.loc[at, "flags"] = "; ".join(f for f in (out.loc[at, "flags"], why) if f)
+        out.loc[at, "exclude"] = True
+        columns = [c for c in columns if c != carrier]
+    return out, pd.DataFrame(rounds)
+
+
+def screen_summary(screen: pd.DataFrame) -> str:
+    """Markdown lines, one per model of :func:`combined_screen`: its AUC and interval, verdict, top
+    contributors and the column it excluded (step 03's report and the datasheet say the same)."""
+    if not len(screen):
+        return "No candidate features to model together."
+    lines = [
+        f"- {r.features} features, {r.rows:,} rows: AUC **{r.auc:.3f}** (95 % interval {r.auc_low:.3f}-{r.auc_high:.3f}), "
+        + ("**too good to be true**" if r.too_good else "plausible")
+        + f"; top contributors (AUC lost when shuffled) {r.top_contributors}"
+        + (f"; `{r.excluded}` excluded" if r.excluded else "")
+        for r in screen.itertuples()
+    ]
+    last = screen.iloc[-1]
+    if last["too_good"] and not last["excluded"]:
+        lines.append(
+            "- Its top contributor is kept by `data.keep_columns`: it stays, and the leakage alarm of step 06 "
+            "judges the final model."
+        )
+    return "\n".join(lines)
 
 
 def column_schema(frame: pd.DataFrame, kinds: dict[str, str], max_categories: int) -> dict[str, dict[str, Any]]:
@@ -241,25 +519,15 @@ def dataset_spec(
     """
     target = str(contract["target"])
     sensitive = as_list(contract["sensitive_features"])
-    keep = set(as_list(contract.get("keep_columns")))
-    ids = set(as_list(contract.get("id_columns")))
-    dropped = set(as_list(contract.get("drop_columns")))
     by_column = prof.set_index("column")
     excluded: dict[str, str] = {}
     numeric, categorical = [], []
     for column in frame.columns:
         if column == target or column in sensitive:
             continue
-        if column in ids:
-            excluded[column] = "data.id_columns"
-        elif column in dropped:
-            excluded[column] = "data.drop_columns"
-        elif by_column.loc[column, "exclude"] and (
-            column not in keep or by_column.loc[column, "kind"] in (DATETIME, TEXT)
-        ):
-            excluded[column] = str(
-                by_column.loc[column, "flags"]
-            )  # keep_columns cannot make a date or free text a feature
+        why = _exclusion(column, by_column, contract)
+        if why is not None:
+            excluded[column] = why
         elif by_column.loc[column, "kind"] == NUMERIC:
             numeric.append(column)
         else:
@@ -295,6 +563,20 @@ def input_columns(spec: dict[str, Any]) -> list[str]:
     return feature_columns(spec) + [f for f in spec["sensitive_features"] if f not in feature_columns(spec)]
 
 
+PROFILE_SHOWN = [  # what step 03 shows of the profile
+    "column",
+    "kind",
+    "missing_rate",
+    "n_unique",
+    "auc",
+    "auc_low",
+    "missing_auc",
+    "rare_share",
+    "importance",
+    "flags",
+    "exclude",
+]
+
 DICTIONARY_COLUMNS = [
     "column",
     "role",
@@ -306,6 +588,8 @@ DICTIONARY_COLUMNS = [
     "max",
     "top_values",
     "auc",
+    "missing_auc",
+    "importance",
     "flags",
 ]
 
@@ -320,7 +604,7 @@ def data_dictionary(
             return "sensitive"
         return "excluded" if column in spec["excluded_columns"] else "feature"
 
-    columns = prof.assign(role=prof["column"].map(role))[DICTIONARY_COLUMNS]
+    columns = prof.assign(role=prof["column"].map(role)).reindex(columns=DICTIONARY_COLUMNS)
     target = {
         "column": spec["target"],
         "role": "target",
