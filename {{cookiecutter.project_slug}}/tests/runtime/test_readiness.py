@@ -1,12 +1,14 @@
 """The ML Test Score is computed from evidence: fabricated records in a temporary project score
 every point that can be automated, and breaking one check (removing the schema, NaN scores in
-a batch, a failed test, test results of other code, simulated batches, an old champion, an
-unfilled checklist) takes that test's points away with a reason that says why."""
+a batch, a failed test, test results of other code, reports of changed parameters, checks of an
+artifact not in service, simulated batches, an old champion, an unfilled or unreviewed checklist)
+takes that test's points away with a reason that says why."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +21,8 @@ import yaml
 from {{ cookiecutter.package_name }}.project import write_json
 from {{ cookiecutter.package_name }}.runtime import readiness
 
+# DVC itself, before the project fixture answers for it
+read_pipeline_state = readiness.read_pipeline_state
 CHECKLIST_ONLY = ("data_5", "data_6", "model_1", "monitor_1")
 # Not automatable here: per-feature cost is not measured; the whole feature set's latency can only fail it.
 NOT_AUTOMATED = {*CHECKLIST_ONLY, "data_3"}
@@ -35,6 +39,61 @@ PASSING_TESTS = {
     "test_notebooks": ["test_lifecycle_on_a_small_sample"],
     "test_registry": ["test_rollback_restores_the_previous_champion"],
 }
+
+
+# The generated dvc.yaml's stages (those whose reports the score reads): what each writes, which stages it rests on.
+STAGES = {
+    "success_criteria": (("reports/02_success_criteria",), ()),
+    "data_selection": (("data/interim/selected.parquet", "reports/03_data_selection"), ()),
+    "data_bias_plan": (("reports/04_data_bias_plan",), ("data_selection",)),
+    "data_pipeline": (("data/processed", "reports/05_data_pipeline"), ("data_selection",)),
+    "modeling": (
+        ("reports/06_modeling", "reports/metrics/modeling.json"),
+        ("success_criteria", "data_selection", "data_bias_plan", "data_pipeline"),
+    ),
+    "deployment": (
+        ("models/model.skops", "reports/07_deployment", "reports/metrics/latency.json"),
+        ("success_criteria", "data_selection", "data_bias_plan", "data_pipeline", "modeling"),
+    ),
+    "fairness_assessment": (
+        ("models/release.skops", "reports/08_fairness_assessment"),
+        ("success_criteria", "data_selection", "data_bias_plan", "data_pipeline", "modeling", "deployment"),
+    ),
+    "monitoring": (
+        ("reports/09_monitoring",),
+        (
+            "success_criteria",
+            "data_selection",
+            "data_bias_plan",
+            "data_pipeline",
+            "modeling",
+            "deployment",
+            "fairness_assessment",
+        ),
+    ),
+    "retraining": (
+        ("reports/10_retraining", "models/registry"),
+        (
+            "success_criteria",
+            "data_selection",
+            "data_bias_plan",
+            "data_pipeline",
+            "modeling",
+            "deployment",
+            "fairness_assessment",
+            "monitoring",
+        ),
+    ),
+}
+
+
+def pipeline_state(**changes: tuple[str, ...]) -> readiness.PipelineState:
+    """What DVC would say of the fabricated project: every stage up to date, but for ``changes`` (stage -> what)."""
+    return readiness.PipelineState(
+        outs={stage: outs for stage, (outs, _) in STAGES.items()},
+        upstream={stage: frozenset(before) for stage, (_, before) in STAGES.items()},
+        changes={stage: changes.get(stage, ()) for stage in STAGES},
+    )
 
 
 def gate_row(gate: str, metric: str, value: float, rule: str, passed: bool = True) -> dict:
@@ -86,8 +145,12 @@ def batch(name: str, **overrides) -> dict:
 
 
 @pytest.fixture
-def project(tmp_path, spec) -> Path:
-    """A project directory holding every record a passing pipeline and test run leave behind."""
+def project(tmp_path, spec, monkeypatch) -> Path:
+    """A project directory holding every record a passing pipeline and test run leave behind.
+
+    DVC is not asked here (tests below build a real DVC project): its answer is that every stage is current.
+    """
+    monkeypatch.setattr(readiness, "read_pipeline_state", lambda root: pipeline_state())
     root = tmp_path / "project"
     reports = root / "reports"
     (root / "params.yaml").parent.mkdir(parents=True)
@@ -129,6 +192,7 @@ def project(tmp_path, spec) -> Path:
     write_json(
         reports / "07_deployment/deployment.json",
         {
+            "artifact": "models/model.skops",
             "deployed": True,
             "reasons": [],
             "batch_scoring_matches": True,
@@ -183,6 +247,8 @@ def project(tmp_path, spec) -> Path:
     registry = root / "models/registry"
     (registry / "history").mkdir(parents=True)
     (registry / "champion.skops").write_bytes(b"the champion")
+    # step 07's artifact: here the release is that model, unchanged, so step 07's checks cover the champion
+    (root / "models/model.skops").write_bytes(b"the champion")
     (registry / "history/001_old.skops").write_bytes(b"the previous champion")
     write_json(
         registry / "registry.json",
@@ -617,6 +683,9 @@ def test_evidence_that_says_a_test_does_not_hold_scores_zero(project, test_id):
         ({"done": False, "evidence": "", "reviewer": ""}, readiness.MISSING, 0.0),
         ({"done": True, "evidence": "  ", "reviewer": "Ada"}, readiness.MISSING, 0.0),
         ({"done": "yes", "evidence": "https://review/1", "reviewer": ""}, readiness.MISSING, 0.0),
+        ({"done": True, "evidence": "https://review/1", "reviewer": ""}, readiness.MISSING, 0.0),
+        ({"done": True, "evidence": "https://review/1", "reviewer": " TBD "}, readiness.MISSING, 0.0),
+        ({"done": True, "evidence": "https://review/1"}, readiness.MISSING, 0.0),
         ({"done": True, "evidence": "https://review/1", "reviewer": "Ada"}, readiness.MANUAL, 0.5),
     ],
 )
@@ -628,6 +697,23 @@ def test_a_checklist_item_counts_half_only_when_filled(project, entry, status, p
         assert model_1["reason"] == "done by hand: https://review/1 (reviewed by Ada)"
     else:
         assert "model_1" in model_1["reason"] and "not filled in" in model_1["reason"]
+
+
+def test_a_checklist_item_without_a_reviewer_says_so(project):
+    # Issue 28: a manual item counts only with a named reviewer, as the README says
+    (project / readiness.CHECKLIST).write_text(
+        yaml.safe_dump(
+            {
+                "model_1": {"done": True, "evidence": "https://review/1", "reviewer": ""},
+                "infra_6": {"done": True, "evidence": "canary log 2024-05", "reviewer": "n/a"},
+            }
+        )
+    )
+    edit_json(project / readiness.RETRAINING, lambda r: r.pop("canary"))
+    found = results(project)
+    assert (found["model_1"]["status"], found["model_1"]["points"]) == (readiness.MISSING, 0)
+    assert found["model_1"]["reason"].endswith("is not filled in (no `reviewer` naming who checked it)")
+    assert (found["infra_6"]["status"], found["infra_6"]["points"]) == (readiness.MISSING, 0)
 
 
 def test_a_checklist_entry_stands_in_for_missing_evidence_but_not_for_a_failure(project):
@@ -659,13 +745,147 @@ def test_an_incomplete_record_is_missing_evidence_not_a_crash(project):
     assert "gates" in found["monitor_6"]["reason"]
 
 
-def test_a_mitigated_release_is_named_as_not_rechecked_by_the_serving_checks(project):
+def test_serving_checks_of_another_artifact_than_the_one_in_service_earn_nothing(project):
+    # Issue 28: step 07 exercises models/model.skops; step 08 released (and the registry serves) a mitigated model
+    (project / readiness.CHAMPION).write_bytes(b"the mitigated release")
+    edit_json(project / readiness.REGISTRY, lambda r: r["champion"].update(md5=md5(project / readiness.CHAMPION)))
     edit_json(project / readiness.RELEASE, lambda r: r.update(mitigation="threshold_optimizer"))
     found = results(project)
     for test_id in ("monitor_3", "monitor_6"):
-        assert found[test_id]["status"] == readiness.AUTOMATED
-        assert "the served release adds threshold_optimizer and is not re-checked" in found[test_id]["reason"]
+        assert (found[test_id]["status"], found[test_id]["points"]) == (readiness.MISSING, 0), test_id
+        reason = found[test_id]["reason"]
+        assert "checked on models/model.skops" in reason and "in service is models/registry/champion.skops" in reason
+        assert "step 08's release adds threshold_optimizer" in reason
     assert "the release decides with sex (threshold_optimizer)" in found["data_4"]["reason"]
+
+
+def test_serving_checks_count_when_their_record_names_the_artifact_in_service(project):
+    (project / readiness.CHAMPION).write_bytes(b"the mitigated release")
+    edit_json(project / readiness.REGISTRY, lambda r: r["champion"].update(md5=md5(project / readiness.CHAMPION)))
+    edit_json(project / readiness.DEPLOYMENT, lambda r: r.update(artifact_md5=md5(project / readiness.CHAMPION)))
+    found = results(project)
+    for test_id in ("monitor_3", "monitor_6"):
+        assert found[test_id]["status"] == readiness.AUTOMATED, found[test_id]
+        assert "artifact in service (models/registry/champion.skops)" in found[test_id]["reason"]
+
+
+def test_a_serving_check_that_does_not_name_its_artifact_earns_nothing(project):
+    edit_json(project / readiness.DEPLOYMENT, lambda r: r.pop("artifact"))
+    monitor_3 = results(project)["monitor_3"]
+    assert (monitor_3["status"], monitor_3["points"]) == (readiness.MISSING, 0)
+    assert "does not say which artifact it exercised" in monitor_3["reason"]
+
+
+def test_reports_of_a_stage_whose_parameters_changed_earn_nothing(project, monkeypatch):
+    # Issue 28: the AUC gate raised to 0.95 and parity tightened to 0.05 in params.yaml, without `dvc repro`
+    changed = (
+        "parameter success_criteria.min_primary_metric",
+        "parameter success_criteria.max_demographic_parity_difference",
+    )
+    monkeypatch.setattr(readiness, "read_pipeline_state", lambda root: pipeline_state(success_criteria=changed))
+    found = results(project)
+    for test_id in ("infra_4", "model_7", "model_5", "monitor_7"):
+        assert (found[test_id]["status"], found[test_id]["points"]) == (readiness.MISSING, 0), test_id
+        reason = found[test_id]["reason"]
+        assert "was produced with other parameters/code (stage success_criteria changed: parameter " in reason, test_id
+        assert reason.endswith("rerun `dvc repro`"), test_id
+    assert "reports/06_modeling/modeling.json was produced" in found["infra_4"]["reason"]
+    assert "success_criteria.max_demographic_parity_difference; modeling wrote it" in found["infra_4"]["reason"]
+    # reports of stages that do not rest on step 02, and test results of the same code, still count
+    for test_id in ("data_4", "data_7", "infra_2"):
+        assert found[test_id]["status"] == readiness.AUTOMATED, found[test_id]
+    monkeypatch.setattr(readiness, "read_pipeline_state", lambda root: pipeline_state())
+    assert {results(project)[i]["status"] for i in ("infra_4", "model_7")} == {readiness.AUTOMATED}
+
+
+def test_a_stale_report_can_be_stood_in_for_by_a_reviewed_checklist_entry(project, monkeypatch):
+    monkeypatch.setattr(
+        readiness, "read_pipeline_state", lambda root: pipeline_state(fairness_assessment=("src/pkg modified",))
+    )
+    (project / readiness.CHECKLIST).write_text(
+        yaml.safe_dump({"model_7": {"done": True, "evidence": "fairness review 2024-05", "reviewer": "Ada"}})
+    )
+    model_7 = results(project)["model_7"]
+    assert (model_7["status"], model_7["points"]) == (readiness.MANUAL, 0.5)
+    assert "stage fairness_assessment changed: src/pkg modified" in model_7["reason"]
+
+
+def test_an_edited_report_or_a_report_no_stage_writes_earns_nothing(project, monkeypatch):
+    edited = ("output reports/08_fairness_assessment modified since it ran",)
+    monkeypatch.setattr(readiness, "read_pipeline_state", lambda root: pipeline_state(fairness_assessment=edited))
+    assert "reports/08_fairness_assessment modified since it ran" in results(project)["model_7"]["reason"]
+    state = pipeline_state()
+    state.outs.pop("fairness_assessment")
+    monkeypatch.setattr(readiness, "read_pipeline_state", lambda root: state)
+    model_7 = results(project)["model_7"]
+    assert (model_7["status"], model_7["points"]) == (readiness.MISSING, 0)
+    assert "no stage of dvc.yaml writes reports/08_fairness_assessment/release_decision.json" in model_7["reason"]
+
+
+def test_without_dvc_no_report_can_be_shown_current(project, monkeypatch):
+    state = read_pipeline_state(project)  # the fabricated project has no .dvc/ and no dvc.yaml
+    assert state.error and "not a DVC project" in state.error
+    monkeypatch.setattr(readiness, "read_pipeline_state", lambda root: state)
+    found = results(project)
+    assert (found["infra_4"]["status"], found["infra_4"]["points"]) == (readiness.MISSING, 0)
+    reason = found["infra_4"]["reason"]
+    assert "cannot tell which parameters and code produced reports/06_modeling/modeling.json" in reason
+    assert found["data_7"]["status"] == readiness.AUTOMATED  # test results rest on the source fingerprint
+
+
+@pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")  # DVC's own use of pygtrie
+def test_dvc_says_which_reports_their_stages_would_no_longer_write_without_git(tmp_path, monkeypatch):
+    """read_pipeline_state on a real DVC project whose git is gone: a changed parameter, an edited report."""
+    from dvc.repo import Repo
+
+    root = tmp_path / "copy"
+    root.mkdir()
+    Repo.init(str(root), no_scm=True).close()
+    (root / ".dvc/config").write_text("[core]\n    autostage = true\n")  # as `dvc init` leaves it in a git repo
+    params = {"success_criteria": {"min_primary_metric": 0.85, "max_gap": 0.15}, "modeling": {"seed": 0}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    write = f"{sys.executable} -c \"import pathlib, sys; p = pathlib.Path(sys.argv[1]); p.parent.mkdir(exist_ok=True); p.write_text('0')\""
+
+    def stage(report: str, params: str, deps: tuple[str, ...] = (), persist: bool = False) -> dict:
+        folder = report.split("/")[0]
+        out = {folder: {"persist": True}} if persist else folder
+        return {"cmd": f"{write} {report}", "deps": list(deps), "params": [params], "outs": [out]}
+
+    stages = {
+        "success_criteria": stage("criteria/criteria.json", "success_criteria"),
+        "modeling": stage("modeling/modeling.json", "modeling", deps=("criteria/criteria.json",)),
+        "registry": stage("registry/registry.json", "modeling", persist=True),
+    }
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    monkeypatch.chdir(root)  # `dvc repro` reproduces the dvc.yaml of the working directory
+    with Repo(str(root), config={"core": {"no_scm": True}}) as repo:
+        repo.reproduce()
+
+    state = read_pipeline_state(root)
+    assert state.error is None and list(state.outs) == ["success_criteria", "modeling", "registry"]
+    assert state.upstream["modeling"] == {"success_criteria"} and not any(state.changes.values())
+    assert state.writer("modeling/modeling.json") == "modeling" and state.stale_reason("modeling/modeling.json") is None
+
+    params["success_criteria"]["min_primary_metric"] = 0.95
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "registry/registry.json").write_text('{"champion": "rolled back"}')  # persistent: changed on purpose
+    state = read_pipeline_state(root)
+    assert state.changes == {
+        "success_criteria": ("parameter success_criteria.min_primary_metric",),
+        "modeling": (),
+        "registry": (),
+    }
+    assert state.stale_reason("modeling/modeling.json") == (
+        "modeling/modeling.json was produced with other parameters/code (stage success_criteria changed: parameter "
+        "success_criteria.min_primary_metric; modeling wrote it): rerun `dvc repro`"
+    )
+
+    params["success_criteria"]["min_primary_metric"] = 0.85
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "modeling/modeling.json").write_text('{"edited": "by hand"}')
+    state = read_pipeline_state(root)
+    assert state.changes["modeling"] == ("output modeling modified since it ran",)
+    assert state.stale_reason("criteria/criteria.json") is None
 
 
 def test_skipped_tests_of_a_module_are_tolerated_but_a_skipped_named_test_is_not(project):

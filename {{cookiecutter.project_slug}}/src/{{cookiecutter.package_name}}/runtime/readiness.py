@@ -21,6 +21,15 @@ value, and for a missing check what would automate it.
   file with the :func:`source_fingerprint` of ``src/``, ``tests/`` and ``notebooks/`` (and
   the git commit), and a file whose fingerprint differs from the current one, or that has
   none, is refused (any change since the tests ran, committed or not, asks for a rerun).
+- Pipeline reports count only for the parameters, code and inputs that produced them: DVC
+  (:func:`read_pipeline_state`: what ``dvc status`` compares, with or without git) says which stage
+  wrote a report under ``reports/`` and whether that stage, or any stage before it, changed
+  since ``dvc repro`` ran it (a parameter, the notebook, ``src/``, an input, its command, or an
+  output edited since). A stale report is no evidence: the tests that read it score
+  ``missing`` with the stage and what changed, until ``dvc repro`` runs again.
+- The serving checks count for the model in service: the artifact ``serve`` and ``predict``
+  load (:func:`.scoring.default_model_path`: the registry's champion, or step 08's release),
+  not step 07's ``models/model.skops`` when step 08 released another artifact.
 - Production is production: batches step 09 simulated from ``monitoring.simulation_source``
   (slices of static held-out data with injected drift) show that the monitor fires, and a
   simulated breach nobody was alerted to fails; but they are not online data, so the tests
@@ -30,8 +39,9 @@ value, and for a missing check what would automate it.
 
 Tests a template cannot automate for its users (a code review, privacy controls, a notifier
 of dependency changes) are items of ``readiness_checklist.yaml`` that the team fills in; they
-count 0.5 only when ``done`` is true and ``evidence`` is not empty. A checklist entry can also
-stand in for an automated check whose evidence is missing, but never for one that failed.
+count 0.5 only when ``done`` is true, ``evidence`` is not empty and ``reviewer`` names the person
+who checked it. A checklist entry can also stand in for an automated check whose evidence is
+missing (or stale), but never for one that failed.
 
 Monitoring tests hold when the invariant held in every production batch, or when each
 batch that broke it raised an alert in step 09 (``reasons``): a monitor that fires is
@@ -43,6 +53,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -65,10 +76,18 @@ SECTION_PREFIX = {"data": "data", "model": "model", "infrastructure": "infra", "
 EXCEPTIONAL = 5.0
 
 CHECKLIST = "readiness_checklist.yaml"
+# A manual test counts when a person reviewed it: a reviewer that names nobody does not.
+NO_REVIEWER = {"", "-", "?", "n/a", "na", "none", "nobody", "tbd", "todo", "unknown", "me"}
 JUNIT_DIR = "reports/tests"
 JUNIT = f"{JUNIT_DIR}/*.xml"
 OUTPUT_MD = "reports/readiness.md"
 OUTPUT_JSON = "reports/readiness.json"
+# Pipeline reports: what the DVC stages write under reports/ (not the test results, not this score).
+REPORTS_DIR = "reports"
+NOT_PIPELINE_REPORTS = (JUNIT_DIR, OUTPUT_MD, OUTPUT_JSON)
+DVC_YAML = "dvc.yaml"
+# At most this many changes are named per stage in a reason.
+CHANGES_SHOWN = 3
 # What a test run tested: the JUnit files carry the fingerprint of these folders, written by tests/conftest.py.
 SOURCE_DIRS = ("src", "tests", "notebooks")
 NOT_SOURCE_DIRS = ("__pycache__", ".ipynb_checkpoints", ".pytest_cache")
@@ -115,6 +134,10 @@ PRODUCTION_ORIGIN = "as received"
 
 class MissingEvidence(Exception):
     """An evidence file or field is absent: the test scores ``missing`` and the message says what."""
+
+
+class StaleEvidence(MissingEvidence):
+    """A pipeline report its stage would no longer write (parameters, code or inputs changed): no evidence."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +237,8 @@ def read_junit_file(path: Path) -> tuple[dict[str, str], list[tuple[str, str, st
 
 
 class Evidence:
-    """Reads the project's records once each; absent files raise :class:`MissingEvidence`."""
+    """Reads the project's records once each; absent files raise :class:`MissingEvidence`, pipeline reports
+    their stage would no longer write (:meth:`report`) :class:`StaleEvidence`."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -223,12 +247,38 @@ class Evidence:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
+    @cached_property
+    def pipeline(self) -> PipelineState:
+        return read_pipeline_state(self.root)
+
+    @cached_property
+    def served(self) -> tuple[str, str]:
+        """(path, md5) of the artifact in service (:func:`served_artifact`)."""
+        return served_artifact(self.root)
+
+    def report(self, relative: str) -> Path:
+        """The path of a piece of evidence; a pipeline report must be current (its stage unchanged since it ran)."""
+        if is_pipeline_report(relative):
+            reason = self.pipeline.stale_reason(relative)
+            if reason:
+                raise StaleEvidence(reason)
+        return self.path(relative)
+
     def json(self, relative: str) -> Any:
         if relative not in self._json:
             if not self.path(relative).is_file():
                 raise MissingEvidence(f"{relative} not found ({where_from(relative)})")
             self._json[relative] = read_json(self.path(relative))
+        self.report(relative)
         return self._json[relative]
+
+    def note_json(self, relative: str) -> dict[str, Any]:
+        """A record read only for a note that decides no verdict: empty when absent or stale."""
+        try:
+            record = self.json(relative)
+        except MissingEvidence:
+            return {}
+        return record if isinstance(record, dict) else {}
 
     def yaml(self, relative: str) -> Any:
         if not self.path(relative).is_file():
@@ -295,6 +345,144 @@ def where_from(relative: str) -> str:
     if parts[0] == "reports" and len(parts) > 1 and parts[1][:2].isdigit():
         return f"run `dvc repro` (step {parts[1]})"
     return "run `dvc repro`"
+
+
+# ---------------------------------------------------------------------------- is a report current?
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    """What DVC knows of the stages: what each writes, which stages it rests on, what changed since it ran.
+
+    ``outs`` maps each stage (in ``dvc.yaml`` order) to the paths it writes, ``upstream`` to every stage
+    it depends on (transitively), ``changes`` to what differs from ``dvc.lock`` (empty: up to date).
+    ``error`` says why DVC could not be asked; then no report can be shown current.
+    """
+
+    outs: dict[str, tuple[str, ...]]
+    upstream: dict[str, frozenset[str]]
+    changes: dict[str, tuple[str, ...]]
+    error: str | None = None
+
+    def writer(self, relative: str) -> str | None:
+        """The stage whose output holds ``relative`` (a path under ``reports/``), or None."""
+        for stage, outs in self.outs.items():
+            if any(relative == out or relative.startswith(f"{out.rstrip('/')}/") for out in outs):
+                return stage
+        return None
+
+    def stale_reason(self, relative: str) -> str | None:
+        """Why the report ``relative`` is not what its stage would write now (None when it is current).
+
+        Current means its stage and every stage before it are as ``dvc.lock`` recorded them: the same
+        parameters, notebook, code, inputs and command, and outputs not edited since.
+        """
+        if self.error:
+            return f"cannot tell which parameters and code produced {relative} ({self.error})"
+        stage = self.writer(relative)
+        if stage is None:
+            return f"no stage of {DVC_YAML} writes {relative}: nothing records the parameters and code that produced it"
+        changed = [s for s in self.outs if (s == stage or s in self.upstream.get(stage, ())) and self.changes.get(s)]
+        if not changed:
+            return None
+        by_change: dict[tuple[str, ...], list[str]] = {}  # stages that changed alike (e.g. src/) are named once
+        for s in changed:
+            by_change.setdefault(self.changes[s], []).append(s)
+        what = "; ".join(
+            f"stage{'s' if len(stages) > 1 else ''} {named(stages)} changed: {named(changes)}"
+            for changes, stages in by_change.items()
+        )
+        after = "" if changed == [stage] else f"; {stage} wrote it"
+        return f"{relative} was produced with other parameters/code ({what}{after}): rerun `dvc repro`"
+
+
+def named(items: Iterable[str]) -> str:
+    """The first few of a list (changes, stages), and how many more."""
+    items = list(items)
+    more = len(items) - CHANGES_SHOWN
+    return ", ".join(items[:CHANGES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def changed_keys(recorded: Any, current: Any, prefix: str) -> list[str]:
+    """Dotted names of the parameters whose value differs (recorded in dvc.lock vs params.yaml now)."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        keys = list(dict.fromkeys([*recorded, *current]))
+        return [k for key in keys for k in changed_keys(recorded.get(key), current.get(key), f"{prefix}.{key}")]
+    return [] if recorded == current else [prefix]
+
+
+def params_changed(dep: Any, status: dict[str, Any]) -> list[str]:
+    """The parameters of a params dependency whose value changed, by dotted key (``success_criteria.min_primary_metric``)."""
+    changed = status.get(str(dep))
+    recorded = dep.hash_info.value if dep.hash_info else None
+    if not isinstance(changed, dict) or not isinstance(recorded, dict):
+        return [f"{path} {what}" for path, what in status.items()]
+    current = dep.read_params()
+    return [
+        f"{key} ({what})" if what != "modified" else key
+        for name, what in changed.items()
+        for key in changed_keys(recorded.get(name), current.get(name), name) or [name]
+    ]
+
+
+def stage_changes(stage: Any) -> list[str]:
+    """What differs in one DVC stage from its ``dvc.lock`` entry, as ``dvc status`` compares it.
+
+    Parameters are named down to the changed key. Outputs count when edited or deleted since the stage
+    wrote them, except persistent ones (the model registry, which ``approve`` and ``rollback`` change
+    on purpose) and an absent cache copy (the workspace is what is read).
+    """
+    from dvc.dependency.param import ParamsDependency
+
+    changes = ["its command"] if stage.cmd_changed else []
+    for dep in stage.deps:
+        status = dep.workspace_status()
+        if not status:
+            continue
+        if isinstance(dep, ParamsDependency):
+            changes += [f"parameter {key}" for key in params_changed(dep, status)]
+        else:
+            changes += [f"{path} {what}" for path, what in status.items()]
+    for out in stage.outs:
+        if not out.persist:
+            changes += [f"output {path} {what} since it ran" for path, what in out.workspace_status().items()]
+    return changes
+
+
+def read_pipeline_state(root: Path) -> PipelineState:
+    """Ask DVC which stage writes what and which stages changed since ``dvc repro`` ran them.
+
+    The same comparison as ``dvc status`` (file hashes cached by DVC, a second or two), through DVC's
+    Python API with ``core.no_scm`` so that it works in a copy without git too.
+    """
+    root = Path(root)
+    if not (root / ".dvc").is_dir() or not (root / DVC_YAML).is_file():
+        return PipelineState({}, {}, {}, error=f"not a DVC project: no .dvc/ or no {DVC_YAML} in {root}")
+    try:
+        import networkx as nx
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+    except ImportError as exc:
+        return PipelineState({}, {}, {}, error=f"DVC is not installed ({exc})")
+    try:
+        with Repo(str(root), config={"core": {"no_scm": True}}) as repo:
+            stages = [s for s in repo.index.stages if getattr(s, "cmd", None)]
+            graph = repo.index.graph
+            outs = {
+                s.addressing: tuple(Path(os.path.relpath(o.fs_path, root)).as_posix() for o in s.outs) for s in stages
+            }
+            upstream = {s.addressing: frozenset(d.addressing for d in nx.descendants(graph, s)) for s in stages}
+            changes = {s.addressing: tuple(stage_changes(s)) for s in stages}
+    except (DvcException, OSError, ValueError) as exc:
+        return PipelineState({}, {}, {}, error=f"DVC could not compare the stages with dvc.lock: {exc}")
+    return PipelineState(outs, upstream, changes)
+
+
+def is_pipeline_report(relative: str) -> bool:
+    """Whether a piece of evidence is a report a DVC stage writes (under reports/, not test results or this score)."""
+    return relative.startswith(f"{REPORTS_DIR}/") and not any(
+        relative == skip or relative.startswith(f"{skip}/") for skip in NOT_PIPELINE_REPORTS
+    )
 
 
 # ---------------------------------------------------------------------------- small helpers
@@ -419,21 +607,41 @@ def requirement_of_tests(ev: Evidence, required: dict[str, tuple[str, ...] | Non
     )
 
 
-def checklist_entry(ev: Evidence, test_id: str) -> dict[str, Any] | None:
-    """The team's checklist entry for a test if it is filled in (done, with evidence), else None."""
-    entry = ev.checklist.get(test_id)
-    if not isinstance(entry, dict):
+def checklist_gap(entry: Any) -> str | None:
+    """What a checklist entry lacks to count as a manual test (None when it counts).
+
+    It counts when it is done (``done: true``), says where the results are (``evidence``) and names the
+    person who reviewed them (``reviewer``): a result nobody vouches for is a declaration.
+    """
+    entry = entry if isinstance(entry, dict) else {}
+    lacks = [
+        what
+        for what, filled in (
+            ("`done` is not true", entry.get("done") is True),
+            ("no `evidence`", bool(str(entry.get("evidence") or "").strip())),
+            ("no `reviewer` naming who checked it", reviewer_of(entry) is not None),
+        )
+        if not filled
+    ]
+    if not lacks:
         return None
-    if entry.get("done") is True and str(entry.get("evidence") or "").strip():
-        return entry
-    return None
+    return "not filled in" if len(lacks) == 3 else f"not filled in ({', '.join(lacks)})"
+
+
+def reviewer_of(entry: dict[str, Any]) -> str | None:
+    """The person named as reviewer of a checklist entry, or None for an empty or placeholder name."""
+    reviewer = str(entry.get("reviewer") or "").strip()
+    return None if reviewer.lower() in NO_REVIEWER else reviewer
+
+
+def checklist_entry(ev: Evidence, test_id: str) -> dict[str, Any] | None:
+    """The team's checklist entry for a test if it counts (done, with evidence and a reviewer), else None."""
+    entry = ev.checklist.get(test_id)
+    return entry if checklist_gap(entry) is None else None
 
 
 def manual_outcome(entry: dict[str, Any]) -> Outcome:
-    reviewer = str(entry.get("reviewer") or "").strip()
-    return Outcome(
-        MANUAL, f"done by hand: {str(entry['evidence']).strip()}" + (f" (reviewed by {reviewer})" if reviewer else "")
-    )
+    return Outcome(MANUAL, f"done by hand: {str(entry['evidence']).strip()} (reviewed by {reviewer_of(entry)})")
 
 
 def checklist_only(test_id: str, what_to_automate: str) -> Callable[[Evidence], Outcome]:
@@ -443,9 +651,8 @@ def checklist_only(test_id: str, what_to_automate: str) -> Callable[[Evidence], 
         entry = checklist_entry(ev, test_id)
         if entry:
             return manual_outcome(entry)
-        return Outcome(
-            MISSING, f"not automated ({what_to_automate}); checklist item {test_id} in {CHECKLIST} is not filled in"
-        )
+        gap = checklist_gap(ev.checklist.get(test_id))
+        return Outcome(MISSING, f"not automated ({what_to_automate}); checklist item {test_id} in {CHECKLIST} is {gap}")
 
     check.__name__ = f"checklist_{test_id}"
     return check
@@ -535,7 +742,7 @@ def data_4_meta_level_requirements(ev: Evidence) -> Outcome:
     if breaches:
         return Outcome(FAILING, f"forbidden column(s) used as model input: {', '.join(breaches[:5])}")
     note = ""
-    release = ev.json(RELEASE) if ev.path(RELEASE).is_file() else {}
+    release = ev.note_json(RELEASE)
     if release.get("mitigation") not in (None, "none"):
         note = f"; note: the release decides with {', '.join(spec['sensitive_features'])} ({release['mitigation']})"
     return Outcome(
@@ -642,7 +849,7 @@ def model_5_simpler_model_not_better(ev: Evidence) -> Outcome:
 def model_6_quality_on_slices(ev: Evidence) -> Outcome:
     """Per-group error rates (08, with bootstrap intervals) and the equalized-odds gates for every sensitive feature."""
     features = ev.json(SPEC)["sensitive_features"]
-    absent = [f for f in features if not ev.path(GROUP_METRICS.format(feature=f)).is_file()]
+    absent = [f for f in features if not ev.report(GROUP_METRICS.format(feature=f)).is_file()]
     if absent:
         raise MissingEvidence(f"{GROUP_METRICS.format(feature=absent[0])} not found ({where_from(RELEASE)})")
     rows = [g for g in ev.json(RELEASE)["gates"] if g["gate"].startswith("equalized_odds[")]
@@ -740,7 +947,8 @@ def infra_5_debuggable(ev: Evidence) -> Outcome:
         return Outcome(
             FAILING, f"scoring a single record over HTTP did not answer 200 ({service.get('single_status')})"
         )
-    if not ev.path(MODEL_CARD).is_file() or not ev.path(MODEL_CARD).read_text(encoding="utf-8").strip():
+    card = ev.report(MODEL_CARD)
+    if not card.is_file() or not card.read_text(encoding="utf-8").strip():
         raise MissingEvidence(f"{MODEL_CARD} not found ({where_from(MODEL_CARD)})")
     if not ev.json(MODELING).get("feature_importance"):
         return Outcome(FAILING, f"{MODELING} has no feature importance to explain the model with")
@@ -823,20 +1031,51 @@ def monitor_2_data_invariants(ev: Evidence) -> Outcome:
     return Outcome(AUTOMATED, f"{checked}; {len(production)} of them production")
 
 
-def served_artifact_caveat(ev: Evidence) -> str:
-    """Step 07 exercises models/model.skops; when step 08 mitigated it, the served release is another artifact.
+def served_artifact(root: Path) -> tuple[str, str]:
+    """(path, md5) of the artifact in service: what ``serve`` and ``predict`` load (the registry's champion,
+    or a release of step 08 the registry has not installed yet; :func:`.scoring.default_model_path`)."""
+    from ..scoring import default_model_path
 
-    The checks still ran, so they count, but the report must not suggest they covered the model in service.
+    try:
+        path = Path(default_model_path(root))
+    except FileNotFoundError as exc:
+        raise MissingEvidence(f"no artifact in service to check ({exc})") from exc
+    return Path(os.path.relpath(path, root)).as_posix(), file_md5(path)
+
+
+def checked_artifact(ev: Evidence, record: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(path, md5) of the artifact a step's record says it exercised (``artifact``, and ``artifact_md5`` if kept).
+
+    Without a recorded md5 the file at the recorded path stands for it: the report is current (checked
+    before), so that output of its stage is still what the stage wrote and exercised.
     """
-    release = ev.json(RELEASE) if ev.path(RELEASE).is_file() else {}
-    mitigation = release.get("mitigation")
-    if mitigation in (None, "none"):
-        return ""
-    return f" (checked on models/model.skops; the served release adds {mitigation} and is not re-checked)"
+    artifact = record.get("artifact")
+    path, md5 = (artifact.get("path"), artifact.get("md5")) if isinstance(artifact, dict) else (artifact, None)
+    md5 = md5 or record.get("artifact_md5")
+    if not md5 and path and ev.path(path).is_file():
+        md5 = file_md5(ev.path(path))
+    return path, md5
+
+
+def not_the_served_artifact(ev: Evidence, record: dict[str, Any], where: str) -> str | None:
+    """Why a serving check recorded in ``where`` does not cover the artifact in service (None when it does)."""
+    served, served_md5 = ev.served
+    path, md5 = checked_artifact(ev, record)
+    if md5 == served_md5:
+        return None
+    if not md5:
+        return f"{where} does not say which artifact it exercised ({path or 'no artifact field'}), so not {served}"
+    mitigation = ev.note_json(RELEASE).get("mitigation")
+    release = f"; step 08's release adds {mitigation}" if mitigation not in (None, "none") else ""
+    return (
+        f"checked on {path or 'another artifact'} (md5 {md5[:8]}), but the artifact in service is {served} "
+        f"(md5 {served_md5[:8]}{release}): the check did not exercise the model that serves; automated once "
+        f"{where} records checks of the served artifact"
+    )
 
 
 def monitor_3_training_serving_skew(ev: Evidence) -> Outcome:
-    """Batch CLI and HTTP service reproduce in-process scores of the same artifact (07)."""
+    """Batch CLI and HTTP service reproduce in-process scores (07), of the artifact in service."""
     deployment = ev.json(DEPLOYMENT)
     service = deployment.get("service") or {}
     if "batch_scoring_matches" not in deployment or "matches_in_process" not in service:
@@ -849,10 +1088,13 @@ def monitor_3_training_serving_skew(ev: Evidence) -> Outcome:
         return Outcome(
             FAILING, f"HTTP service scores differ from in-process scores ({service.get('matches_in_process')})"
         )
+    elsewhere = not_the_served_artifact(ev, deployment, DEPLOYMENT)
+    if elsewhere:
+        return Outcome(MISSING, f"batch and HTTP scores match in-process scores, but {elsewhere}")
     return Outcome(
         AUTOMATED,
-        "CLI batch scores and HTTP /predict scores equal in-process scores of the same artifact"
-        + served_artifact_caveat(ev),
+        "CLI batch scores and HTTP /predict scores equal in-process scores of the artifact in service "
+        f"({ev.served[0]})",
     )
 
 
@@ -873,7 +1115,7 @@ def monitor_4_staleness(ev: Evidence) -> Outcome:
         return Outcome(MISSING, f"no champion in {REGISTRY}: no model in service to age")
     since = installed_at(champion)
     if since is None:
-        declared = ev.json(MONITORING).get("model_age_days") if ev.path(MONITORING).is_file() else None
+        declared = ev.note_json(MONITORING).get("model_age_days")
         return Outcome(
             MISSING,
             f"{REGISTRY} records no install time of champion {champion.get('version')}, so its age is declared "
@@ -906,8 +1148,8 @@ def non_finite_scores(path: Path) -> tuple[int, int]:
 
 def monitor_5_numerically_stable(ev: Evidence) -> Outcome:
     """No NaN or infinite score in 07's batch scores, in stored production scores, or in 09's per-batch summaries."""
-    files = [ev.path(TEST_SCORES)] + (
-        sorted(ev.path(BATCH_SCORES).glob("*.parquet")) if ev.path(BATCH_SCORES).is_dir() else []
+    files = [ev.report(TEST_SCORES)] + (
+        sorted(ev.report(BATCH_SCORES).glob("*.parquet")) if ev.path(BATCH_SCORES).is_dir() else []
     )
     if not files[0].exists():  # a file, or a directory of parts when the test split is partitioned
         raise MissingEvidence(f"{TEST_SCORES} not found ({where_from(TEST_SCORES)})")
@@ -931,11 +1173,17 @@ def monitor_5_numerically_stable(ev: Evidence) -> Outcome:
 
 
 def monitor_6_computing_performance(ev: Evidence) -> Outcome:
-    """p99 latency of a scoring request against the step-02 budget, measured on the real service (07)."""
+    """p99 latency of a scoring request against the step-02 budget, measured on the real service (07) of the
+    artifact in service."""
     breach, measured = measured_latency(ev)
     if breach:
         return Outcome(FAILING, breach)
-    return Outcome(AUTOMATED, f"{measured} on loopback, each release" + served_artifact_caveat(ev))
+    latency = ev.json(LATENCY) if ev.path(LATENCY).is_file() else {}
+    record, where = (latency, LATENCY) if "artifact" in latency else (ev.json(DEPLOYMENT), DEPLOYMENT)
+    elsewhere = not_the_served_artifact(ev, record, where)
+    if elsewhere:
+        return Outcome(MISSING, f"{measured}, but {elsewhere}")
+    return Outcome(AUTOMATED, f"{measured} on loopback, each release, on the artifact in service ({ev.served[0]})")
 
 
 def monitor_7_prediction_quality(ev: Evidence) -> Outcome:
@@ -1035,7 +1283,9 @@ RUBRIC: tuple[RubricItem, ...] = (
         ),
     ),
     RubricItem("monitoring", 2, "Data invariants hold for inputs", (MONITORING,), monitor_2_data_invariants),
-    RubricItem("monitoring", 3, "Training and serving are not skewed", (DEPLOYMENT,), monitor_3_training_serving_skew),
+    RubricItem(
+        "monitoring", 3, "Training and serving are not skewed", (DEPLOYMENT, REGISTRY), monitor_3_training_serving_skew
+    ),
     RubricItem("monitoring", 4, "Models are not too stale", (REGISTRY, CRITERIA), monitor_4_staleness),
     RubricItem(
         "monitoring", 5, "Models are numerically stable", (TEST_SCORES, MONITORING), monitor_5_numerically_stable
@@ -1044,7 +1294,7 @@ RUBRIC: tuple[RubricItem, ...] = (
         "monitoring",
         6,
         "Computing performance has not regressed",
-        (DEPLOYMENT, LATENCY, CRITERIA),
+        (DEPLOYMENT, LATENCY, CRITERIA, REGISTRY),
         monitor_6_computing_performance,
     ),
     RubricItem(
