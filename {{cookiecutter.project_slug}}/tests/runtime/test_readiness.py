@@ -754,7 +754,7 @@ def test_serving_checks_of_another_artifact_than_the_one_in_service_earn_nothing
     for test_id in ("monitor_3", "monitor_6"):
         assert (found[test_id]["status"], found[test_id]["points"]) == (readiness.MISSING, 0), test_id
         reason = found[test_id]["reason"]
-        assert "checked on models/model.skops" in reason and "in service is models/registry/champion.skops" in reason
+        assert "ran on models/model.skops" in reason and "in service, models/registry/champion.skops" in reason
         assert "step 08's release adds threshold_optimizer" in reason
     assert "the release decides with sex (threshold_optimizer)" in found["data_4"]["reason"]
 
@@ -773,7 +773,7 @@ def test_a_serving_check_that_does_not_name_its_artifact_earns_nothing(project):
     edit_json(project / readiness.DEPLOYMENT, lambda r: r.pop("artifact"))
     monitor_3 = results(project)["monitor_3"]
     assert (monitor_3["status"], monitor_3["points"]) == (readiness.MISSING, 0)
-    assert "does not say which artifact it exercised" in monitor_3["reason"]
+    assert "does not say which artifact the check exercised" in monitor_3["reason"]
 
 
 def test_reports_of_a_stage_whose_parameters_changed_earn_nothing(project, monkeypatch):

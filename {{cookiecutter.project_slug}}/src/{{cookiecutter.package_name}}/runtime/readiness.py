@@ -1064,13 +1064,15 @@ def not_the_served_artifact(ev: Evidence, record: dict[str, Any], where: str) ->
     if md5 == served_md5:
         return None
     if not md5:
-        return f"{where} does not say which artifact it exercised ({path or 'no artifact field'}), so not {served}"
+        return (
+            f"{where} does not say which artifact the check exercised ({path or 'no artifact field'}), so it is "
+            f"not shown to cover the artifact in service, {served}"
+        )
     mitigation = ev.note_json(RELEASE).get("mitigation")
     release = f"; step 08's release adds {mitigation}" if mitigation not in (None, "none") else ""
     return (
-        f"checked on {path or 'another artifact'} (md5 {md5[:8]}), but the artifact in service is {served} "
-        f"(md5 {served_md5[:8]}{release}): the check did not exercise the model that serves; automated once "
-        f"{where} records checks of the served artifact"
+        f"the check ran on {path or 'another artifact'} (md5 {md5[:8]}), not on the artifact in service, {served} "
+        f"(md5 {served_md5[:8]}{release}); automated once {where} records checks of the served artifact"
     )
 
 
