@@ -333,6 +333,11 @@ def test_an_honest_table_passes_the_screen_together(raw):
     prof, screen = profiling.combined_screen(features, y, flagged, CONTRACT, 0.97, 10_000)
     assert list(screen["features"]) == [2] and not screen["too_good"].any()  # age and city
     assert prof["exclude"].equals(flagged["exclude"])
+    # too few rows of a class to model: nothing fitted, and the report says why
+    few = features.iloc[np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:5]]]
+    prof, screen = profiling.combined_screen(few, y.loc[few.index], flagged, CONTRACT, 0.97, 10_000)
+    assert screen.empty and prof["exclude"].equals(flagged["exclude"])
+    assert "fewer than 10 rows of a class" in profiling.screen_summary(screen)
 
 
 def test_the_datasheet_reports_the_columns_together(combined_leak, together):

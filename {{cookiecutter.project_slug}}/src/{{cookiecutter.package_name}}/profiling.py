@@ -33,6 +33,7 @@ from .data import as_list, numeric_bins, target_labels
 NUMERIC, CATEGORICAL, DATETIME, TEXT = "numeric", "categorical", "datetime", "text"
 Z_ONE_SIDED = float(norm.ppf(0.95))  # every screen excludes on a one-sided 95 % lower bound
 RARE_LEVEL_COUNT = 2  # a level seen at most this often in the profiled rows is rare (names, codes)
+SCREEN_MIN_CLASS_ROWS = 10  # rows of each class the quick model of the columns together needs (two folds)
 
 
 # A date or a timestamp as CSV files write them: 2021-03-04, 04/03/2021, 2021-03-04T10:15:00Z, ...
@@ -426,7 +427,7 @@ def combined_screen(
     columns = candidate_features(prof, contract)
     out, rounds = prof.copy(), []
     out["importance"] = np.nan
-    while columns and len(np.unique(labels[rows])) == 2:
+    while columns and np.bincount(labels[rows], minlength=2).min() >= SCREEN_MIN_CLASS_ROWS:
         fit = screen_fit(frame.iloc[rows][columns], labels[rows], kinds, seed)
         top = fit["importance"]
         carrier = top.index[0] if fit["low"] > max_plausible_auc else None
@@ -461,7 +462,10 @@ def screen_summary(screen: pd.DataFrame) -> str:
     """Markdown lines, one per model of :func:`combined_screen`: its AUC and interval, verdict, top
     contributors and the column it excluded (step 03's report and the datasheet say the same)."""
     if not len(screen):
-        return "No candidate features to model together."
+        return (
+            "The candidate features were not modelled together: there are none, or fewer than "
+            f"{SCREEN_MIN_CLASS_ROWS} rows of a class."
+        )
     lines = [
         f"- {r.features} features, {r.rows:,} rows: AUC **{r.auc:.3f}** (95 % interval {r.auc_low:.3f}-{r.auc_high:.3f}), "
         + ("**too good to be true**" if r.too_good else "plausible")
