@@ -3,16 +3,21 @@
 #
 # **What this step decides:** whether the deployed model treats the groups of every sensitive
 # feature fairly enough to release, and if not, which mitigation to apply and at what cost.
-# Per-group selection rate, true and false positive rates and precision are measured on the
-# test split with fairlearn's `MetricFrame`, with bootstrap confidence intervals; demographic
-# parity and equalized odds gaps are checked against step 02's gates. Whether to mitigate and
+# Per-group selection rate and true and false positive rates are measured on the test split,
+# each with its 95 % Wilson interval; demographic parity and equalized odds gaps, for every
+# sensitive feature and their intersection, are judged against step 02's gates on their
+# simultaneous confidence intervals (`fairness.assess`): a gate passes only when the gap's upper
+# bound is under its threshold. Which groups a gap compares follows from power: a group is gated
+# when a gap of the gate's size would be seen at its size; smaller groups are reported with the
+# rows they lack. Whether to mitigate and
 # how is decided on the validation split alone: a post-processing mitigation
 # (`ThresholdOptimizer`) and a reduction (`ExponentiatedGradient`) are fitted on part of it and
 # compared on the rest. The test split then gives one verdict, on the scores and decisions of
 # the artifact that would be served, and the release decision is recorded with the numbers
 # behind it.
 #
-# **Inputs:** `models/model.skops`, `data/processed/`, the success criteria and the data spec;
+# **Inputs:** `models/model.skops`, `models/baseline.skops` (step 06's reference baseline, which
+# the release's quality is judged against), `data/processed/`, the success criteria and the data spec;
 # the `fairness_assessment` section of `params.yaml`.
 # **Outputs:** `models/release.skops` (the artifact to serve: mitigated if needed),
 # `reports/08_fairness_assessment/` (release decision, the model card of the release with its
@@ -20,7 +25,6 @@
 # `reports/metrics/fairness_assessment.json`, `reports/plots/selection_rate.csv`.
 
 # %% tags=["parameters"]
-bootstrap_samples = 200
 min_group_size = 30
 mitigation = "auto"
 mitigation_max_rows = 20000
@@ -52,26 +56,30 @@ validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
 y_test = test[target].to_numpy()
 result = scoring.score(bundle, test, allow_extra=True, allow_unseen=True)
 scores, decisions = result["score"].to_numpy(), result["decision"].to_numpy()
-groups = data.sensitive_groups(test, spec)
-groups["intersection"] = data.intersection_labels(groups[spec["sensitive_features"]])
-fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
+groups = fairness.groupings(test, spec)
+baseline = modeling.reference_scored(step.root, test, spec)
 
 # %% [markdown]
-# ## Per-group metrics with bootstrap confidence intervals
+# ## Per-group metrics with their confidence intervals
+# The deployed model's decisions on the test split, per group of every sensitive feature and of
+# their intersection: each rate with its 95 % Wilson interval, and whether the group is large
+# enough to be gated (`gated_*`) or only reported (`rows_needed_*`: about how many more rows it
+# would take).
 
 # %%
-with compute.parallel(step.compute, step.root):  # each group's bootstrap: on the cluster when compute.scheduler is set
-    tables = {
-        column: fairness.group_table(y_test, decisions, groups[column], cfg.bootstrap_samples, cfg.seed)
-        for column in groups.columns
-    }
-tables[spec["sensitive_features"][0]].round(3)
+gate_before, before = fairness.gate_table(y_test, decisions, test, spec, criteria)
+tables = {grouping: fairness.group_table(before, grouping) for grouping in groups.columns}
+shown_columns = [
+    "rows", "positives", "selection_rate", "selection_rate_low", "selection_rate_high", "true_positive_rate",
+    "true_positive_rate_low", "true_positive_rate_high", "false_positive_rate", "gated_demographic_parity",
+    "gated_equalized_odds", "rows_needed_demographic_parity", "rows_needed_equalized_odds",
+]  # fmt: skip
+tables[groups.columns[-1]][shown_columns].round(3)
 
 # %%
-features_to_plot = spec["sensitive_features"]
-fig, axes = plt.subplots(len(features_to_plot), 1, figsize=(9, 3.3 * len(features_to_plot)), squeeze=False)
-for ax, feature in zip(axes[:, 0], features_to_plot, strict=True):
-    table = tables[feature][tables[feature]["count"] >= min_group_size]
+fig, axes = plt.subplots(len(groups.columns), 1, figsize=(10, 3.4 * len(groups.columns)), squeeze=False)
+for ax, grouping in zip(axes[:, 0], groups.columns, strict=True):
+    table = tables[grouping]
     positions = np.arange(len(table))
     for offset, metric in zip(
         (-0.27, 0, 0.27), ("selection_rate", "true_positive_rate", "false_positive_rate"), strict=True
@@ -79,9 +87,13 @@ for ax, feature in zip(axes[:, 0], features_to_plot, strict=True):
         values = table[metric].to_numpy(dtype=float)
         errors = np.abs(np.vstack([values - table[f"{metric}_low"], table[f"{metric}_high"] - values]).astype(float))
         ax.bar(positions + offset, values, width=0.27, yerr=errors, capsize=3, label=metric.replace("_", " "))
-    ax.set_xticks(positions, table.index.astype(str), rotation=20, ha="right")
-    ax.set_title(f"Decisions by {feature} (test split, 95% bootstrap intervals)")
-    ax.set_xlabel(feature)
+    ax.set_xticks(
+        positions,
+        [f"{g}{'' if gated else ' (reported)'}" for g, gated in table["gated_demographic_parity"].items()],
+        rotation=20,
+        ha="right",
+    )
+    ax.set_title(f"Decisions by {grouping} (test split, 95% Wilson intervals)")
     ax.set_ylabel("rate")
     ax.legend(fontsize=8, loc="upper right")
 fig.tight_layout()
@@ -89,11 +101,13 @@ step.save_figure(fig, "group_metrics.png")
 plt.show()
 
 # %%
+features_to_plot = spec["sensitive_features"]
 fig, axes = plt.subplots(1, len(features_to_plot), figsize=(5.5 * len(features_to_plot), 4.2), squeeze=False)
 for ax, feature in zip(axes[0], features_to_plot, strict=True):
+    gated = tables[feature]["gated_equalized_odds"]
     for group, idx in groups.groupby(feature).groups.items():
         rows = groups.index.get_indexer(idx)
-        if len(rows) >= min_group_size and len(np.unique(y_test[rows])) == 2:
+        if gated.get(str(group), False):
             fpr, tpr, _ = roc_curve(y_test[rows], scores[rows])
             ax.plot(fpr, tpr, label=f"{group} (n={len(rows)})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
@@ -101,48 +115,41 @@ for ax, feature in zip(axes[0], features_to_plot, strict=True):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
     else:
-        ax.text(0.5, 0.3, f"no group with {min_group_size} rows\nand both classes", ha="center")
+        ax.text(0.5, 0.3, "no group large enough\nto gate its error rates", ha="center")
 step.save_figure(fig, "roc_by_group.png")
 plt.show()
 
 # %% [markdown]
 # ## Gaps against the gates
-# The deployed model's gaps on the test split, for comparison with the release's below. They
-# do not choose anything: whether and how to mitigate is decided on the validation split.
-
+# The deployed model's gaps on the test split with their simultaneous 95 % intervals, for
+# comparison with the release's below. They do not choose anything: whether and how to mitigate
+# is decided on the validation split.
 
 # %%
-before = fairness.gap_metrics(y_test, decisions, test, spec, min_group_size)
 deployed_metrics = modeling.evaluate_served(y_test, scores, decisions, *costs)
-gate_before = gates.evaluate(fair_gates, before)
-display(gate_before)
-small = {f: tables[f].index[tables[f]["count"] < min_group_size].tolist() for f in spec["sensitive_features"]}
+display(gate_before.round(4))
 show(
     "\n".join(
-        f"- **`{f}`**: demographic parity difference **{before[f'demographic_parity_difference[{f}]']:.3f}** "
-        f"(ratio {before[f'demographic_parity_ratio[{f}]']:.2f}), equalized odds difference "
-        f"**{before[f'equalized_odds_difference[{f}]']:.3f}**"
+        f"- **`{row.gate}`**: {row.metric.split('[')[0].replace('_', ' ')} "
         + (
-            f"; groups too small for the gates (< {min_group_size} rows, reported above): {', '.join(map(str, small[f]))}"
-            if small[f]
-            else ""
+            f"**{row.value:.3f}** (95 % interval {row.low:.3f} to {row.high:.3f}): **{row.verdict}** against {row.rule}"
+            if row.verdict != gates.NOT_MEASURED
+            else f"{row.note}"
         )
-        for f in spec["sensitive_features"]
+        for row in gate_before.itertuples(index=False)
     )
 )
-
-# %%
-unmeasured = gate_before.loc[gate_before["note"] == "not measured", "gate"].tolist()
-if unmeasured:
-    needs = {
-        "demographic_parity": f"{min_group_size} rows",
-        "equalized_odds": f"{min_group_size} rows with at least {fairness.MIN_CLASS_COUNT} positive and {fairness.MIN_CLASS_COUNT} negative cases",
-    }
+short = before.small_groups("demographic_parity")
+if len(short):
     show(
-        "**Not measurable on the test split:**\n"
-        + "".join(f"\n- `{g}`: fewer than two groups have {needs[g.split('[')[0]]}" for g in unmeasured)
-        + "\n\nA gate is never passed by absence, so these block the release: raise `data_pipeline.test_fraction`, "
-        "bring more data, or lower `fairness_assessment.min_group_size`."
+        f"Reported but not gated, too small to tell a gap of the gate's size with "
+        f"{criteria['criteria']['fairness_power']:.0%} power: "
+        + "; ".join(
+            f"`{grouping}` = `{group}` ({int(r.rows)} rows, ~{int(r.rows_needed_demographic_parity):,} more needed)"
+            for (grouping, group), r in short.iterrows()
+        )
+        + ". A gap with fewer than two gated groups is not measured, and a gate is never passed by absence: "
+        "raise `data_pipeline.test_fraction` or bring more data."
     )
 
 # %% [markdown]
@@ -158,7 +165,7 @@ if unmeasured:
 
 # %%
 with compute.parallel(step.compute, step.root):  # the mitigation fits: on the cluster when compute.scheduler is set
-    selection = release.choose_mitigation(bundle, spec, validation, fair_gates, cfg, costs)
+    selection = release.choose_mitigation(bundle, spec, validation, criteria, cfg, costs)
 show(
     f"Of the {len(validation):,} validation rows, {selection.fit_rows:,} fit the mitigations and "
     f"{selection.choice_rows:,} are held out to choose among the options. "
@@ -199,17 +206,18 @@ tradeoff.round(4)
 curves = next((o.curves for o in selection.options.values() if o.curves), None)
 fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6.5, 4.2), squeeze=False)
 ax = axes[0, 0]
+gated_gap = "equalized_odds" if criteria["criteria"]["max_equalized_odds_difference"] is not None else "demographic_parity"
+short_name = {"equalized_odds": "eo", "demographic_parity": "dp"}[gated_gap]
 for name, row in tradeoff.iterrows():
-    ax.scatter(row["max_dp_difference"], row["accuracy"], s=70, label=name, zorder=3)
-ax.axvline(
-    criteria["criteria"]["max_demographic_parity_difference"], color="#c44e52", linestyle=":", label="parity gate"
-)
+    ax.scatter(row[f"max_{short_name}_upper"], row["expected_cost"], s=70, label=name, zorder=3)
+if criteria["criteria"][f"max_{gated_gap}_difference"] is not None:
+    ax.axvline(criteria["criteria"][f"max_{gated_gap}_difference"], color="#c44e52", linestyle=":", label="gate")
 ax.set(
-    title="Accuracy against fairness gap (held-out validation rows)",
-    xlabel="largest demographic parity difference",
-    ylabel="accuracy",
+    title="Cost against fairness (held-out validation rows)",
+    xlabel=f"largest {gated_gap.replace('_', ' ')} gap, upper 95% bound",
+    ylabel="expected cost per decision",
 )
-ax.legend(fontsize=8, loc="lower right")
+ax.legend(fontsize=8, loc="upper right")
 if curves:
     for group, curve in curves["groups"].items():
         axes[0, 1].plot(curve["x"], curve["y"], label=str(group))
@@ -228,35 +236,42 @@ plt.show()
 # The cheapest option that passes every fairness gate on the held-out validation rows is
 # chosen (`mitigation: auto`; a named mitigation is chosen as asked; `release.choose`). The
 # artifact it makes then scores the test split as the service would, once, and is released only
-# if its own scores and decisions pass the fairness and quality gates there and step 07 deployed
-# the model (`release.judge`).
+# if its own scores and decisions pass every fairness and quality gate there on its interval
+# (quality and cost against step 06's reference baseline on the same rows) and step 07 deployed
+# the model (`release.judge`). A gate whose interval holds its threshold is *inconclusive*: the
+# release waits for more evidence, and the record says so.
 
 # %%
 chosen = selection.chosen
 candidate = release.release_bundle(bundle, chosen, selection.options[chosen], selection.features)
-verdict = release.judge(candidate, test, spec, criteria, charter, cfg, deployment)
-released, reasons, after = verdict.released, verdict.reasons, verdict.gaps
+verdict = release.judge(candidate, test, spec, criteria, charter, baseline, deployment, cfg.seed)
+released, reasons = verdict.released, verdict.reasons
 artifacts.save(release.finalize(candidate, verdict), step.path("models/release.skops"))
-display(verdict.gates)
-show(release.decision_note(selection, before, deployed_metrics, verdict))
+display(verdict.gates.round(4))
+show(release.decision_note(selection, gate_before, deployed_metrics, verdict))
 
 # %%
-released_tables = {c: fairness.metric_frame(y_test, verdict.decisions, groups[c]).by_group for c in tables}
+released_tables = {c: fairness.group_table(verdict.assessment, c) for c in tables}
 rates = pd.concat({f: released_tables[f]["selection_rate"] for f in spec["sensitive_features"]})
 step.write_plot_data(
     "selection_rate.csv",
     pd.DataFrame({"group": [f"{f}={g}" for f, g in rates.index], "selection_rate": rates.round(4).to_numpy()}),
 )
-# Per-group metrics of the deployed model's decisions (with intervals), and of the released decisions.
+# Per-group metrics of the deployed model's decisions and of the released ones, with their intervals.
 for column, table in tables.items():
-    table.round(4).to_csv(step.out / f"group_metrics_{column}.csv")
-    released_tables[column].round(4).to_csv(step.out / f"group_metrics_released_{column}.csv")
+    name = column.replace(" & ", "_x_")
+    table.round(4).to_csv(step.out / f"group_metrics_{name}.csv")
+    released_tables[column].round(4).to_csv(step.out / f"group_metrics_released_{name}.csv")
 
 # %%
 option = selection.options[chosen]
+gated = verdict.assessment.groups
 record = {
     "released": released,
+    "evidence": verdict.evidence,
     "reasons": reasons,
+    "decided_on": criteria["criteria"]["decide_on"],
+    "confidence": criteria["criteria"]["confidence"],
     "mitigation": chosen,
     "constraint": option.constraint,
     "objective": option.objective,
@@ -267,8 +282,15 @@ record = {
         "held_out_rows": selection.choice_rows,
         "failed": selection.failed,
     },
-    "gaps_before": before,
-    "gaps_after": after,
+    "gaps_before": {k: e.as_dict() for k, e in before.estimates.items()},
+    "gaps_after": {k: e.as_dict() for k, e in verdict.gaps.items()},
+    "groups": {
+        gap: {
+            "gated": [f"{g}={v}" for g, v in gated.index[gated[f"gated_{gap}"]]],
+            "reported": {f"{g}={v}": int(n) for (g, v), n in gated.loc[~gated[f"gated_{gap}"], f"rows_needed_{gap}"].items()},
+        }
+        for gap in fairness.GAPS
+    },
     "tradeoff": tradeoff.reset_index().to_dict(orient="records"),
     "gates": verdict.gates.to_dict(orient="records"),
 }
@@ -282,14 +304,16 @@ step.write_metrics(
     {
         "released": released,
         "mitigation": chosen,
-        **{f"before_{k}": v for k, v in before.items() if "difference" in k},
-        **{f"after_{k}": v for k, v in after.items() if "difference" in k},
+        **{f"before_{k}": e.value for k, e in before.estimates.items()},
+        **{f"after_{k}": e.value for k, e in verdict.gaps.items()},
+        **{f"after_{k}_upper": e.high for k, e in verdict.gaps.items()},
     }
 )
 
 # %% [markdown]
 # ## Summary
 # The tables and figures above show how the model's decisions differ by group, with their
-# uncertainty. The release decision, with every gate's value, is in `release_decision.json`;
+# uncertainty. The release decision, with every gate's value, interval and verdict, the groups
+# gated and the rows the others lack, is in `release_decision.json`;
 # `models/release.skops` is what `{{ cookiecutter.package_name }} serve` and `predict` use by default,
 # and what step 09 monitors.

@@ -5,10 +5,16 @@
 # *challenger*) replaces the model in service (the *champion*). Retraining is triggered by
 # monitoring, by a schedule (the model is older than the staleness gate) or by force. The
 # challenger is trained with the same code as step 06 (`modeling.train_and_select`) on the
-# training data plus the newly labelled production batches, and both models are compared on
-# the same recent held-out batch. The challenger is promoted only if it passes every gate of
-# step 02 that retraining enforces, and loses no more than `max_regression` ROC AUC against
-# the champion: a *blessing*, in the spirit of TFX. When nothing triggers, nothing changes.
+# training data plus the older labelled production windows. The newest labelled windows are
+# pooled until `min_labelled_rows` outcomes, and both models are judged on those same rows by
+# the same gates: step 02's retraining gates (quality and cost against step 06's reference
+# baseline, leakage, fairness), each on its confidence interval. The challenger must also be
+# non-inferior to the champion on the paired differences (the primary metric at most
+# `max_regression` worse, the cost at most `max_cost_increase` higher, on the bounds of their
+# intervals; better by `min_gain` when the team asks for a gain), then pass a canary: a
+# *blessing*, in the spirit of TFX. The champion is judged too: when the model in service fails
+# a gate on recent data, the report says so, whatever the challenger does. Rows of the test
+# split never reach a training set. When nothing triggers, nothing changes.
 #
 # **Inputs:** `reports/09_monitoring/monitoring_status.json`, `data/monitored/`, `data/processed/`,
 # `models/release.skops`, the registry; `modeling.search_space` and the `retraining` section.
@@ -33,7 +39,10 @@ mitigation_max_rows = 20000
 trigger_on_monitoring = True
 trigger_on_schedule = True
 force = False
+min_labelled_rows = 5000
 max_regression = 0.01
+max_cost_increase = 0.02
+min_gain = 0.0
 require_approval = True
 min_group_size = 30
 challenger_models = ["logistic_regression", "hist_gradient_boosting"]
@@ -49,10 +58,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, business, compute, config, modeling, retraining, scoring, tables
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, gates, modeling, retraining, scoring, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
+from {{ cookiecutter.package_name }}.profiling import input_columns
 from {{ cookiecutter.package_name }}.project import file_md5
-from {{ cookiecutter.package_name }}.registry import Registry
+from {{ cookiecutter.package_name }}.registry import Registry, approval_command
 
 cfg = config.Retraining.from_cell(globals())
 step = start_step("retraining")
@@ -74,12 +84,21 @@ target, costs = spec["target"], business.Costs.of(charter)
 # %%
 triggers = retraining.triggers(cfg, status, criteria)
 labelled = retraining.labelled_batches(step.path("data/monitored"), target)
-blocked = retraining.blocker(triggers, registry.champion.is_file(), labelled)
+test = pd.read_parquet(step.path("data/processed/test.parquet"))
+found = retraining.pool(labelled, test, [*input_columns(spec), target], cfg.min_labelled_rows)
+blocked = retraining.blocker(triggers, registry.champion.is_file(), found, cfg.min_labelled_rows)
 decision = {
     "triggered": any(triggers.values()),
     "triggers": triggers,
     "monitoring_reasons": status["reasons"],
     "promoted": False,
+    "awaiting_approval": None,
+    "judged_on": {
+        "windows": found.windows,
+        "rows": len(found.judged),
+        "labelled_rows": found.labelled,
+        "test_split_rows_kept_out_of_training": found.test_rows,
+    },
 }
 show(
     # the registry's state, not this run's event: a rerun on the same state writes the same report
@@ -97,18 +116,29 @@ show(
 # %% [markdown]
 # ## Challenger against champion on the same recent data
 #
-# The challenger is trained by step 06's code on the training split plus every labelled
-# production batch but the most recent, which both models are then judged on. When the
-# champion was mitigated in step 08, the challenger is mitigated by the same procedure.
+# The challenger is trained by step 06's code on the training split plus the labelled production
+# windows older than the judged pool; both models are then judged on the pool. When the champion
+# was mitigated in step 08, the challenger is mitigated by the same procedure.
 
 # %%
+show(
+    f"{found.labelled:,} labelled rows in {len(labelled)} monitored windows. Judged on the newest {found.windows} "
+    f"window(s), **{len(found.judged):,} rows** (`min_labelled_rows` = {cfg.min_labelled_rows:,}); the challenger may "
+    f"learn from {sum(len(b) for b in found.learn):,} rows of the older windows."
+    + (
+        f" {found.test_rows:,} monitored rows are rows of the test split (step 09 simulated its batches from it): "
+        "they never reach a training set."
+        if found.test_rows
+        else ""
+    )
+)
 if blocked:
     decision["reasons"] = [blocked]
 else:
     split, split_rows = tables.read_rows(  # whole, or a sample drawn from its partitions (fit_max_rows)
         step.path("data/processed/train.parquet"), cfg.fit_max_rows, cfg.seed, step.compute, step.root
     )
-    train, recent = retraining.training_data(split, labelled, target)
+    train, recent = retraining.training_data(split, found), found.judged
     validation = pd.read_parquet(step.path("data/processed/validation.parquet"))
     with compute.parallel(step.compute, step.root):  # the search's fits: on the cluster when compute.scheduler is set
         result = modeling.train_and_select(
@@ -131,15 +161,35 @@ else:
     )
     for note in notes:
         show(note)
-    compared, offline_scores = retraining.compare(challenge, spec, charter, cfg)
-    display(pd.DataFrame(compared).round(4))
+    baseline = modeling.reference_scored(step.root, recent, spec)
+    comparison = retraining.compare(challenge, spec, charter, criteria, baseline, cfg)
+    paired = {k: v for k, v in comparison.estimates["challenger"].items() if k.endswith("_vs_champion")}
+    display(pd.DataFrame(comparison.metrics).round(4))
+    show(retraining.power_note(paired, len(recent), cfg, criteria["criteria"]["confidence"]))
+
+# %% [markdown]
+# ## The model in service, judged again
+# The champion against step 02's gates on the same recent rows: a model in service that now
+# fails a gate on evidence is reported here (and in the record's `champion_failing`), whatever
+# the challenger does.
+
+# %%
+if not blocked:
+    champion_table = comparison.tables["champion"]
+    display(champion_table.round(4))
+    failing = gates.breaches(champion_table)
+    show(
+        "**The champion fails on recent data:** " + "; ".join(failing) + "."
+        if failing
+        else f"The champion fails no gate on evidence on the recent rows ({gates.overall(champion_table)} overall)."
+    )
 
 # %% [markdown]
 # ## The promotion gates and the canary
 #
-# The challenger must pass every gate of step 02 that retraining enforces and lose no more than
-# `max_regression` ROC AUC against the champion. Only then comes the canary: champion and
-# challenger are served at the same time, and every request of the recent batch's records goes
+# The challenger must pass every gate of step 02 that retraining enforces on its interval, and
+# be non-inferior to the champion on the paired differences. Only then comes the canary: champion
+# and challenger are served at the same time, and every request of the judged rows' records goes
 # to both. The challenger must serve records (serving nothing fails, whatever the champion
 # did), reject no request the champion accepted, serve its offline scores, take the champion's
 # decision on at least 80% of the records, and meet the latency gate; the score difference and
@@ -147,24 +197,33 @@ else:
 
 # %%
 if not blocked:
-    blessing = retraining.promotion_gates(compared, criteria, cfg)
+    blessing = comparison.tables["challenger"]
     canary = None
     with tempfile.TemporaryDirectory() as tmp:
         challenger_path = artifacts.save(challenge.challenger, Path(tmp) / "challenger.skops")
         if blessing["passed"].all():
             canary = retraining.run_canary(
-                registry.champion, challenger_path, challenge, offline_scores["challenger"], criteria
+                registry.champion, challenger_path, challenge, comparison.scores["challenger"], criteria
             )
-        blessing = retraining.with_canary(blessing, canary)
-        decision.update(retraining.decide(challenge, compared, blessing, canary))
-        if decision["promoted"]:
+        decision.update(retraining.decide(challenge, comparison, canary))
+        if decision["passed_gates"] and cfg.require_approval:  # a person signs: `approve` installs it
+            registry.stage(
+                challenger_path,
+                decision["challenger_version"],
+                retraining.install_reason(triggers),
+                comparison.metrics["challenger"],
+                report="reports/10_retraining/retraining_decision.json",
+            )
+            decision["awaiting_approval"] = approval_command(decision["challenger_version"])
+        elif decision["passed_gates"]:
             registry.install(
                 challenger_path,
                 decision["challenger_version"],
                 retraining.install_reason(triggers),
-                compared["challenger"],
+                comparison.metrics["challenger"],
             )
-    display(blessing)
+            decision["promoted"] = True
+    display(pd.DataFrame(decision["gates"]).round(4))
     show(f"Canary: {canary['summary']}." if canary else "No canary: the challenger did not pass the offline gates.")
 
 # %% [markdown]
@@ -172,18 +231,20 @@ if not blocked:
 
 # %%
 if "gates" in decision:
-    rows = [g for g in decision["gates"] if g["metric"].removeprefix("test_") in decision["champion"]]
+    rows = [g for g in decision["gates"] if g["metric"] in decision["estimates"]["champion"]]
     positions = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.6))
-    for offset, who in ((-0.2, "champion"), (0.2, "challenger")):
-        values = [decision[who][g["metric"].removeprefix("test_")] for g in rows]
-        ax.barh(positions + offset, values, height=0.4, label=who)
+    fig, ax = plt.subplots(figsize=(8.5, 0.6 * len(rows) + 1.6))
+    for offset, who, colour in ((-0.2, "champion", "#4c72b0"), (0.2, "challenger", "#dd8452")):
+        found_values = [decision["estimates"][who][g["metric"]] for g in rows]
+        values = np.array([e["value"] for e in found_values], dtype=float)
+        errors = np.abs(np.array([[e["value"] - e["low"], e["high"] - e["value"]] for e in found_values], dtype=float).T)
+        ax.barh(positions + offset, values, height=0.4, xerr=np.nan_to_num(errors), capsize=2, label=who, color=colour)
     limits = [float(g["rule"].split()[-1]) for g in rows]
     ax.scatter(limits, positions, marker="|", s=500, color="black", zorder=3, label="gate threshold")
     ax.set(
         yticks=positions,
         yticklabels=[g["gate"] for g in rows],
-        xlabel="value on the most recent labelled batch",
+        xlabel="value on the judged rows, with its 95% interval",
         title="Champion and challenger against step 02's gates",
     )
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -211,23 +272,29 @@ step.write_metrics(
             if who in decision
             for k in ("roc_auc", "expected_cost")
         },
+        "champion_failing_gates": len(decision.get("champion_failing", [])),
     }
 )
-show(
-    (
-        "**Promoted**: the challenger is now the champion (`models/registry/champion.skops`); the previous champion is kept "
-        "in `models/registry/history/` and `{{ cookiecutter.package_name }} rollback` restores it."
-        if decision["promoted"]
-        else "**Not promoted**: "
-        if triggered
-        else "**Not triggered**: "
+if decision["promoted"]:
+    verdict = (
+        "**Promoted**: the challenger is now the champion (`models/registry/champion.skops`); the previous champion is "
+        "kept in `models/registry/history/` and `{{ cookiecutter.package_name }} rollback` restores it."
     )
-    + ("" if decision["promoted"] else "; ".join(decision["reasons"]) + ".")
-)
+elif decision.get("awaiting_approval"):
+    verdict = (
+        f"**Awaiting approval**: the challenger `{decision['challenger_version']}` passes every gate and its canary, "
+        "and is staged in the registry (`retraining.require_approval`). The champion stays in service until a person "
+        f"who has read this report installs it: `{decision['awaiting_approval']}`."
+    )
+else:
+    evidence = " (the evidence is inconclusive)" if decision.get("evidence") == gates.INCONCLUSIVE else ""
+    verdict = ("**Not promoted**" + evidence if triggered else "**Not triggered**") + ": " + "; ".join(decision["reasons"]) + "."
+show(verdict)
 
 # %% [markdown]
 # ## Summary
-# `retraining_decision.json` records what triggered, both models' metrics on the same recent
-# data, each gate's result, and whether the challenger was promoted and why. To queue
+# `retraining_decision.json` records what triggered, both models' metrics on the same judged
+# rows with their intervals, each gate's value, interval and verdict (the champion's too), and
+# whether the challenger was promoted, staged for approval, or neither, and why. To queue
 # challengers with other settings, use DVC experiments, e.g.
 # `dvc exp run --queue -S 'retraining.challenger_models=[logistic_regression]' && dvc queue start`.

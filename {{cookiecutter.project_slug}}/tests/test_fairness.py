@@ -1,16 +1,9 @@
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
-from fairlearn.metrics import (
-    demographic_parity_difference,
-    demographic_parity_ratio,
-    equalized_odds_difference,
-    equalized_odds_ratio,
-)
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
-from {{ cookiecutter.package_name }} import fairness
+from {{ cookiecutter.package_name }} import fairness, gates
 
 
 def decisions(seed: int, n: int = 3000, groups=("a", "b", "c"), shares=(0.5, 0.3, 0.2), hit_step=0.1, alarm_step=0.08):
@@ -28,112 +21,132 @@ def decisions(seed: int, n: int = 3000, groups=("a", "b", "c"), shares=(0.5, 0.3
     return y, p, g
 
 
+RULE = fairness.FairnessRule({"demographic_parity": 0.15, "equalized_odds": 0.15})
+ONE = {"sensitive_features": ["group"], "sensitive_bins": {}}
+
+
+def assessed(y, p, g, rule=RULE):
+    return fairness.assess(y, p, pd.DataFrame({"group": g}), ONE, rule)
+
+
 @pytest.mark.parametrize(
     "seed, hit_step, alarm_step",
     [
-        (0, 0.1, 0.08),  # the true positive rates differ most, the false positive rates' ratio is smallest
+        (0, 0.1, 0.08),  # the true positive rates differ most
         (1, 0.02, 0.15),  # the false positive rates differ most
-        (2, 0.15, 0.0),  # the true positive rates set both the difference and the ratio
+        (2, 0.15, 0.0),
     ],
 )
-def test_fairness_gaps_equal_fairlearn_when_every_group_is_large(seed, hit_step, alarm_step):
-    y, p, g = decisions(seed, hit_step=hit_step, alarm_step=alarm_step)
-    gaps = fairness.fairness_gaps(y, p, g, min_group_size=30)
-    expected = {
-        "demographic_parity_difference": demographic_parity_difference(y, p, sensitive_features=g),
-        "demographic_parity_ratio": demographic_parity_ratio(y, p, sensitive_features=g),
-        "equalized_odds_difference": equalized_odds_difference(y, p, sensitive_features=g),
-        "equalized_odds_ratio": equalized_odds_ratio(y, p, sensitive_features=g),
-    }
-    assert gaps == pytest.approx(expected, abs=1e-12)
-    assert gaps["demographic_parity_difference"] > 0.05  # a real gap, not a trivial zero
+def test_gaps_equal_fairlearn_when_every_group_is_large(seed, hit_step, alarm_step):
+    y, p, g = decisions(seed, n=8000, hit_step=hit_step, alarm_step=alarm_step)
+    found = assessed(y, p, g)
+    assert found.groups["gated_demographic_parity"].all() and found.groups["gated_equalized_odds"].all()
+    dp, eo = found.estimates["demographic_parity_difference[group]"], found.estimates["equalized_odds_difference[group]"]
+    assert dp.value == pytest.approx(demographic_parity_difference(y, p, sensitive_features=g), abs=1e-12)
+    assert eo.value == pytest.approx(equalized_odds_difference(y, p, sensitive_features=g), abs=1e-12)
+    for e in (dp, eo):
+        assert e.low <= e.value <= e.high  # the point estimate is inside its own interval
+    assert dp.value > 0.05
 
 
-def test_small_groups_are_left_out_of_the_gaps():
+def test_groups_too_small_to_see_a_gap_of_the_gates_size_are_reported_not_gated():
     y, p, g = decisions(0)
-    tiny = pd.Series(["tiny"] * 8, name="group")
-    y_all = np.concatenate([y, [1, 1, 1, 1, 0, 0, 0, 0]])
-    p_all = np.concatenate([p, [1] * 8])  # selection rate 1: would dominate every gap
-    g_all = pd.concat([g, tiny], ignore_index=True)
-    with_tiny = fairness.fairness_gaps(y_all, p_all, g_all, min_group_size=30)
-    without = fairness.fairness_gaps(y, p, g, min_group_size=30)
-    assert with_tiny == pytest.approx(without)
-    counted = fairness.fairness_gaps(y_all, p_all, g_all, min_group_size=5)
-    assert counted["demographic_parity_difference"] > with_tiny["demographic_parity_difference"]
+    tiny = pd.Series(["tiny"] * 20, name="group")
+    y_all = np.concatenate([y, [1] * 10 + [0] * 10])
+    p_all = np.concatenate([p, [1] * 20])  # selection rate 1: would dominate every gap
+    found = assessed(y_all, p_all, pd.concat([g, tiny], ignore_index=True))
+    table = found.groups.loc["group"]
+    assert not table.loc["tiny", "gated_demographic_parity"] and table.loc["tiny", "rows_needed_demographic_parity"] > 0
+    assert table.drop(index="tiny")["gated_demographic_parity"].all()
+    assert found.estimates["demographic_parity_difference[group]"].value == pytest.approx(
+        assessed(y, p, g).estimates["demographic_parity_difference[group]"].value
+    )
+    # a stricter gate needs larger groups: fewer are gated
+    strict = fairness.FairnessRule({"demographic_parity": 0.02, "equalized_odds": 0.02})
+    assert assessed(y, p, g, strict).groups["gated_equalized_odds"].sum() < 3
 
 
-def test_equalized_odds_needs_enough_cases_of_each_class():
+def test_equalized_odds_needs_enough_positives_and_negatives():
     y, p, g = decisions(1)
     # group "d" is large but has only 5 positives: fine for parity, noise for error rates
-    y_all = np.concatenate([y, [1] * 5 + [0] * 95])
-    p_all = np.concatenate([p, [0] * 5 + [1] * 95])
-    g_all = pd.concat([g, pd.Series(["d"] * 100)], ignore_index=True)
-    gaps = fairness.fairness_gaps(y_all, p_all, g_all, min_group_size=30)
-    assert gaps["demographic_parity_difference"] == pytest.approx(
-        demographic_parity_difference(y_all, p_all, sensitive_features=g_all)
-    )
-    assert gaps["equalized_odds_difference"] == pytest.approx(equalized_odds_difference(y, p, sensitive_features=g))
-    mask = fairness.assessable(g_all, 30, y_all)
-    assert not mask[-100:].any() and mask[:-100].all()
-    assert fairness.assessable(g_all, 30).all()
+    y_all = np.concatenate([y, [1] * 5 + [0] * 395])
+    p_all = np.concatenate([p, [0] * 5 + [1] * 395])
+    table = assessed(y_all, p_all, pd.concat([g, pd.Series(["d"] * 400)], ignore_index=True)).groups.loc["group"]
+    assert table.loc["d", "gated_demographic_parity"] and not table.loc["d", "gated_equalized_odds"]
+    assert table.loc["d", "rows_needed_equalized_odds"] > 400
 
 
-def test_gaps_are_nan_with_fewer_than_two_groups():
+def test_a_gap_with_fewer_than_two_gated_groups_is_not_measured_and_says_what_is_missing():
     y, p, _ = decisions(0, n=500)
-    gaps = fairness.fairness_gaps(y, p, pd.Series(["a"] * 500), min_group_size=30)
-    assert all(math.isnan(v) for v in gaps.values())
+    g = pd.Series(["a"] * 480 + ["b"] * 20)
+    found = assessed(y, p, g)
+    assert not found.estimates["demographic_parity_difference[group]"].measured
+    assert "`b` ~" in found.unmeasured("group", "demographic_parity")
 
 
-def test_bootstrap_intervals_bracket_the_point_estimates():
-    y, p, g = decisions(4, n=2000)
-    intervals = fairness.bootstrap_intervals(y, p, g, samples=300, seed=0)
-    assert len(intervals) == 3 * 4
-    points = fairness.metric_frame(y, p, g).by_group
-    for row in intervals.itertuples(index=False):
-        point = points.loc[row.group, row.metric]
-        assert row.low <= point <= row.high, row
-        assert row.high - row.low < 0.15  # informative with hundreds of rows per group
-    again = fairness.bootstrap_intervals(y, p, g, samples=300, seed=0)
-    pd.testing.assert_frame_equal(intervals, again)
-
-
-def test_group_table_joins_the_intervals_largest_group_first():
-    y, p, g = decisions(4, n=2000)
-    table = fairness.group_table(y, p, g, samples=50, seed=0)
-    assert table.index.tolist() == g.value_counts().index.tolist()
-    assert {"selection_rate", "selection_rate_low", "selection_rate_high", "precision_high"} <= set(table.columns)
-    assert (table["selection_rate_low"] <= table["selection_rate"]).all()
-
-
-def test_bootstrap_intervals_narrow_with_more_data():
-    y, p, g = decisions(5, n=4000)
-    wide = fairness.bootstrap_intervals(y[:400], p[:400], g[:400], samples=200, seed=0)
-    narrow = fairness.bootstrap_intervals(y, p, g, samples=200, seed=0)
-    width = lambda t: (t["high"] - t["low"]).mean()  # noqa: E731
-    assert width(narrow) < width(wide)
-
-
-def test_gap_metrics_and_lower_bounds_are_named_like_the_gates():
-    y, p, g = decisions(6, n=2000, groups=("F", "M"), shares=(0.4, 0.6))
-    frame = pd.DataFrame({"sex": g})
-    spec = {"sensitive_features": ["sex"], "sensitive_bins": {}}
-    gaps = fairness.gap_metrics(y, p, frame, spec, min_group_size=30)
-    assert set(gaps) == {
-        f"{m}[sex]"
-        for m in (
-            "demographic_parity_difference",
-            "demographic_parity_ratio",
-            "equalized_odds_difference",
-            "equalized_odds_ratio",
-        )
+def test_the_intersection_is_gated_when_measurable():
+    rng = np.random.default_rng(8)
+    n = 6000
+    frame = pd.DataFrame({"sex": rng.choice(["F", "M"], n), "race": rng.choice(["x", "y"], n, p=[0.7, 0.3])})
+    y = (rng.random(n) < 0.3).astype(int)
+    both = (frame["sex"] == "F") & (frame["race"] == "y")  # only the intersection is treated differently
+    p = (rng.random(n) < np.where(both, 0.15, np.where(y == 1, 0.8, 0.3))).astype(int)
+    spec = {"sensitive_features": ["sex", "race"], "sensitive_bins": {}}
+    found = fairness.assess(y, p, frame, spec, RULE)
+    assert set(found.estimates) == {
+        f"{gap}_difference[{g}]" for gap in ("demographic_parity", "equalized_odds") for g in ("sex", "race", "sex & race")
     }
-    assert gaps["demographic_parity_difference[sex]"] == pytest.approx(
-        demographic_parity_difference(y, p, sensitive_features=g)
-    )
-    lower = fairness.gap_lower_bounds(y, p, frame, spec, 30, samples=200, seed=0)
-    assert set(lower) == {"demographic_parity_difference[sex]", "equalized_odds_difference[sex]"}
-    for name, bound in lower.items():
-        assert 0 < bound < gaps[name]
+    joint = found.estimates["demographic_parity_difference[sex & race]"]
+    assert joint.low > 0.15  # a real gap on the intersection, seen on evidence
+    assert found.estimates["demographic_parity_difference[sex]"].value < joint.value
+
+
+def test_gate_table_judges_the_gates_of_step_02_on_their_intervals():
+    y, p, g = decisions(6, n=2000, groups=("F", "M"), shares=(0.4, 0.6))
+    criteria = {
+        "criteria": {
+            "max_demographic_parity_difference": 0.15,
+            "max_equalized_odds_difference": 0.15,
+            "confidence": 0.95,
+            "fairness_power": 0.8,
+            "decide_on": "interval",
+        },
+        "gates": gates.build_gates(
+            {
+                "primary_metric": "roc_auc",
+                "max_quality_loss_vs_baseline": 0.01,
+                "min_cost_reduction_vs_baseline": 0.1,
+                "max_demographic_parity_difference": 0.15,
+                "max_equalized_odds_difference": 0.15,
+                "max_batch_latency_ms": 500,
+                "psi_alert": 0.25,
+                "max_drifted_features": 0,
+                "max_staleness_days": 180,
+            },
+            ["sex"],
+        ),
+    }
+    table, found = fairness.gate_table(y, p, pd.DataFrame({"sex": g}), {**ONE, "sensitive_features": ["sex"]}, criteria)
+    assert table["gate"].tolist() == ["demographic_parity[sex]", "equalized_odds[sex]"]
+    assert set(table["verdict"]) <= {"pass", "fail", "inconclusive"}
+    row = table.iloc[0]
+    expected = found.estimates["demographic_parity_difference[sex]"]
+    assert (row["value"], row["low"], row["high"]) == pytest.approx((expected.value, expected.low, expected.high))
+
+
+def test_a_release_verdict_does_not_flip_with_the_sample():
+    """The same decisions judged on 200 independent test samples of the issue's sizes: the verdict is stable
+    (a fair decision passes, an unfair one fails) or says it cannot tell; it never passes an unfair one."""
+    rng = np.random.default_rng(11)
+    sizes, verdicts = {"a": 3700, "b": 450, "c": 150, "d": 45}, {"fair": [], "unfair": []}
+    for kind, rates in (("fair", [0.3, 0.3, 0.3, 0.3]), ("unfair", [0.3, 0.1, 0.3, 0.3])):
+        for _ in range(200):
+            g = np.concatenate([[k] * n for k, n in sizes.items()])
+            sel = np.concatenate([rng.random(n) < r for n, r in zip(sizes.values(), rates, strict=True)]).astype(int)
+            e = assessed(rng.integers(0, 2, len(g)), sel, pd.Series(g)).estimates["demographic_parity_difference[group]"]
+            verdicts[kind].append("pass" if e.high <= 0.15 else "fail" if e.low > 0.15 else "inconclusive")
+    assert verdicts["fair"].count("pass") >= 180
+    assert verdicts["unfair"].count("pass") == 0 and verdicts["unfair"].count("fail") >= 140  # a gap of 0.2 against 0.15
 
 
 def test_group_metrics_table(spec):
@@ -146,12 +159,3 @@ def test_group_metrics_table(spec):
     assert table.loc[("sex", "Female"), "selection_rate"] == pytest.approx(p[female].mean())
 
 
-def test_bootstrap_chunks_draw_the_same_resamples(monkeypatch):
-    rng = np.random.default_rng(3)
-    y_true, y_pred = rng.integers(0, 2, 1001), rng.integers(0, 2, 1001)
-    whole = fairness.group_intervals(y_true, y_pred, 50, np.random.SeedSequence(9), 0.95)
-    monkeypatch.setattr(fairness, "BOOTSTRAP_CHUNK", 3 * 1001)  # three resamples at a time, the last chunk of two
-    assert fairness.group_intervals(y_true, y_pred, 50, np.random.SeedSequence(9), 0.95) == whole
-    assert all(
-        np.isnan(v).all() for v in fairness.group_intervals(y_true, y_pred, 0, np.random.SeedSequence(9), 0.95).values()
-    )

@@ -3,34 +3,42 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }} import business, gates, release
+from {{ cookiecutter.package_name }}.intervals import Estimate
 
 FEATURES = ["age", "hours", "job"]
 # fairlearn's reductions use pandas idioms that pandas deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Setting .*:Warning")
 
-PARITY = {
-    "name": "demographic_parity[sex]",
-    "metric": "demographic_parity_difference[sex]",
-    "operator": "<=",
-    "threshold": 0.15,
-    "enforced_by": ["fairness_assessment"],
+BASE = {
+    "primary_metric": "roc_auc",
+    "max_quality_loss_vs_baseline": 0.01,
+    "min_cost_reduction_vs_baseline": 0.1,
+    "max_demographic_parity_difference": 0.15,
+    "max_equalized_odds_difference": 0.15,
+    "max_batch_latency_ms": 500,
+    "psi_alert": 0.25,
+    "max_drifted_features": 0,
+    "max_staleness_days": 180,
+    "confidence": 0.95,
+    "decide_on": "interval",
+    "fairness_power": 0.8,
 }
-CRITERIA = {
-    "criteria": {"primary_metric": "roc_auc"},
-    "gates": [
-        gates.gate("model_quality", "test_roc_auc", ">=", 0.8, ["modeling"], ""),
-        gates.gate("cost_vs_baseline", "cost_reduction_vs_baseline", ">=", 0.1, ["modeling"], ""),
-        {**PARITY, "why": ""},
-    ],
-}
+
+
+def criteria(**changes) -> dict:
+    c = {**BASE, **changes}
+    return {"criteria": c, "gates": gates.build_gates(c, ["sex"])}
+
+
+CRITERIA = criteria()
 DEPLOYED = {"deployed": True, "reasons": []}
 
 
 def tradeoff(**rows) -> pd.DataFrame:
-    """A trade-off table from ``name=(passes, expected_cost, max_dp_difference)``."""
+    """A trade-off table from ``name=(passes, expected_cost, largest upper bound of a gap)``."""
     frame = pd.DataFrame(
         [
-            {"mitigation": name, "passes_fairness_gates": p, "expected_cost": c, "max_dp_difference": dp}
+            {"mitigation": name, "passes_fairness_gates": p, "expected_cost": c, "max_dp_upper": dp, "max_eo_upper": dp / 2}
             for name, (p, c, dp) in rows.items()
         ]
     )
@@ -45,7 +53,7 @@ def test_auto_releases_the_cheapest_option_that_passes():
     assert release.choose(tradeoff(none=(True, 0.2, 0.1), threshold_optimizer=(True, 0.3, 0.05)), "auto") == "none"
 
 
-def test_auto_without_a_passing_option_takes_the_smallest_parity_gap():
+def test_auto_without_a_passing_option_takes_the_smallest_upper_bound():
     table = tradeoff(
         none=(False, 0.2, 0.25), threshold_optimizer=(False, 0.3, 0.18), exponentiated_gradient=(False, 0.5, np.nan)
     )
@@ -62,12 +70,18 @@ def test_a_named_mitigation_is_released_when_it_was_fitted_else_none():
 def test_the_tradeoff_row_is_the_options_decision_metrics_and_gate():
     y = np.array([1, 1, 0, 0])
     decisions = np.array([1, 0, 1, 0])
-    gaps = {"demographic_parity_difference[sex]": 0.2, "equalized_odds_difference[sex]": 0.1}
-    row = release.tradeoff_row(y, np.array([0.9, 0.4, 0.6, 0.1]), decisions, gaps, [PARITY], business.Costs(1.0, 3.0))
+    fairness = gates.evaluate(
+        gates.gates_for(CRITERIA["gates"], "fairness_assessment"),
+        {
+            "demographic_parity_difference[sex]": Estimate(0.2, 0.1, 0.3),
+            "equalized_odds_difference[sex]": Estimate(0.1, 0.0, 0.12),
+        },
+    )
+    row = release.tradeoff_row(y, np.array([0.9, 0.4, 0.6, 0.1]), decisions, fairness, business.Costs(1.0, 3.0))
     assert row["accuracy"] == 0.5 and row["selection_rate"] == 0.5
     assert row["expected_cost"] == pytest.approx((1 * 1.0 + 1 * 3.0) / 4)
     assert row["passes_fairness_gates"] is False
-    assert (row["max_dp_difference"], row["max_eo_difference"]) == (0.2, 0.1)
+    assert (row["max_dp_difference"], row["max_dp_upper"], row["max_eo_upper"]) == (0.2, 0.3, 0.12)
 
 
 class Rescoring:
@@ -83,7 +97,7 @@ class Rescoring:
 def test_the_release_is_judged_on_its_own_scores_and_decisions(make_frame, make_spec, make_metadata, make_pipeline):
     from sklearn.metrics import roc_auc_score
 
-    from {{ cookiecutter.package_name }} import config
+    from {{ cookiecutter.package_name }}.modeling import Scored
 
     spec, frame = make_spec(), make_frame(n=800, seed=3)
     test = frame.assign(income=(frame["income"] == ">50K").astype(int))
@@ -92,37 +106,58 @@ def test_the_release_is_judged_on_its_own_scores_and_decisions(make_frame, make_
     candidate = release.release_bundle(
         deployed, "exponentiated_gradient", release.Choice(Rescoring(), "demographic_parity"), ["sex"]
     )
-    charter = {"cost_false_positive": 1.0, "cost_false_negative": 3.0, "baseline_expected_cost": 1.0}
-    settings = config.Mitigation(min_group_size=30, seed=0)
-    verdict = release.judge(candidate, test, spec, CRITERIA, charter, settings, DEPLOYED)
+    charter = {"cost_false_positive": 1.0, "cost_false_negative": 3.0, "baseline_true_positive_rate": 0.5,
+               "baseline_false_positive_rate": 0.2}  # fmt: skip
+    baseline_scores = deployed["model"].predict_proba(test[FEATURES])[:, 1]
+    baseline = Scored(baseline_scores, (baseline_scores >= 0.5).astype(int))
+    verdict = release.judge(candidate, test, spec, CRITERIA, charter, baseline, DEPLOYED, seed=0)
     auc = roc_auc_score(test["income"], Rescoring().score(test))
-    quality = verdict.gates.set_index("gate").loc["model_quality"]
-    assert quality["value"] == pytest.approx(auc) and auc < 0.8 and not quality["passed"]
+    quality = verdict.gates.set_index("gate").loc["model_quality"]  # against the baseline, on the same rows
+    assert quality["value"] == pytest.approx(auc - roc_auc_score(test["income"], baseline_scores))
+    assert quality["verdict"] == "fail" and quality["high"] < -0.01
     np.testing.assert_array_equal(verdict.decisions, (test["sex"] == "Female").astype(int))
-    assert verdict.gaps["demographic_parity_difference[sex]"] == 1.0
+    assert verdict.gaps["demographic_parity_difference[sex]"].value == 1.0
     assert verdict.metrics["expected_cost"] == business.cost_of_predictions(test["income"], verdict.decisions, 1.0, 3.0)
-    assert not verdict.released and any(r.startswith("model_quality") for r in verdict.reasons)
+    assert not verdict.released and verdict.evidence == "fail" and any(r.startswith("model_quality") for r in verdict.reasons)
     same = release.judge(release.release_bundle(deployed, "none", release.Choice(), []), test, spec, CRITERIA, charter,
-                         settings, {"deployed": False, "reasons": ["latency: too slow"]})  # fmt: skip
+                         baseline, {"deployed": False, "reasons": ["latency: too slow"]}, seed=0)  # fmt: skip
     assert same.reasons[-1] == "step 07: latency: too slow"
     saved = release.finalize(candidate, verdict)["metadata"]
-    assert (saved["releasable"], saved["reasons"], saved["fairness"]) == (False, verdict.reasons, verdict.gaps)
+    assert (saved["releasable"], saved["reasons"]) == (False, verdict.reasons)
+    assert saved["fairness"]["demographic_parity_difference[sex]"]["value"] == 1.0
+
+
+def test_the_quality_gates_read_the_primary_metric_the_team_chose(make_frame, make_spec, make_metadata, make_pipeline):
+    """The issue's bug: with a primary metric other than ROC AUC, the leakage alarm was "not measured" and no release passed."""
+    from {{ cookiecutter.package_name }}.modeling import Scored
+
+    spec, frame = make_spec(), make_frame(n=800, seed=3)
+    test = frame.assign(income=(frame["income"] == ">50K").astype(int))
+    deployed = {"model": make_pipeline(frame, spec), "threshold": 0.5, "metadata": make_metadata(spec)}
+    charter = {"cost_false_positive": 1.0, "cost_false_negative": 3.0, "baseline_true_positive_rate": 0.5,
+               "baseline_false_positive_rate": 0.2}  # fmt: skip
+    scores = np.full(len(test), 0.5)
+    chosen = criteria(primary_metric="average_precision", max_plausible_roc_auc=0.99, min_primary_metric=0.1)
+    verdict = release.judge(deployed, test, spec, chosen, charter, Scored(scores, np.zeros(len(test), int)), DEPLOYED, seed=0)
+    table = verdict.gates.set_index("gate")
+    assert {"leakage_alarm", "model_quality_floor", "model_quality"} <= set(table.index)
+    quality = table.loc[["leakage_alarm", "model_quality_floor", "model_quality", "cost_vs_baseline"], "verdict"]
+    assert (quality != "not measured").all()
+    assert table.loc["model_quality_floor", "metric"] == "test_average_precision"
 
 
 def test_the_mitigation_is_chosen_on_held_out_validation_rows(make_frame, make_spec, make_metadata, make_pipeline):
     from {{ cookiecutter.package_name }} import config, mitigation
 
-    spec, frame = make_spec(), make_frame(n=1500, seed=5, sex_effect=1.0, proxy_gap=20)
+    spec, frame = make_spec(), make_frame(n=5000, seed=5, sex_effect=1.0, proxy_gap=20)
     validation = frame.assign(income=(frame["income"] == ">50K").astype(int))
     bundle = {"model": make_pipeline(frame, spec), "threshold": 0.5, "metadata": make_metadata(spec)}
-    gate = {**PARITY, "threshold": 0.1}
-    settings = config.FairnessAssessment(
-        bootstrap_samples=0, min_group_size=30, mitigation="auto", mitigation_max_rows=None, seed=0
-    )
-    selection = release.choose_mitigation(bundle, spec, validation, [gate], settings, business.Costs(1.0, 3.0))
+    strict = criteria(max_demographic_parity_difference=0.1)
+    settings = config.FairnessAssessment(min_group_size=30, mitigation="auto", mitigation_max_rows=None, seed=0)
+    selection = release.choose_mitigation(bundle, spec, validation, strict, settings, business.Costs(1.0, 3.0))
     fit, choice = mitigation.split_for_choice(validation, spec, settings)
     assert (selection.fit_rows, selection.choice_rows) == (len(fit), len(choice))
-    assert selection.failed and selection.features == ["sex"] and selection.constraints == ["demographic_parity"]
+    assert selection.failed and selection.features == ["sex"] and "demographic_parity" in selection.constraints
     assert set(selection.tradeoff.index) == {"none", "threshold_optimizer", "exponentiated_gradient"}
     # every row of the trade-off is measured on the held-out rows
     deployed = (bundle["model"].predict_proba(choice[FEATURES])[:, 1] >= 0.5).astype(int)
@@ -133,8 +168,16 @@ def test_the_mitigation_is_chosen_on_held_out_validation_rows(make_frame, make_s
     assert selection.tradeoff.loc["threshold_optimizer", "objective"] == post.objective
     assert selection.chosen == release.choose(selection.tradeoff, "auto") != "none"
     assert selection.tradeoff.loc[selection.chosen, "passes_fairness_gates"]
-    none = release.choose_mitigation(bundle, spec, validation, [{**gate, "threshold": 0.9}], settings, (1.0, 3.0))
+    lax = criteria(max_demographic_parity_difference=0.9, max_equalized_odds_difference=0.9)
+    none = release.choose_mitigation(bundle, spec, validation, lax, settings, (1.0, 3.0))
     assert (none.failed, list(none.options), none.chosen) == ([], ["none"], "none")
+
+
+def gate_rows(dp, eo):
+    return gates.evaluate(
+        gates.gates_for(CRITERIA["gates"], "fairness_assessment"),
+        {"demographic_parity_difference[sex]": Estimate(*dp), "equalized_odds_difference[sex]": Estimate(*eo)},
+    )
 
 
 def test_the_decision_note_says_what_was_chosen_where_and_the_verdict():
@@ -144,22 +187,23 @@ def test_the_decision_note_says_what_was_chosen_where_and_the_verdict():
         100, 100, ["demographic_parity[sex]: ..."], ["sex"], ["equalized_odds"],
         {"none": release.Choice(), "threshold_optimizer": choice}, table, "threshold_optimizer",
     )  # fmt: skip
-    before = {"demographic_parity_difference[sex]": 0.25, "equalized_odds_difference[sex]": 0.17}
-    after = {"demographic_parity_difference[sex]": 0.12, "equalized_odds_difference[sex]": 0.05}
-    verdict = release.Verdict(None, None, after, {"accuracy": 0.81, "expected_cost": 0.34}, None, [])
+    before = gate_rows((0.25, 0.2, 0.3), (0.17, 0.1, 0.24))
+    after = gate_rows((0.12, 0.05, 0.14), (0.05, 0.0, 0.09))
+    verdict = release.Verdict(None, None, {}, None, {"accuracy": 0.81, "expected_cost": 0.34}, after, [])
     note = release.decision_note(selection, before, {"accuracy": 0.80, "expected_cost": 0.25}, verdict)
     assert note.startswith(
-        "Without mitigation, fairness gates fail on the held-out validation rows (demographic_parity[sex]: ...). "
+        "Without mitigation, fairness gates do not pass on the held-out validation rows (demographic_parity[sex]: ...). "
     )
     assert "**threshold_optimizer** (equalized odds constraint on `sex`, objective `balanced_accuracy_score`)" in note
-    assert "largest parity gap 0.250 → **0.120**, largest equalized odds gap 0.170 → **0.050**" in note
+    assert "largest parity gap 0.250 (upper bound 0.300) → **0.120 (upper bound 0.140)**" in note
     assert "accuracy 0.800 → **0.810**, expected cost 0.250 → **0.340**" in note
-    assert note.endswith("**Released**: `models/release.skops` passes every gate.")
+    assert note.endswith("**Released**: `models/release.skops` passes every gate on its interval.")
     selection.failed, selection.chosen = [], "none"
-    verdict.reasons = ["equalized_odds[race]: not measured"]
+    unsure = gate_rows((0.12, 0.05, 0.2), (0.05, 0.0, 0.09))
+    verdict = release.Verdict(None, None, {}, None, {"accuracy": 0.81, "expected_cost": 0.34}, unsure, gates.failures(unsure))
     note = release.decision_note(selection, before, {"accuracy": 0.80, "expected_cost": 0.25}, verdict)
     assert note.startswith("Every measured fairness gate passes on the held-out validation rows without mitigation")
-    assert note.endswith("**Not released**: equalized_odds[race]: not measured.")
+    assert "**Not released** (the evidence is inconclusive): demographic_parity[sex]: inconclusive" in note
 
 
 def test_the_release_section_of_the_model_card_says_how_decisions_are_made():

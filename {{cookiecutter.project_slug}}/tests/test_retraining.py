@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }} import business, config, gates, mitigation, modeling, project, retraining, scoring
+from {{ cookiecutter.package_name }}.intervals import Estimate
 from {{ cookiecutter.package_name }}.runtime import run_step
 
 CRITERIA = {
     "primary_metric": "roc_auc",
-    "min_primary_metric": 0.8,
+    "max_quality_loss_vs_baseline": 0.01,
     "min_cost_reduction_vs_baseline": 0.1,
     "max_demographic_parity_difference": 0.15,
     "max_equalized_odds_difference": 0.15,
@@ -19,24 +20,24 @@ CRITERIA = {
     "psi_alert": 0.25,
     "max_drifted_features": 0,
     "max_staleness_days": 90.0,
+    "confidence": 0.95,
+    "decide_on": "interval",
+    "fairness_power": 0.8,
 }
 SUCCESS = {"criteria": CRITERIA, "gates": gates.build_gates(CRITERIA, ["sex"])}
+CHARTER = {
+    "cost_false_positive": 1.0,
+    "cost_false_negative": 5.0,
+    "baseline_true_positive_rate": 0.5,
+    "baseline_false_positive_rate": 0.2,
+    "baseline_expected_cost": 0.8,
+}
 
 
 def retraining_config(**changes) -> config.Retraining:
     root = Path(__file__).resolve().parents[1]
     given = run_step.stage_parameters(run_step.load_stage(root, "retraining"), project.load_params(root))
     return config.Retraining.from_cell(given).model_copy(update=changes)
-
-
-def metrics(roc_auc: float, cost_reduction: float = 0.3, parity: float = 0.05) -> dict:
-    return {
-        "roc_auc": roc_auc,
-        "expected_cost": 0.3,
-        "cost_reduction_vs_baseline": cost_reduction,
-        "demographic_parity_difference[sex]": parity,
-        "equalized_odds_difference[sex]": 0.05,
-    }
 
 
 def test_triggers_fire_on_monitoring_schedule_or_force():
@@ -50,12 +51,27 @@ def test_triggers_fire_on_monitoring_schedule_or_force():
     assert retraining.staleness_limit(SUCCESS) == 90
 
 
-def test_blocker_says_why_no_challenger_is_trained():
-    fired, quiet, some = {"monitoring": True}, {"monitoring": False}, [pd.DataFrame()]
-    assert "no trigger fired" in retraining.blocker(quiet, False, [])
-    assert "no champion in service" in retraining.blocker(fired, False, some)
-    assert "no labelled production batch" in retraining.blocker(fired, True, [])
-    assert retraining.blocker(fired, True, some) is None
+def windows(make_frame, sizes, seed=0):
+    return [
+        make_frame(n=n, seed=seed + i).assign(income=lambda f: (f["income"] == ">50K").astype(int)) for i, n in enumerate(sizes)
+    ]
+
+
+def far_away(make_frame):
+    """Test rows no window can share (hours no real row has)."""
+    return make_frame(n=50, seed=99).assign(hours=1000.0)
+
+
+def test_blocker_says_why_no_challenger_is_trained(make_frame):
+    fired, quiet = {"monitoring": True}, {"monitoring": False}
+    test = make_frame(n=50, seed=99)
+    enough = retraining.pool(windows(make_frame, [300, 300]), test, ["age", "income"], 500)
+    few = retraining.pool(windows(make_frame, [100, 100]), test, ["age", "income"], 500)
+    assert "no trigger fired" in retraining.blocker(quiet, False, None, 500)
+    assert "no champion in service" in retraining.blocker(fired, False, enough, 500)
+    assert "no labelled production batch" in retraining.blocker(fired, True, None, 500)
+    assert "too few outcomes to judge: 200 labelled" in retraining.blocker(fired, True, few, 500)
+    assert retraining.blocker(fired, True, enough, 500) is None
 
 
 def test_labelled_batches_need_enough_labels_of_both_classes(tmp_path, make_frame):
@@ -71,30 +87,53 @@ def test_labelled_batches_need_enough_labels_of_both_classes(tmp_path, make_fram
     assert retraining.labelled_batches(tmp_path / "absent", "income") == []
 
 
-def test_the_challenger_learns_from_every_labelled_batch_but_the_one_it_is_judged_on(make_frame):
+def test_the_newest_windows_are_pooled_to_judge_and_the_older_ones_learnt_from(make_frame):
     reference = make_frame(n=100, seed=0)
-    first = make_frame(n=30, seed=1).assign(extra=1)
-    first.loc[:4, "income"] = None
-    last = make_frame(n=20, seed=2)
-    last.loc[:2, "income"] = None
-    train, recent = retraining.training_data(reference, [first, last], "income")
-    assert len(train) == 100 + 25 and list(train.columns) == list(reference.columns)
-    assert len(recent) == 17 and recent["income"].notna().all()
+    columns = ["age", "hours", "job", "sex", "income"]
+    found = retraining.pool(windows(make_frame, [400, 300, 200, 150], seed=10), far_away(make_frame), columns, 300)
+    assert found.windows == 2 and len(found.judged) == 350  # the two newest: 150 + 200 reach 300
+    assert [len(b) for b in found.learn] == [400, 300] and found.labelled == 1050 and found.test_rows == 0
+    train = retraining.training_data(reference, found)
+    assert len(train) == 100 + 700 and list(train.columns) == list(reference.columns)
     assert retraining.challenger_version("0.1.0+3fa4ccaa", "b3782da4" + "0" * 24) == "0.1.0+retrained.b3782da4"
 
 
-def test_promotion_gates_add_no_regression_and_leave_staleness_to_the_triggers():
+def test_rows_of_the_test_split_never_reach_a_training_set(make_frame):
+    """The issue's case: step 09 simulated its batches from the test split, so the windows are test rows."""
+    test = make_frame(n=600, seed=5).assign(income=lambda f: (f["income"] == ">50K").astype(int))
+    batches = [test.iloc[:200].reset_index(drop=True), test.iloc[200:400].reset_index(drop=True), test.iloc[400:]]
+    columns = [*test.columns]
+    found = retraining.pool(batches, test, columns, 200)
+    assert found.test_rows == 600 and sum(len(b) for b in found.learn) == 0
+    train = retraining.training_data(make_frame(n=100, seed=0), found)
+    assert len(train) == 100  # the training split alone
+    other = retraining.pool(windows(make_frame, [200, 200], seed=20), far_away(make_frame), columns, 200)
+    assert other.test_rows == 0 and sum(len(b) for b in other.learn) == 200
+
+
+def paired(quality, low, high, cost=(0.0, -0.01, 0.01)):
+    return {"quality_vs_champion": Estimate(quality, low, high), "cost_reduction_vs_champion": Estimate(*cost)}
+
+
+def test_promotion_is_non_inferiority_on_the_paired_intervals():
+    cfg = retraining_config(max_regression=0.01, max_cost_increase=0.02, min_gain=0.0)
+    same = retraining.promotion_gates(paired(0.0, -0.006, 0.006), cfg)
+    assert same["gate"].tolist() == ["no_regression", "no_cost_increase"] and same["passed"].all()
+    # the issue's case: a difference known only to +-0.02 on 50 labels cannot show non-inferiority
+    noisy = retraining.promotion_gates(paired(0.002, -0.018, 0.022), cfg)
+    assert noisy["verdict"].tolist() == ["inconclusive", "pass"]
+    worse = retraining.promotion_gates(paired(-0.03, -0.04, -0.02), cfg)
+    assert worse["verdict"].iloc[0] == "fail"
+    gain = retraining.promotion_gates(paired(0.01, 0.002, 0.018), retraining_config(min_gain=0.005))
+    assert gain["gate"].tolist()[-1] == "gain" and gain["verdict"].iloc[-1] == "inconclusive"
+
+
+def test_the_power_note_says_what_the_pool_can_tell():
     cfg = retraining_config(max_regression=0.01)
-    table = retraining.promotion_gates({"champion": metrics(0.90), "challenger": metrics(0.895)}, SUCCESS, cfg)
-    assert "staleness" not in set(table["gate"]) and table["passed"].all()
-    assert table.iloc[-1]["gate"] == "no_regression" and table.iloc[-1]["value"] == pytest.approx(0.005)
-    worse = retraining.promotion_gates(
-        {"champion": metrics(0.90), "challenger": metrics(0.85, parity=0.2)}, SUCCESS, cfg
-    )
-    assert gates.failures(worse) == [
-        "demographic_parity[sex]: demographic_parity_difference[sex] = 0.2, required <= 0.15",
-        "no_regression: roc_auc loss vs champion = 0.05, required <= 0.01",
-    ]
+    wide = retraining.power_note(paired(0.0, -0.02, 0.02), 500, cfg, 0.95)
+    tight = retraining.power_note(paired(0.0, -0.004, 0.004), 5000, cfg, 0.95)
+    power = lambda text: int(text.split("power ")[1].split("%")[0])  # noqa: E731
+    assert power(wide) < 50 < 90 < power(tight)
 
 
 @pytest.fixture
@@ -117,40 +156,45 @@ def challenge(pipeline, spec, metadata, make_frame):
     return built, notes, cfg
 
 
-def test_build_challenger_and_compare_on_the_same_recent_batch(challenge, spec):
+def test_build_challenger_and_compare_both_on_the_same_rows_by_the_same_gates(challenge, spec, pipeline):
     built, notes, cfg = challenge
     assert notes == [] and built.treatment is None  # the champion was not mitigated: neither is the challenger
     meta = built.challenger["metadata"]
     assert meta["version"] == "1.0.0+retrained.x" and meta["train_rows"] == 300 and meta["params"] == {"C": 1.0}
-    charter = {"cost_false_positive": 1.0, "cost_false_negative": 5.0, "baseline_expected_cost": 0.8}
-    compared, scores = retraining.compare(built, spec, charter, cfg)
-    assert compared["champion"] == compared["challenger"]  # the same model on the same rows
-    assert compared["challenger"]["cost_reduction_vs_baseline"] == pytest.approx(
-        business.cost_reduction(compared["challenger"]["expected_cost"], 0.8)
-    )
-    assert "demographic_parity_difference[sex]" in compared["challenger"]
-    np.testing.assert_array_equal(scores["champion"], scores["challenger"])
-    assert len(scores["challenger"]) == 400
+    baseline = modeling.Scored(np.full(len(built.recent), 0.3), np.ones(len(built.recent), dtype=int))
+    found = retraining.compare(built, spec, CHARTER, SUCCESS, baseline, cfg)
+    assert pd.Series(found.metrics["champion"]).equals(pd.Series(found.metrics["challenger"]))  # the same model, rows
+    np.testing.assert_array_equal(found.scores["champion"], found.scores["challenger"])
+    assert found.estimates["challenger"]["quality_vs_champion"].value == 0.0
+    champion_gates, challenger_gates = found.tables["champion"], found.tables["challenger"]
+    assert champion_gates["gate"].tolist() == challenger_gates["gate"].tolist()[: len(champion_gates)]
+    assert {"model_quality", "cost_vs_baseline", "demographic_parity[sex]"} <= set(champion_gates["gate"])
+    assert challenger_gates["gate"].tolist()[-2:] == ["no_regression", "no_cost_increase"]
+    assert {"low", "high", "verdict"} <= set(challenger_gates.columns)
 
 
-def test_decide_promotes_only_after_every_gate_and_a_passed_canary(challenge):
-    built = challenge[0]
-    compared = {"champion": metrics(0.90), "challenger": metrics(0.91)}
-    table = retraining.promotion_gates(compared, SUCCESS, retraining_config())
+def test_decide_passes_only_after_every_gate_and_a_passed_canary(challenge, spec):
+    built, _, cfg = challenge
+    baseline = modeling.Scored(np.full(len(built.recent), 0.3), np.ones(len(built.recent), dtype=int))
+    found = retraining.compare(built, spec, CHARTER, SUCCESS, baseline, cfg)
+    good = pd.DataFrame([{"gate": "g", "metric": "m", "rule": ">= 0", "value": 1.0, "low": 1.0, "high": 1.0, "verdict": "pass", "passed": True, "note": ""}])
+    found.tables = {"champion": good, "challenger": good}
     passed = {"passed": True, "failed_checks": [], "summary": "all served"}
-    promoted = retraining.decide(built, compared, retraining.with_canary(table, passed), passed)
-    assert promoted["promoted"] is True and "passed its canary" in promoted["reasons"][0]
-    assert promoted["gates"][-1]["gate"] == "canary" and promoted["training_rows"] == 300
+    ok = retraining.decide(built, found, passed)
+    assert ok["passed_gates"] is True and "passed its canary" in ok["reasons"][0]
+    assert ok["gates"][-1]["gate"] == "canary" and ok["training_rows"] == 300 and ok["judged_rows"] == 400
+    assert ok["evidence"] == "pass" and ok["champion_failing"] == []
     failed = {"passed": False, "failed_checks": ["serving nothing fails"], "summary": "0 served"}
-    refused = retraining.decide(built, compared, retraining.with_canary(table, failed), failed)
-    assert refused["promoted"] is False
+    refused = retraining.decide(built, found, failed)
+    assert refused["passed_gates"] is False
     assert refused["reasons"] == ["canary: failed canary checks = 1, required == 0", "serving nothing fails"]
-    without = retraining.decide(built, compared, table, None)  # offline gates passed but no canary ran
-    assert without["promoted"] is False and "canary" in without["reasons"][0]
-    worse = {"champion": metrics(0.90), "challenger": metrics(0.80)}
-    offline = retraining.decide(built, worse, retraining.promotion_gates(worse, SUCCESS, retraining_config()), None)
-    assert offline["promoted"] is False and all(not r.startswith("canary") for r in offline["reasons"])
-    assert retraining.with_canary(table, None) is table
+    without = retraining.decide(built, found, None)  # offline gates passed but no canary ran
+    assert without["passed_gates"] is False and "canary" in without["reasons"][0]
+    unsure = good.assign(verdict="inconclusive", passed=False, low=-1.0)
+    found.tables = {"champion": good.assign(verdict="fail", passed=False, high=-1.0), "challenger": unsure}
+    doubtful = retraining.decide(built, found, None)
+    assert doubtful["evidence"] == "inconclusive" and doubtful["reasons"][0].startswith("g: inconclusive")
+    assert doubtful["champion_failing"]  # the model in service fails on evidence: said whatever the challenger does
     assert retraining.install_reason({"monitoring": True, "schedule": False, "forced": True}) == (
         "promoted by step 10 (trigger: monitoring, forced)"
     )
@@ -180,7 +224,7 @@ def test_a_mitigated_champion_s_challenger_gets_the_same_treatment(pipeline, spe
     assert built.treatment == "threshold_optimizer"
     assert built.challenger["metadata"]["mitigation_constraint"] in ("demographic_parity", "equalized_odds")
     assert built.challenger["model"] is not pipeline  # the mitigated model, not the plain one
-    expected = mitigation.sample_note(len(validation), 100, "the recent batch")
+    expected = mitigation.sample_note(len(validation), 100, "the judged rows")
     assert expected and notes == [expected]  # fitted on a sample, and the notebook says so
     decisions = scoring.score(built.challenger, validation, allow_extra=True)["decision"]
     assert set(decisions) <= {0, 1}

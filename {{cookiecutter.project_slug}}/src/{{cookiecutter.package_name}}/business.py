@@ -37,13 +37,29 @@ def expected_cost(prevalence: float, tpr: float, fpr: float, cost_fp: float, cos
     return prevalence * (1.0 - tpr) * cost_fn + (1.0 - prevalence) * fpr * cost_fp
 
 
-def cost_of_predictions(y_true: np.ndarray, y_pred: np.ndarray, cost_fp: float, cost_fn: float) -> float:
-    """Mean cost per decision of actual 0/1 decisions against the truth."""
+def row_costs(y_true: np.ndarray, y_pred: np.ndarray, cost_fp: float, cost_fn: float) -> np.ndarray:
+    """The cost of each actual 0/1 decision against the truth (what intervals of a cost are computed from)."""
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
-    false_pos = np.sum((y_pred == 1) & (y_true == 0))
-    false_neg = np.sum((y_pred == 0) & (y_true == 1))
-    return float((false_pos * cost_fp + false_neg * cost_fn) / max(len(y_true), 1))
+    return np.where((y_pred == 1) & (y_true == 0), cost_fp, 0.0) + np.where((y_pred == 0) & (y_true == 1), cost_fn, 0.0)
+
+
+def cost_of_predictions(y_true: np.ndarray, y_pred: np.ndarray, cost_fp: float, cost_fn: float) -> float:
+    """Mean cost per decision of actual 0/1 decisions against the truth."""
+    return float(row_costs(y_true, y_pred, cost_fp, cost_fn).mean()) if len(y_true) else 0.0
+
+
+def process_row_costs(y_true: np.ndarray, charter: dict[str, Any]) -> np.ndarray:
+    """The baseline process's expected cost on each row, given its outcome (step 01's error rates).
+
+    A positive row is missed with probability 1 - TPR, a negative one acted on with probability
+    FPR: their mean is :func:`expected_cost` at the rows' own prevalence, so a model and the
+    process are always compared at one prevalence, the judged rows'.
+    """
+    y = np.asarray(y_true).astype(int)
+    missed = (1.0 - float(charter["baseline_true_positive_rate"])) * float(charter["cost_false_negative"])
+    wrongly = float(charter["baseline_false_positive_rate"]) * float(charter["cost_false_positive"])
+    return np.where(y == 1, missed, wrongly)
 
 
 def cost_optimal_threshold(cost_fp: float, cost_fn: float) -> float:

@@ -142,15 +142,20 @@ class SuccessCriteria(StageConfig):
     BORROWED: ClassVar[dict[str, str]] = {"sensitive_features": "data"}
     sensitive_features: Names
     primary_metric: Literal["roc_auc", "average_precision", "accuracy", "f1", "precision", "recall"]
-    min_primary_metric: Fraction
+    max_quality_loss_vs_baseline: Fraction
     min_cost_reduction_vs_baseline: Annotated[float, Field(le=1)]
-    max_plausible_roc_auc: Annotated[float, Field(gt=0.5, le=1)]
-    max_demographic_parity_difference: Fraction
-    max_equalized_odds_difference: Fraction
+    min_primary_metric: Fraction | None = None
+    min_cost_reduction_vs_process: Annotated[float, Field(le=1)] | None = None
+    max_plausible_roc_auc: Annotated[float, Field(gt=0.5, le=1)] | None = None
+    max_demographic_parity_difference: Fraction | None = None
+    max_equalized_odds_difference: Fraction | None = None
     max_batch_latency_ms: Positive
     psi_alert: Positive
     max_drifted_features: Annotated[int, Field(ge=0)]
     max_staleness_days: Positive
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
+    decide_on: Literal["interval", "point"] = "interval"
+    fairness_power: Annotated[float, Field(ge=0.5, lt=1)] = 0.8
 
 
 class DataSelection(DataContract):
@@ -196,7 +201,6 @@ class DataPipeline(StageConfig):
     SECTION: ClassVar[str] = "data_pipeline"
     validation_fraction: Annotated[float, Field(gt=0, lt=1)]
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
-    drop_duplicates: bool
     max_rows: Annotated[int, Field(ge=100)] = 1_000_000
     seed: Seed
 
@@ -220,7 +224,6 @@ class Deployment(StageConfig):
 
 class FairnessAssessment(Mitigation):
     SECTION: ClassVar[str] = "fairness_assessment"
-    bootstrap_samples: Annotated[int, Field(ge=0)]
     mitigation: Literal["auto", "none", "threshold_optimizer", "exponentiated_gradient"]
 
 
@@ -236,6 +239,10 @@ class Monitoring(StageConfig):
     group_mix_batch: Annotated[int, Field(ge=0)]
     label_shift_batch: Annotated[int, Field(ge=0)]
     psi_warning: Positive
+    # drift alerts: at most this share of them expected false (Benjamini-Hochberg over features and windows)
+    drift_fdr: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    # quality and fairness are judged on a window when this share of each decision's rows has its outcome
+    min_label_completeness: Annotated[float, Field(gt=0, le=1)] = 0.8
     min_group_size: Count
     fairness_bootstrap_samples: Annotated[int, Field(ge=0)]
     model_age_days: Annotated[float, Field(ge=0)]
@@ -268,7 +275,10 @@ class Retraining(Search, Mitigation):
     trigger_on_monitoring: bool
     trigger_on_schedule: bool
     force: bool
+    min_labelled_rows: Annotated[int, Field(ge=100)] = 5000
     max_regression: Annotated[float, Field(ge=0, le=1)]
+    max_cost_increase: Annotated[float, Field(ge=0)] = 0.02
+    min_gain: Annotated[float, Field(ge=0, le=1)] = 0.0
     # a challenger that passes the gates is staged, and goes into service on `<package> approve` (registry.py)
     require_approval: bool = True
     challenger_models: Annotated[Names, Field(min_length=1)]

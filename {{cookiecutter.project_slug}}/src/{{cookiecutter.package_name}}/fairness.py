@@ -1,14 +1,28 @@
-"""Group fairness of decisions: per-group metrics (fairlearn's MetricFrame), gaps, intervals. Adapt freely.
+"""Group fairness of decisions: per-group rates, gaps with their intervals, and which groups are gated. Adapt with care: steps 08, 09 and 10 judge fairness through :func:`assess`.
 
-The gaps follow fairlearn's definitions (demographic parity difference: largest
-minus smallest selection rate; equalized odds difference: the larger of the true
-and false positive rate differences), computed over the groups large enough to
-measure, and fast enough to bootstrap. The unit tests check them against
-fairlearn's own functions.
+The gaps follow fairlearn's definitions (demographic parity difference: largest minus
+smallest selection rate; equalized odds difference: the larger of the true and false
+positive rate differences; the unit tests check them against fairlearn's own functions),
+over the groups of each sensitive feature and of their intersection (``sex & race``).
+
+One rule serves every step that judges fairness (:func:`assess`, with step 02's
+:class:`FairnessRule`):
+
+* **Which groups are gated** follows from power, not a fixed size: a group counts in a gap
+  when, at its size, the gate would pass fair decisions and catch a gap of its own size with
+  ``power`` (0.8) over all the pairs compared (:func:`_gated`, :func:`.intervals.required_rows`;
+  for equalized odds, its positives and negatives). Smaller groups are reported with the rows
+  they lack.
+* **The gap's interval** covers every pair of gated groups at once (Newcombe intervals,
+  Bonferroni over the pairs, :func:`.intervals.largest_gap`), so a gate that passes on the
+  upper bound is wrong at most ``(1 - confidence) / 2`` of the time, however many groups there
+  are. The point estimate of a max-minus-min gap is biased upward on small groups; the
+  interval is not built around it, so it is not.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +31,9 @@ from fairlearn.metrics import MetricFrame, count, false_positive_rate, selection
 from sklearn.metrics import precision_score
 
 from . import data
+from . import gates
+from .gates import grouping_names
+from .intervals import Estimate, combined_gap, largest_gap, required_rows, wilson, z_value
 
 GROUP_METRICS = {
     "count": count,
@@ -25,23 +42,14 @@ GROUP_METRICS = {
     "false_positive_rate": false_positive_rate,
     "precision": lambda y, p: precision_score(y, p, zero_division=0),
 }
+GAPS = ("demographic_parity", "equalized_odds")
+DEFAULT_GAP = 0.15  # how groups are sized for a gap that no gate names
 
 
 def metric_frame(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series | pd.DataFrame) -> MetricFrame:
     return MetricFrame(
         metrics=GROUP_METRICS, y_true=np.asarray(y_true), y_pred=np.asarray(y_pred), sensitive_features=groups
     )
-
-
-def group_table(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, samples: int, seed: int) -> pd.DataFrame:
-    """Per-group metrics of one grouping with their bootstrap intervals (``<metric>_low``, ``<metric>_high``),
-    largest group first."""
-    table = metric_frame(y_true, y_pred, groups).by_group
-    wide = bootstrap_intervals(y_true, y_pred, groups, samples, seed).pivot(
-        index="group", columns="metric", values=["low", "high"]
-    )
-    wide.columns = [f"{metric}_{bound}" for bound, metric in wide.columns]
-    return table.join(wide).sort_values("count", ascending=False)
 
 
 def group_metrics_table(
@@ -55,165 +63,177 @@ def group_metrics_table(
     return table
 
 
-MIN_CLASS_COUNT = 10  # a true/false positive rate from fewer cases than this is noise, not evidence
+def groupings(frame: pd.DataFrame, spec: dict[str, Any]) -> pd.DataFrame:
+    """One column of group labels per gated grouping: each sensitive feature, and their intersection."""
+    groups = data.sensitive_groups(frame, spec)
+    if len(spec["sensitive_features"]) > 1:
+        groups[" & ".join(spec["sensitive_features"])] = data.intersection_labels(groups)
+    return groups[grouping_names(spec["sensitive_features"])]
 
 
-def assessable(groups: pd.Series, min_group_size: int, y_true: np.ndarray | None = None) -> np.ndarray:
-    """Rows whose group is large enough to measure: ``min_group_size`` rows and, when
-    ``y_true`` is given (for error-rate gaps), :data:`MIN_CLASS_COUNT` cases of each class."""
-    codes, _ = pd.factorize(groups.to_numpy())
-    counts = _group_counts(
-        codes, np.zeros(len(codes)) if y_true is None else np.asarray(y_true, float), np.zeros(len(codes))
+@dataclass(frozen=True)
+class FairnessRule:
+    """How every step judges fairness: the gates' thresholds, the intervals' confidence, the power that sizes groups."""
+
+    thresholds: dict[str, float]  # "demographic_parity" / "equalized_odds" -> the largest gap allowed
+    confidence: float = 0.95
+    power: float = 0.8
+
+    @classmethod
+    def of(cls, criteria: dict[str, Any]) -> FairnessRule:
+        """The rule of step 02's ``success_criteria.json``."""
+        c = criteria["criteria"]
+        chosen = {name: c.get(f"max_{name}_difference") for name in GAPS}
+        # a gap the team does not gate is still measured and reported, its groups sized as the gated one's
+        fallback = next((float(v) for v in chosen.values() if v is not None), DEFAULT_GAP)
+        return cls(
+            {name: fallback if v is None else float(v) for name, v in chosen.items()},
+            float(c.get("confidence", 0.95)),
+            float(c.get("fairness_power", 0.8)),
+        )
+
+
+def _counts(y: np.ndarray, decisions: np.ndarray, labels: pd.Series) -> pd.DataFrame:
+    codes, uniques = pd.factorize(labels.astype(str).to_numpy(), sort=True)
+    n = len(uniques)
+    rows = np.bincount(codes, minlength=n).astype(float)
+    positives = np.bincount(codes, weights=y, minlength=n)
+    selected = np.bincount(codes, weights=decisions, minlength=n)
+    hits = np.bincount(codes, weights=y * decisions, minlength=n)
+    table = pd.DataFrame(
+        {
+            "rows": rows,
+            "positives": positives,
+            "negatives": rows - positives,
+            "selected": selected,
+            "true_positives": hits,
+            "false_positives": selected - hits,
+        },
+        index=pd.Index(uniques, name="group"),
     )
-    ok = counts["rows"] >= min_group_size
-    if y_true is not None:
-        ok &= (counts["positives"] >= MIN_CLASS_COUNT) & (counts["rows"] - counts["positives"] >= MIN_CLASS_COUNT)
-    return ok[codes]
+    return table[table["rows"] > 0]
 
 
-def _group_counts(
-    codes: np.ndarray, y: np.ndarray, p: np.ndarray, n_groups: int | None = None
-) -> dict[str, np.ndarray]:
-    n = int(codes.max()) + 1 if n_groups is None else n_groups
-    return {
-        "rows": np.bincount(codes, minlength=n).astype(float),
-        "positives": np.bincount(codes, weights=y, minlength=n),
-        "selected": np.bincount(codes, weights=p, minlength=n),
-        "true_positives": np.bincount(codes, weights=y * p, minlength=n),
-    }
+def _gated(available: pd.Series, rate: float, threshold: float, rule: FairnessRule, per_pair: int = 1):
+    """Which groups are gated, and how many of ``available`` (rows, positives or negatives) a group needs to join them.
 
-
-def _spread(values: np.ndarray) -> tuple[float, float]:
-    """Largest difference and smallest ratio between groups (NaN with fewer than two groups)."""
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    high, low = float(values.max()), float(values.min())
-    return high - low, (low / high if high > 0 else float("nan"))
-
-
-def _gaps_from_codes(
-    codes: np.ndarray, n_groups: int, y: np.ndarray, p: np.ndarray, min_group_size: int
-) -> dict[str, float]:
-    c = _group_counts(codes, y, p, n_groups)
-    negatives = c["rows"] - c["positives"]
-    big = c["rows"] >= min_group_size
-    out = {}
-    out["demographic_parity_difference"], out["demographic_parity_ratio"] = _spread(c["selected"][big] / c["rows"][big])
-    both = big & (c["positives"] >= MIN_CLASS_COUNT) & (negatives >= MIN_CLASS_COUNT)
-    tpr_gap, tpr_ratio = _spread(c["true_positives"][both] / c["positives"][both])
-    fpr_gap, fpr_ratio = _spread((c["selected"] - c["true_positives"])[both] / negatives[both])
-    out["equalized_odds_difference"] = max(tpr_gap, fpr_gap) if both.sum() >= 2 else float("nan")
-    out["equalized_odds_ratio"] = min(tpr_ratio, fpr_ratio) if both.sum() >= 2 else float("nan")
-    return out
-
-
-def fairness_gaps(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, min_group_size: int) -> dict[str, float]:
-    """Demographic parity and equalized odds differences and ratios over measurable groups.
-
-    Demographic parity uses groups with at least ``min_group_size`` rows; equalized
-    odds also needs :data:`MIN_CLASS_COUNT` positives and negatives per group.
+    Groups join largest first. With ``k`` groups the gap compares ``k (k - 1) / 2`` pairs (times
+    ``per_pair`` rates each), so each pair's interval is at a Bonferroni level, and each group
+    needs the power ``1 - (1 - power) / (k - 1)``, so that a gate whose groups are all fair passes
+    with at least ``power`` (the union bound over the pairs with the largest group). The next
+    group joins only when it is large enough for the larger set; every smaller one is reported
+    with the size it would need to join.
     """
-    codes, uniques = pd.factorize(pd.Series(groups).to_numpy())
-    return _gaps_from_codes(codes, len(uniques), np.asarray(y_true, float), np.asarray(y_pred, float), min_group_size)
+    order = available[available > 0].sort_values(ascending=False)
+    gated, need = 0, float("inf")
+    for k in range(2, len(order) + 1):
+        pairs = k * (k - 1) // 2 * per_pair
+        power = 1 - (1 - rule.power) / (k - 1)
+        confidence = 1 - (1 - rule.confidence) / pairs
+        need = required_rows(rate, threshold, float(order.iloc[0]), confidence, power)
+        if not np.isfinite(need):  # even the largest group is too small: what each would need beside an equal one
+            need = 2 * required_rows(rate, threshold, float("inf"), confidence, power)
+        if order.iloc[k - 1] < need:
+            break
+        gated = k
+    members = set(order.index[:gated]) if gated >= 2 else set()
+    mask = pd.Series(available.index.isin(list(members)), index=available.index)
+    return mask, pd.Series(np.where(mask, 0.0, need), index=available.index)
 
 
-def gap_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], min_group_size: int
-) -> dict[str, float]:
-    """Gap metrics named as the gates name them, e.g. ``demographic_parity_difference[sex]``."""
-    groups = data.sensitive_groups(frame, spec)
-    out = {}
-    for feature in spec["sensitive_features"]:
-        for name, value in fairness_gaps(y_true, y_pred, groups[feature], min_group_size).items():
-            out[f"{name}[{feature}]"] = value
-    return out
-
-
-def gap_lower_bounds(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    frame: pd.DataFrame,
-    spec: dict[str, Any],
-    min_group_size: int,
-    samples: int,
-    seed: int,
-    level: float = 0.9,
-) -> dict[str, float]:
-    """One-sided bootstrap lower bounds of the difference gaps: how large a gap is *at least*.
-
-    Monitoring alerts on these, so that a small batch's sampling noise alone does not
-    raise a fairness alarm; a gap whose lower bound is above the gate is real.
-    """
-    rng = np.random.default_rng(seed)
-    groups = data.sensitive_groups(frame, spec)
-    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
-    encoded = {f: pd.factorize(groups[f].to_numpy()) for f in spec["sensitive_features"]}
-    draws: dict[str, list[float]] = {}
-    for _ in range(samples):
-        pick = rng.integers(0, len(groups), len(groups))
-        for feature, (codes, uniques) in encoded.items():
-            gaps = _gaps_from_codes(codes[pick], len(uniques), y_true[pick], y_pred[pick], min_group_size)
-            for name in ("demographic_parity_difference", "equalized_odds_difference"):
-                draws.setdefault(f"{name}[{feature}]", []).append(gaps[name])
-    return {
-        name: float(np.nanquantile(values, 1 - level)) if np.isfinite(values).any() else float("nan")
-        for name, values in draws.items()
-    }
-
-
-def bootstrap_intervals(
-    y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series, samples: int, seed: int, level: float = 0.95
-) -> pd.DataFrame:
-    """Percentile bootstrap intervals of every per-group rate (rows resampled within each group).
-
-    Each group is one call of :func:`.compute.run` with a random stream of its own (the
-    ``seed``'s SeedSequence spawned once per group, in the groups' order of appearance), so the
-    intervals are the same whether the groups run in this process or on a cluster's workers.
-    """
-    from . import compute
-
-    y_true, y_pred, g = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int), groups.to_numpy()
-    present = pd.unique(g)
-    streams = np.random.SeedSequence(seed).spawn(len(present))
-    calls = [
-        (y_true[g == group], y_pred[g == group], samples, stream, level)
-        for group, stream in zip(present, streams, strict=True)
-    ]
-    rows = []
-    for group, intervals in zip(present, compute.run(group_intervals, calls), strict=True):
-        rows += [{"group": group, "metric": name, "low": lo, "high": hi} for name, (lo, hi) in intervals.items()]
-    return pd.DataFrame(rows)
-
-
-BOOTSTRAP_CHUNK = 1 << 24  # drawn rows per chunk of resamples (int64: 128 MB per array)
-
-
-def group_intervals(
-    y_true: np.ndarray, y_pred: np.ndarray, samples: int, stream: np.random.SeedSequence, level: float
-) -> dict[str, tuple[float, float]]:
-    """One group's percentile bootstrap intervals of its selection rate, TPR, FPR and precision."""
-    rng = np.random.default_rng(stream)
-    bounds = [(1 - level) / 2, 1 - (1 - level) / 2]
-    # the resamples a few at a time (about 16M drawn rows each): a group of a million rows would need
-    # gigabytes at once; the generator draws the same numbers in the same order either way
-    per_chunk = max(1, min(samples, BOOTSTRAP_CHUNK // max(len(y_true), 1)))
-    chunks = []
-    for start in range(0, max(samples, 1), per_chunk):  # samples=0: one empty chunk, no interval
-        pick = rng.integers(0, len(y_true), size=(min(per_chunk, samples - start), len(y_true)))
-        yt, yp = y_true[pick], y_pred[pick]
+def _one_grouping(y: np.ndarray, decisions: np.ndarray, labels: pd.Series, rule: FairnessRule):
+    counts = _counts(y, decisions, labels)
+    total = counts.sum()
+    z = z_value(rule.confidence)
+    table = counts.copy()
+    for name, hits, trials in (
+        ("selection_rate", "selected", "rows"),
+        ("true_positive_rate", "true_positives", "positives"),
+        ("false_positive_rate", "false_positives", "negatives"),
+    ):
         with np.errstate(invalid="ignore", divide="ignore"):
-            chunks.append(
-                {
-                    "selection_rate": yp.mean(axis=1),
-                    "true_positive_rate": (yt * yp).sum(axis=1) / yt.sum(axis=1),
-                    "false_positive_rate": ((1 - yt) * yp).sum(axis=1) / (1 - yt).sum(axis=1),
-                    "precision": (yt * yp).sum(axis=1) / yp.sum(axis=1),
-                }
-            )
-    rates = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
-    out = {}
-    for name, values in rates.items():
-        finite = values[np.isfinite(values)]
-        lo, hi = np.quantile(finite, bounds) if len(finite) else (np.nan, np.nan)
-        out[name] = (float(lo), float(hi))
-    return out
+            table[name] = counts[hits] / counts[trials]
+        table[f"{name}_low"], table[f"{name}_high"] = wilson(counts[hits], counts[trials], z)
+    selection = total["selected"] / total["rows"]
+    tpr = total["true_positives"] / total["positives"] if total["positives"] else 0.5
+    fpr = total["false_positives"] / total["negatives"] if total["negatives"] else 0.5
+    dp_gated, need_rows = _gated(counts["rows"], selection, rule.thresholds["demographic_parity"], rule)
+    pos_gated, need_pos = _gated(counts["positives"], tpr, rule.thresholds["equalized_odds"], rule, per_pair=2)
+    neg_gated, need_neg = _gated(counts["negatives"], fpr, rule.thresholds["equalized_odds"], rule, per_pair=2)
+    table["gated_demographic_parity"] = dp_gated
+    table["gated_equalized_odds"] = pos_gated & neg_gated
+    prevalence = (counts["positives"] / counts["rows"]).clip(0.01, 0.99)
+    short_eo = np.maximum(
+        np.where(pos_gated, 0.0, (need_pos - counts["positives"]) / prevalence),
+        np.where(neg_gated, 0.0, (need_neg - counts["negatives"]) / (1 - prevalence)),
+    )
+    table["rows_needed_demographic_parity"] = np.ceil(np.maximum(need_rows - counts["rows"], 0)).where(~dp_gated, 0)
+    table["rows_needed_equalized_odds"] = np.where(table["gated_equalized_odds"], 0, np.ceil(np.maximum(short_eo, 0)))
+    dp = table[table["gated_demographic_parity"]]
+    eo = table[table["gated_equalized_odds"]]
+    estimates = {
+        "demographic_parity": largest_gap(dp["selected"], dp["rows"], rule.confidence),
+        "equalized_odds": combined_gap(
+            [
+                largest_gap(eo["true_positives"], eo["positives"], rule.confidence, extra_comparisons=2),
+                largest_gap(eo["false_positives"], eo["negatives"], rule.confidence, extra_comparisons=2),
+            ]
+        ),
+    }
+    return estimates, table.sort_values("rows", ascending=False)
+
+
+@dataclass
+class Assessment:
+    """Fairness of a set of decisions: the gates' estimates, and the per-group table behind them."""
+
+    estimates: dict[str, Estimate]  # named as the gates' metrics, e.g. ``equalized_odds_difference[sex & race]``
+    groups: pd.DataFrame  # index (grouping, group): counts, rates with Wilson intervals, gated, rows needed
+
+    def unmeasured(self, grouping: str, gap: str) -> str:
+        """Why a gap could not be measured: the groups short of rows, with how many more they need."""
+        table = self.groups.loc[grouping]
+        needed = table[f"rows_needed_{gap}"]
+        short = needed[needed > 0].head(4)
+        needs = ", ".join(f"`{g}` ~{int(n):,} more rows" for g, n in short.items())
+        return f"fewer than two groups of `{grouping}` large enough to compare" + (f"; {needs}" if needs else "")
+
+    def small_groups(self, gap: str) -> pd.DataFrame:
+        """The groups reported but not gated for ``gap``, with the rows each would need."""
+        short = self.groups[~self.groups[f"gated_{gap}"]]
+        return short[["rows", "positives", f"rows_needed_{gap}"]]
+
+
+def assess(y_true: np.ndarray, decisions: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], rule: FairnessRule) -> Assessment:
+    """The fairness gates' estimates for ``decisions`` on the rows of ``frame``: the one rule of steps 08, 09 and 10."""
+    y, d = np.asarray(y_true, float), np.asarray(decisions, float)
+    estimates, tables = {}, {}
+    for grouping, labels in groupings(frame, spec).items():
+        found, tables[grouping] = _one_grouping(y, d, labels, rule)
+        for gap, estimate in found.items():
+            estimates[f"{gap}_difference[{grouping}]"] = estimate
+    return Assessment(estimates, pd.concat(tables, names=["grouping", "group"]))
+
+
+def group_table(assessment: Assessment, grouping: str) -> pd.DataFrame:
+    """One grouping's per-group rates with their 95 % Wilson intervals and whether each group is gated."""
+    return assessment.groups.loc[grouping]
+
+
+def gate_table(
+    y_true: np.ndarray, decisions: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], criteria: dict[str, Any]
+) -> tuple[pd.DataFrame, Assessment]:
+    """Step 02's fairness gates judged on ``decisions`` (:func:`assess`, :func:`.gates.evaluate`), and the assessment.
+
+    An unmeasured gate's note names the groups that lack rows and how many more each needs.
+    """
+    assessment = assess(y_true, decisions, frame, spec, FairnessRule.of(criteria))
+    table = gates.evaluate(
+        gates.gates_for(criteria["gates"], "fairness_assessment"), assessment.estimates, criteria["criteria"]["decide_on"]
+    )
+    notes = table["note"].copy()
+    for i, row in table.iterrows():
+        if row["verdict"] == gates.NOT_MEASURED:
+            gap, grouping = row["metric"].removesuffix("]").split("_difference[")
+            notes[i] = "not measured: " + assessment.unmeasured(grouping, gap)
+    return table.assign(note=notes), assessment

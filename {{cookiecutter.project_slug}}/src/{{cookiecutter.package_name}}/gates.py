@@ -2,7 +2,9 @@
 
 Step 02 writes the gates to ``reports/02_success_criteria/success_criteria.json``;
 later steps read them from there (never from a copy) and evaluate the ones
-they enforce with :func:`evaluate`.
+they enforce with :func:`evaluate`, on estimates with their confidence intervals
+(:mod:`.intervals`): one rule for every step, :func:`verdict`. A release or a promotion
+needs every gate to pass; an alarm (step 09) needs a gate to fail on evidence (:func:`breaches`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import operator
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from .intervals import Estimate
 
 OPERATORS = {">=": operator.ge, "<=": operator.le}
 
@@ -29,27 +34,66 @@ def gate(name: str, metric: str, op: str, threshold: float, enforced_by: Iterabl
     }
 
 
+def grouping_names(sensitive_features: Iterable[str]) -> list[str]:
+    """The groupings whose fairness is gated: each sensitive feature, and their intersection when
+    there are several (``sex & race``, as :func:`.data.intersection_labels` names it)."""
+    features = list(sensitive_features)
+    return features + ([" & ".join(features)] if len(features) > 1 else [])
+
+
 def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> list[dict[str, Any]]:
-    """Turn the ``success_criteria`` parameters into the list of gates later steps enforce."""
-    c = criteria
+    """Turn the ``success_criteria`` parameters into the list of gates later steps enforce.
+
+    Quality gates are relative by default: to step 06's reference baseline (the baseline that
+    decides at the lowest cost on the validation split), measured on the same rows as the model,
+    so that they mean something on any data. Absolute ones (``min_primary_metric``, the cost
+    against step 01's baseline process) are added only when their parameter is set.
+    """
+    c, primary = criteria, criteria["primary_metric"]
+    modeling_stages = ["modeling", "retraining"]
     gates = [
         gate(
             "model_quality",
-            f"test_{c['primary_metric']}",
+            "quality_vs_baseline",
             ">=",
-            c["min_primary_metric"],
-            ["modeling", "retraining"],
-            f"the model must reach {c['primary_metric']} of at least this on the test split",
+            -c["max_quality_loss_vs_baseline"],
+            modeling_stages,
+            f"{primary} minus the reference baseline's on the same rows: the model may trail the simplest honest "
+            f"model by at most {c['max_quality_loss_vs_baseline']:g} (relative)",
         ),
         gate(
             "cost_vs_baseline",
             "cost_reduction_vs_baseline",
             ">=",
             c["min_cost_reduction_vs_baseline"],
-            ["modeling", "retraining"],
-            "relative reduction of the expected cost per decision against the baseline process",
+            modeling_stages,
+            "relative reduction of the expected cost per decision against the reference baseline's, on the same "
+            "rows (relative)",
         ),
     ]
+    if c.get("min_primary_metric") is not None:
+        gates.append(
+            gate(
+                "model_quality_floor",
+                f"test_{primary}",
+                ">=",
+                c["min_primary_metric"],
+                modeling_stages,
+                f"{primary} of at least this on the judged rows (absolute, set by the team)",
+            )
+        )
+    if c.get("min_cost_reduction_vs_process") is not None:
+        gates.append(
+            gate(
+                "cost_vs_process",
+                "cost_reduction_vs_process",
+                ">=",
+                c["min_cost_reduction_vs_process"],
+                modeling_stages,
+                "relative reduction of the expected cost against step 01's baseline process, at the judged rows' "
+                "prevalence (absolute: the process's error rates are the team's estimates)",
+            )
+        )
     if c.get("max_plausible_roc_auc") is not None:
         gates.append(
             gate(
@@ -57,31 +101,27 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
                 "test_roc_auc",
                 "<=",
                 c["max_plausible_roc_auc"],
-                ["modeling", "retraining"],
+                modeling_stages,
                 "a model this good is more often a leak (a column recorded after the outcome) than a breakthrough",
             )
         )
-    for feature in sensitive_features:
-        gates.append(
-            gate(
-                f"demographic_parity[{feature}]",
-                f"demographic_parity_difference[{feature}]",
-                "<=",
-                c["max_demographic_parity_difference"],
-                ["fairness_assessment", "monitoring", "retraining"],
-                f"largest gap in selection rate between groups of {feature}",
+    for grouping in grouping_names(sensitive_features):
+        for name, metric, key, what in (
+            ("demographic_parity", "demographic_parity_difference", "max_demographic_parity_difference", "selection rate"),
+            ("equalized_odds", "equalized_odds_difference", "max_equalized_odds_difference", "true or false positive rate"),
+        ):
+            if c.get(key) is None:  # a criterion the team did not choose is measured and reported, not gated
+                continue
+            gates.append(
+                gate(
+                    f"{name}[{grouping}]",
+                    f"{metric}[{grouping}]",
+                    "<=",
+                    c[key],
+                    ["fairness_assessment", "monitoring", "retraining"],
+                    f"largest gap in {what} between the groups of {grouping} large enough to measure it",
+                )
             )
-        )
-        gates.append(
-            gate(
-                f"equalized_odds[{feature}]",
-                f"equalized_odds_difference[{feature}]",
-                "<=",
-                c["max_equalized_odds_difference"],
-                ["fairness_assessment", "monitoring", "retraining"],
-                f"largest gap in true or false positive rate between groups of {feature}",
-            )
-        )
     gates += [
         gate(
             "latency",
@@ -106,7 +146,7 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
             "<=",
             c["max_staleness_days"],
             ["monitoring", "retraining"],
-            "days since the deployed model was trained",
+            "days since the model in service was installed",
         ),
     ]
     return gates
@@ -117,27 +157,81 @@ def gates_for(gates: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
     return [g for g in gates if stage in g["enforced_by"]]
 
 
-def evaluate(gates: list[dict[str, Any]], observed: dict[str, float]) -> pd.DataFrame:
-    """One row per gate: the observed value of its metric and whether it passes.
+PASS, FAIL, INCONCLUSIVE, NOT_MEASURED, NOT_REACHED = "pass", "fail", "inconclusive", "not measured", "not reached"
+DECIDE_ON = ("interval", "point")
 
-    A gate whose metric was not observed fails: a gate is never passed by absence.
+
+def verdict(g: dict[str, Any], estimate: Estimate, decide_on: str = "interval") -> str:
+    """One gate's verdict on an estimate: pass, fail, inconclusive or not measured.
+
+    ``interval`` (the default rule): a gate passes when the whole confidence interval is on the
+    right side of the threshold (for ``<=``: its upper bound is at or under it), fails when the
+    whole interval is on the wrong side, and is inconclusive when the interval holds the
+    threshold: the rows judged cannot tell. ``point``: the point estimate alone decides (a
+    team's choice, said in every report), and nothing is inconclusive.
     """
+    if not estimate.measured:
+        return NOT_MEASURED
+    holds = OPERATORS[g["operator"]]
+    if decide_on == "point" or not (np.isfinite(estimate.low) and np.isfinite(estimate.high)):
+        return PASS if holds(estimate.value, g["threshold"]) else FAIL
+    favourable, unfavourable = (
+        (estimate.high, estimate.low) if g["operator"] == "<=" else (estimate.low, estimate.high)
+    )
+    if holds(favourable, g["threshold"]):
+        return PASS
+    return INCONCLUSIVE if holds(unfavourable, g["threshold"]) else FAIL
+
+
+def as_estimate(value: Any) -> Estimate:
+    """An observed value as an :class:`.intervals.Estimate` (a plain number is exact, None or NaN missing)."""
+    if isinstance(value, Estimate):
+        return value
+    if value is None or pd.isna(value):
+        return Estimate.missing()
+    return Estimate.exact(float(value))
+
+
+def evaluate(
+    gates: list[dict[str, Any]],
+    observed: dict[str, Any],
+    decide_on: str = "interval",
+    unreached: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """One row per gate: the observed value of its metric, its interval, its verdict and whether it passes.
+
+    ``observed`` maps a gate's metric to an :class:`.intervals.Estimate` (or a plain number, exact:
+    a count, a latency). A gate whose metric was not observed fails: a gate is never passed by
+    absence. ``unreached`` names the metrics not measured because an earlier gate already
+    stopped the model (with why): their gates do not pass either, but are not a reason of
+    their own (:func:`failures` leaves them out).
+    """
+    if decide_on not in DECIDE_ON:
+        raise ValueError(f"success_criteria.decide_on must be one of {list(DECIDE_ON)}, got {decide_on!r}")
+    unreached = unreached or {}
     rows = []
     for g in gates:
-        value = observed.get(g["metric"])
-        missing = value is None or pd.isna(value)
-        passed = (not missing) and bool(OPERATORS[g["operator"]](float(value), g["threshold"]))
+        estimate = as_estimate(observed.get(g["metric"]))
+        found = verdict(g, estimate, decide_on)
+        note = ""
+        if found == NOT_MEASURED and g["metric"] in unreached:
+            found, note = NOT_REACHED, unreached[g["metric"]]
+        elif decide_on == "point" and found != NOT_MEASURED:
+            note = "decided on the point estimate (success_criteria.decide_on)"
         rows.append(
             {
                 "gate": g["name"],
                 "metric": g["metric"],
                 "rule": f"{g['operator']} {g['threshold']:g}",
-                "value": None if missing else float(value),
-                "passed": passed,
-                "note": "not measured" if missing else "",
+                "value": estimate.value if estimate.measured else None,
+                "low": estimate.low if estimate.measured else None,
+                "high": estimate.high if estimate.measured else None,
+                "verdict": found,
+                "passed": found == PASS,
+                "note": note or (found if found == NOT_MEASURED else ""),
             }
         )
-    return pd.DataFrame(rows, columns=["gate", "metric", "rule", "value", "passed", "note"])
+    return pd.DataFrame(rows, columns=["gate", "metric", "rule", "value", "low", "high", "verdict", "passed", "note"])
 
 
 def without_values(table: pd.DataFrame, metrics: Iterable[str], note: str) -> pd.DataFrame:
@@ -150,10 +244,38 @@ def without_values(table: pd.DataFrame, metrics: Iterable[str], note: str) -> pd
     return table.assign(value=table["value"].where(~volatile, None), note=table["note"].where(~volatile, note))
 
 
+def _shown(row: Any) -> str:
+    if row.value is None or pd.isna(row.value):
+        return row.note or NOT_MEASURED
+    interval = "" if row.low is None or pd.isna(row.low) or row.low == row.high else f" [{row.low:.4g}, {row.high:.4g}]"
+    return f"{row.value:.4g}{interval}"
+
+
 def failures(table: pd.DataFrame) -> list[str]:
-    """Human-readable reasons for every failed gate in an :func:`evaluate` table."""
+    """Human-readable reasons for every gate that did not pass (a gate not reached is not a reason of its own)."""
     reasons = []
     for row in table[~table["passed"]].itertuples(index=False):
-        shown = (row.note or "not measured") if row.value is None or pd.isna(row.value) else f"{row.value:.4g}"
-        reasons.append(f"{row.gate}: {row.metric} = {shown}, required {row.rule}")
+        found = getattr(row, "verdict", FAIL)
+        if found == NOT_REACHED:
+            continue
+        if found == INCONCLUSIVE:
+            reasons.append(
+                f"{row.gate}: inconclusive, {row.metric} = {_shown(row)} holds the threshold ({row.rule}): "
+                "the rows judged cannot tell"
+            )
+        else:
+            reasons.append(f"{row.gate}: {row.metric} = {_shown(row)}, required {row.rule}")
     return reasons
+
+
+def breaches(table: pd.DataFrame) -> list[str]:
+    """The reasons of the gates that fail on evidence (an alarm: inconclusive or unmeasured gates raise none)."""
+    return failures(table[table["verdict"] == FAIL])
+
+
+def overall(table: pd.DataFrame) -> str:
+    """pass (every gate passes), fail (a gate fails or was not measured) or inconclusive (the rest)."""
+    verdicts = set(table["verdict"])
+    if verdicts <= {PASS}:
+        return PASS
+    return INCONCLUSIVE if verdicts <= {PASS, INCONCLUSIVE} else FAIL

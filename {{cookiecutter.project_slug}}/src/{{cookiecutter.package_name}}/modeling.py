@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,11 +33,19 @@ from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 from . import bias, compute, data, features
-from .business import Costs, cost_of_predictions
+from .business import Costs, cost_of_predictions, process_row_costs, row_costs
 from .config import Search
+from .intervals import Estimate, bootstrap, delong, ratio_interval, reduction
 from .profiling import feature_columns
 
 BASELINES = ("majority_class", "shallow_tree")
+
+
+class Scored(NamedTuple):
+    """A model's scores and decisions on the rows being judged (the same rows for every model compared)."""
+
+    scores: np.ndarray
+    decisions: np.ndarray
 
 
 def _majority_class(spec: dict[str, Any], seed: int) -> Pipeline:
@@ -115,6 +124,12 @@ def probabilities(model: Any, x: pd.DataFrame) -> np.ndarray:
     return np.asarray(model.predict_proba(x))[:, 1]
 
 
+def scored(model: Any, x: pd.DataFrame, threshold: float) -> Scored:
+    """A fitted pipeline's scores on ``x`` and its decisions at ``threshold`` (act when the score reaches it)."""
+    p = probabilities(model, x)
+    return Scored(p, (p >= threshold).astype(int))
+
+
 def cost_threshold(y: np.ndarray, scores: np.ndarray, cost_fp: float, cost_fn: float) -> tuple[float, float]:
     """The threshold (act when score >= t) minimising the business cost, and that cost."""
     candidates = np.unique(np.concatenate([np.quantile(scores, np.linspace(0, 1, 201)), [0.5, 1.01]]))
@@ -150,6 +165,85 @@ def evaluate_served(
         "selection_rate": float(decisions.mean()),
         "expected_cost": cost_of_predictions(y, decisions, cost_fp, cost_fn),
     }
+
+
+# metric -> (its scikit-learn function, whether it reads the scores rather than the decisions)
+METRIC_FUNCTIONS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], bool]] = {
+    "roc_auc": (roc_auc_score, True),
+    "average_precision": (average_precision_score, True),
+    "accuracy": (accuracy_score, False),
+    "f1": (lambda y, p: f1_score(y, p, zero_division=0), False),
+    "precision": (lambda y, p: precision_score(y, p, zero_division=0), False),
+    "recall": (lambda y, p: recall_score(y, p, zero_division=0), False),
+}
+BOOTSTRAP_SAMPLES = 400  # resamples of a metric without a closed-form interval (seeded: the same interval every run)
+
+
+def metric_estimate(
+    metric: str, y: np.ndarray, judged: Scored, confidence: float, seed: int, against: Scored | None = None
+) -> Estimate:
+    """A quality metric with its interval, or with ``against`` the paired difference ``judged - against``.
+
+    ROC AUC by DeLong's method (exact variance, one pass); the other metrics by a seeded paired
+    bootstrap of :data:`BOOTSTRAP_SAMPLES` resamples (:func:`.intervals.bootstrap`).
+    """
+    if metric == "roc_auc":
+        return delong(y, judged.scores, confidence, None if against is None else against.scores)
+    function, on_scores = METRIC_FUNCTIONS[metric]
+    pick = (lambda s: s.scores) if on_scores else (lambda s: s.decisions)
+    other = None if against is None else pick(against)
+    return bootstrap(function, y, pick(judged), confidence, BOOTSTRAP_SAMPLES, seed, against=other)
+
+
+def paired_estimates(
+    y: np.ndarray, judged: Scored, other: Scored, name: str, primary: str, costs: Costs, confidence: float, seed: int
+) -> dict[str, Estimate]:
+    """``judged`` against ``other`` on the same rows: ``quality_vs_<name>`` (the primary metric's paired
+    difference) and ``cost_reduction_vs_<name>`` (1 - the ratio of their mean costs), with intervals."""
+    own, theirs = row_costs(y, judged.decisions, *costs), row_costs(y, other.decisions, *costs)
+    return {
+        f"quality_vs_{name}": metric_estimate(primary, y, judged, confidence, seed, against=other),
+        f"cost_reduction_vs_{name}": reduction(ratio_interval(own, theirs, confidence)),
+    }
+
+
+def quality_estimates(
+    y: np.ndarray, judged: Scored, baseline: Scored, costs: Costs, criteria: dict[str, Any], charter: dict[str, Any], seed: int
+) -> dict[str, Estimate]:
+    """Every quality gate's estimate for ``judged`` on labelled rows (steps 06, 08, 10 call this one function).
+
+    Against the reference baseline scored on the same rows (``quality_vs_baseline``,
+    ``cost_reduction_vs_baseline``), against step 01's process at these rows' prevalence
+    (``cost_reduction_vs_process``), the primary metric itself and ROC AUC for the leakage alarm.
+    """
+    c = criteria["criteria"]
+    confidence, primary = float(c.get("confidence", 0.95)), c["primary_metric"]
+    own = row_costs(y, judged.decisions, *costs)
+    return {
+        **paired_estimates(y, judged, baseline, "baseline", primary, costs, confidence, seed),
+        "cost_reduction_vs_process": reduction(ratio_interval(own, process_row_costs(y, charter), confidence)),
+        f"test_{primary}": metric_estimate(primary, y, judged, confidence, seed),
+        "test_roc_auc": delong(y, judged.scores, confidence),
+    }
+
+
+BASELINE_FILE = "models/baseline.skops"
+
+
+def reference_scored(root: Path, frame: pd.DataFrame, spec: dict[str, Any]) -> Scored:
+    """Step 06's reference baseline (``models/baseline.skops``, at its own threshold) on ``frame``'s rows:
+    what steps 08 and 10 judge a model against, on the same rows."""
+    from .artifacts import load
+    from .project import read_json, report_dir
+
+    record = read_json(report_dir(root, "modeling") / "modeling.json")["reference_baseline"]
+    return scored(load(root / BASELINE_FILE), frame[feature_columns(spec)], record["threshold"])
+
+
+def reference_baseline(candidates: pd.DataFrame) -> str:
+    """The baseline every model is judged against: the one deciding at the lowest cost on validation."""
+    baselines = candidates[candidates["baseline"]]
+    return str(baselines.sort_values(["validation_expected_cost", "validation_roc_auc"], ascending=[True, False]).index[0])
 
 
 @dataclass

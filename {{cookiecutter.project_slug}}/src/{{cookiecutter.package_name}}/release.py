@@ -9,6 +9,8 @@ fits the mitigations on the rest, and compares every option, the deployed model 
 included, on the held-out rows (:func:`tradeoff_table`, :func:`choose`). :func:`judge`
 then scores the test split with the artifact that would be served, once, and evaluates
 the fairness and quality gates on its own scores and decisions, with step 07's verdict.
+Every gate judges an interval (:func:`.gates.evaluate`): the release needs each to pass on
+its bound, and the record says whether a refusal is a failure or inconclusive evidence.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ import numpy as np
 import pandas as pd
 
 from . import gates
-from .business import Costs, cost_reduction
+from .business import Costs
+from .fairness import Assessment, gate_table
+from .intervals import Estimate
 from .mitigation import Choice
+from .modeling import Scored
+from .profiling import feature_columns
 
 KINDS = ("threshold_optimizer", "exponentiated_gradient")
 
@@ -32,39 +38,45 @@ class Selection:
 
     fit_rows: int  # validation rows the mitigations were fitted on
     choice_rows: int  # validation rows held out from the fit, on which every option is compared
-    failed: list[str]  # fairness gates the deployed model fails on the held-out rows (measured ones)
-    features: list[str]  # the sensitive features whose gates fail: what the mitigations act on
-    constraints: list[str]  # the fairness constraints whose gates fail
+    failed: list[str]  # fairness gates the deployed model does not pass on the held-out rows (measured ones)
+    features: list[str]  # the sensitive features of those gates' groupings: what the mitigations act on
+    constraints: list[str]  # the fairness constraints of those gates
     options: dict[str, Choice]  # "none" (the deployed model as it is) and each mitigation fitted
     tradeoff: pd.DataFrame  # one row per option, on the held-out rows
     chosen: str
     notes: list[str] = field(default_factory=list)  # what could not be fitted, and sampling
 
 
+def grouping_features(failed: list[str], spec: dict[str, Any]) -> list[str]:
+    """The sensitive features in the groupings of failed gates (``equalized_odds[sex & race]: ...`` -> sex, race)."""
+    named = {f for line in failed for f in line.split("[", 1)[1].split("]", 1)[0].split(" & ")}
+    return [f for f in spec["sensitive_features"] if f in named]
+
+
 def choose_mitigation(
     bundle: dict[str, Any],
     spec: dict[str, Any],
     validation: pd.DataFrame,
-    fairness_gates: list[dict[str, Any]],
+    criteria: dict[str, Any],
     settings: Any,
     costs: Costs,
 ) -> Selection:
     """Decide on the validation split whether to mitigate, how, and which option to release.
 
     ``settings`` is step 08's :class:`.config.FairnessAssessment` (``mitigation``, seed,
-    ``min_group_size``, ``mitigation_max_rows``). The test split is not an argument: the
-    choice cannot see the rows the verdict is given on.
+    ``mitigation_max_rows``). The test split is not an argument: the choice cannot see the rows
+    the verdict is given on. The deployed model is mitigated for every fairness gate it does not
+    pass on the held-out rows, inconclusive ones included: the release will need them to pass.
     """
     from . import mitigation
-    from .profiling import feature_columns
 
     fit, choice = mitigation.split_for_choice(validation, spec, settings)
-    y, x = choice[spec["target"]].to_numpy(), choice[feature_columns(spec)]
-    groups = mitigation.sensitive_groups(choice, spec)
+    y = choice[spec["target"]].to_numpy()
+    x, groups = choice[feature_columns(spec)], mitigation.sensitive_groups(choice, spec)
     scores, decisions = _scored(bundle, choice)
-    deployed = gates.evaluate(fairness_gates, _gaps(y, decisions, choice, spec, settings))
-    failed = gates.failures(deployed[deployed["note"] != "not measured"])  # unmeasured gates cannot be mitigated
-    features = [f for f in spec["sensitive_features"] if any(f"[{f}]" in r for r in failed)]
+    deployed, _ = gate_table(y, decisions, choice, spec, criteria)
+    failed = gates.failures(deployed[deployed["verdict"].isin([gates.FAIL, gates.INCONCLUSIVE])])
+    features = grouping_features(failed, spec)
     constraints = mitigation.failing_constraints(failed)
     options, notes = (
         {"none": Choice()},
@@ -74,13 +86,13 @@ def choose_mitigation(
         for kind in KINDS:
             try:
                 options[kind] = mitigation.choose_fit(
-                    kind, bundle["model"], spec, fit, choice, features, constraints, fairness_gates, settings, costs
+                    kind, bundle["model"], spec, fit, choice, features, constraints, criteria, settings, costs
                 )
             except mitigation.MitigationUnavailable as exc:
                 notes.append(f"`{kind}` is not available on this data: {exc}.")
     decided = {name: decisions if o.model is None else o.model.decide(x, groups) for name, o in options.items()}
-    gaps = {name: _gaps(y, d, choice, spec, settings) for name, d in decided.items()}
-    tradeoff = tradeoff_table(options, decided, gaps, y, scores, fairness_gates, costs)
+    tables = {name: gate_table(y, d, choice, spec, criteria)[0] for name, d in decided.items()}
+    tradeoff = tradeoff_table(options, decided, tables, y, scores, costs)
     notes = [n for n in notes if n]
     chosen = choose(tradeoff, settings.mitigation)
     return Selection(len(fit), len(choice), failed, features, constraints, options, tradeoff, chosen, notes)
@@ -93,26 +105,16 @@ def _scored(bundle: dict[str, Any], frame: pd.DataFrame) -> tuple[np.ndarray, np
     return result["score"].to_numpy(), result["decision"].to_numpy()
 
 
-def _gaps(y: np.ndarray, decisions: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], settings: Any):
-    from .fairness import gap_metrics
-
-    return gap_metrics(y, decisions, frame, spec, settings.min_group_size)
-
-
-def largest_gap(gaps: dict[str, float], name: str) -> float:
-    """The largest ``name`` gap over the sensitive features (NaN when none was measured)."""
-    return pd.Series([v for k, v in gaps.items() if k.startswith(name)], dtype=float).max()
+def largest_gap(table: pd.DataFrame, name: str, bound: str = "value") -> float:
+    """The largest ``name`` gap (its ``value``, or a bound: ``high``) over the groupings gated (NaN when none was measured)."""
+    rows = table[table["metric"].str.startswith(f"{name}_difference[")]
+    return pd.to_numeric(rows[bound], errors="coerce").max()
 
 
 def tradeoff_row(
-    y: np.ndarray,
-    scores: np.ndarray,
-    decisions: np.ndarray,
-    gaps: dict[str, float],
-    fairness_gates: list[dict[str, Any]],
-    costs: Costs,
+    y: np.ndarray, scores: np.ndarray, decisions: np.ndarray, fairness: pd.DataFrame, costs: Costs
 ) -> dict[str, Any]:
-    """One option's decision metrics, whether it passes the fairness gates and its largest gaps."""
+    """One option's decision metrics, whether it passes the fairness gates, and its largest gaps with their upper bounds."""
     from .modeling import evaluate_served
 
     metrics = evaluate_served(y, scores, decisions, *costs)
@@ -120,25 +122,26 @@ def tradeoff_row(
         "accuracy": metrics["accuracy"],
         "expected_cost": metrics["expected_cost"],
         "selection_rate": metrics["selection_rate"],
-        "passes_fairness_gates": bool(gates.evaluate(fairness_gates, gaps)["passed"].all()),
-        "max_dp_difference": largest_gap(gaps, "demographic_parity_difference"),
-        "max_eo_difference": largest_gap(gaps, "equalized_odds_difference"),
+        "passes_fairness_gates": bool(fairness["passed"].all()),
+        "max_dp_difference": largest_gap(fairness, "demographic_parity"),
+        "max_dp_upper": largest_gap(fairness, "demographic_parity", "high"),
+        "max_eo_difference": largest_gap(fairness, "equalized_odds"),
+        "max_eo_upper": largest_gap(fairness, "equalized_odds", "high"),
     }
 
 
 def tradeoff_table(
     options: dict[str, Choice],
     decisions: dict[str, np.ndarray],
-    gaps: dict[str, dict[str, float]],
+    fairness: dict[str, pd.DataFrame],
     y: np.ndarray,
     scores: np.ndarray,
-    fairness_gates: list[dict[str, Any]],
     costs: Costs,
 ) -> pd.DataFrame:
     """One row per option (index ``mitigation``): its constraint, objective, cost, accuracy, gaps and gate result."""
     rows = [
         {"mitigation": name, "constraint": option.constraint, "objective": option.objective}
-        | tradeoff_row(y, scores, decisions[name], gaps[name], fairness_gates, costs)
+        | tradeoff_row(y, scores, decisions[name], fairness[name], costs)
         for name, option in options.items()
     ]
     return pd.DataFrame(rows).set_index("mitigation")
@@ -148,7 +151,7 @@ def choose(tradeoff: pd.DataFrame, mitigation: str) -> str:
     """The option to release.
 
     ``auto``: the cheapest option that passes every fairness gate; when none does, the one
-    with the smallest largest parity gap (the gates then say why it is not released). A
+    whose largest gap's upper bound is smallest (the gates then say why it is not released). A
     named option is released if it could be fitted, else the deployed model as it is.
     """
     if mitigation != "auto":
@@ -156,7 +159,8 @@ def choose(tradeoff: pd.DataFrame, mitigation: str) -> str:
     passing = tradeoff[tradeoff["passes_fairness_gates"]]
     if len(passing):
         return str(passing["expected_cost"].idxmin())
-    return str(tradeoff["max_dp_difference"].fillna(np.inf).idxmin())
+    worst = tradeoff[["max_dp_upper", "max_eo_upper"]].max(axis=1).fillna(np.inf)
+    return str(worst.idxmin())
 
 
 def release_bundle(bundle: dict[str, Any], chosen: str, option: Choice, features: list[str]) -> dict[str, Any]:
@@ -187,25 +191,20 @@ class Verdict:
 
     scores: np.ndarray
     decisions: np.ndarray
-    gaps: dict[str, float]
+    gaps: dict[str, Estimate]  # the fairness gates' estimates
+    assessment: Assessment  # per-group rates, which groups are gated, the rows the others lack
     metrics: dict[str, float]  # :func:`.modeling.evaluate_served` of the released scores and decisions
-    gates: pd.DataFrame  # every gate of the release
+    gates: pd.DataFrame  # every gate of the release, with its interval and verdict
     reasons: list[str]  # why it is not released (empty: released)
 
     @property
     def released(self) -> bool:
         return not self.reasons
 
-
-def quality_gates(criteria: dict[str, Any], metrics: dict[str, float], baseline_cost: float) -> pd.DataFrame:
-    """Step 02's quality gates (the ones step 06 enforces) for the released scores and decisions."""
-    return gates.evaluate(
-        gates.gates_for(criteria["gates"], "modeling"),
-        {
-            f"test_{criteria['criteria']['primary_metric']}": metrics[criteria["criteria"]["primary_metric"]],
-            "cost_reduction_vs_baseline": cost_reduction(metrics["expected_cost"], baseline_cost),
-        },
-    )
+    @property
+    def evidence(self) -> str:
+        """pass, fail, or inconclusive (no gate fails on evidence, but some cannot tell): :func:`.gates.overall`."""
+        return gates.overall(self.gates)
 
 
 def judge(
@@ -214,45 +213,54 @@ def judge(
     spec: dict[str, Any],
     criteria: dict[str, Any],
     charter: dict[str, Any],
-    settings: Any,
+    baseline: Scored,
     deployment: dict[str, Any],
+    seed: int,
 ) -> Verdict:
     """Score ``test`` with the artifact to release, as the service would, and judge every gate on that.
 
     Quality comes from the artifact's own scores and decisions (a reduction scores
-    differently from the model it came from), never from the deployed model's metadata.
-    Step 07's verdict carries step 06's: a model that was not deployed is not released either.
+    differently from the model it came from), never from the deployed model's metadata,
+    against step 06's reference baseline (``baseline``: its scores and decisions on the same
+    rows). Step 07's verdict carries step 06's: a model that was not deployed is not released either.
     """
-    from .modeling import evaluate_served
+    from .modeling import evaluate_served, quality_estimates
 
     y = test[spec["target"]].to_numpy()
     scores, decisions = _scored(candidate, test)
-    gaps = _gaps(y, decisions, test, spec, settings)
-    metrics = evaluate_served(y, scores, decisions, *Costs.of(charter))
-    fairness_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
+    fairness, assessment = gate_table(y, decisions, test, spec, criteria)
+    costs = Costs.of(charter)
+    metrics = evaluate_served(y, scores, decisions, *costs)
+    quality = quality_estimates(y, Scored(scores, decisions), baseline, costs, criteria, charter, seed)
     table = pd.concat(
-        [gates.evaluate(fairness_gates, gaps), quality_gates(criteria, metrics, charter["baseline_expected_cost"])],
+        [
+            fairness,
+            gates.evaluate(gates.gates_for(criteria["gates"], "modeling"), quality, criteria["criteria"]["decide_on"]),
+        ],
         ignore_index=True,
     )
     upstream = [] if deployment["deployed"] else [f"step 07: {r}" for r in deployment["reasons"] or ["not deployed"]]
-    return Verdict(scores, decisions, gaps, metrics, table, gates.failures(table) + upstream)
+    return Verdict(scores, decisions, assessment.estimates, assessment, metrics, table, gates.failures(table) + upstream)
 
 
 def finalize(candidate: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
-    """The artifact with its verdict recorded (``releasable``, ``reasons``, the test split's gaps)."""
+    """The artifact with its verdict recorded (``releasable``, ``reasons``, the test split's gaps and their intervals)."""
     meta = {**candidate["metadata"], "releasable": verdict.released, "reasons": verdict.reasons}
-    return {**candidate, "metadata": meta | {"fairness": verdict.gaps}}
+    return {**candidate, "metadata": meta | {"fairness": {k: e.as_dict() for k, e in verdict.gaps.items()}}}
+
+
+def _gap_words(table: pd.DataFrame, name: str) -> str:
+    value, high = largest_gap(table, name), largest_gap(table, name, "high")
+    return f"{value:.3f} (upper bound {high:.3f})" if pd.notna(value) else "not measured"
 
 
 def decision_note(
-    selection: Selection, before_gaps: dict[str, float], before: dict[str, float], verdict: Verdict
+    selection: Selection, before: pd.DataFrame, before_metrics: dict[str, float], verdict: Verdict
 ) -> str:
     """The release decision in words: the choice (validation) and the verdict (test), from the numbers."""
     chosen = selection.chosen
     if selection.failed:
-        text = (
-            f"Without mitigation, fairness gates fail on the held-out validation rows ({'; '.join(selection.failed)}). "
-        )
+        text = f"Without mitigation, fairness gates do not pass on the held-out validation rows ({'; '.join(selection.failed)}). "
     else:
         text = "Every measured fairness gate passes on the held-out validation rows without mitigation, so none is applied. "
     if chosen != "none":
@@ -260,16 +268,15 @@ def decision_note(
         on = ", ".join(f"`{f}`" for f in selection.features)
         how = option.constraint.replace("_", " ") + " constraint on " + on
         text += f"Chosen there: **{chosen}** ({how}{f', objective `{option.objective}`' if option.objective else ''}). "
-    after = verdict.gaps
+    after = verdict.gates
     text += (
         f"On the test split, from the deployed model's decisions to the released ones: largest parity gap "
-        f"{largest_gap(before_gaps, 'demographic_parity_difference'):.3f} → "
-        f"**{largest_gap(after, 'demographic_parity_difference'):.3f}**, largest equalized odds gap "
-        f"{largest_gap(before_gaps, 'equalized_odds_difference'):.3f} → "
-        f"**{largest_gap(after, 'equalized_odds_difference'):.3f}**, accuracy {before['accuracy']:.3f} → "
-        f"**{verdict.metrics['accuracy']:.3f}**, expected cost {before['expected_cost']:.3f} → "
-        f"**{verdict.metrics['expected_cost']:.3f}**. "
+        f"{_gap_words(before, 'demographic_parity')} → **{_gap_words(after, 'demographic_parity')}**, largest "
+        f"equalized odds gap {_gap_words(before, 'equalized_odds')} → **{_gap_words(after, 'equalized_odds')}**, "
+        f"accuracy {before_metrics['accuracy']:.3f} → **{verdict.metrics['accuracy']:.3f}**, expected cost "
+        f"{before_metrics['expected_cost']:.3f} → **{verdict.metrics['expected_cost']:.3f}**. "
     )
     if verdict.reasons:
-        return text + "**Not released**: " + "; ".join(verdict.reasons) + "."
-    return text + "**Released**: `models/release.skops` passes every gate."
+        label = "the evidence is inconclusive" if verdict.evidence == gates.INCONCLUSIVE else "a gate fails"
+        return text + f"**Not released** ({label}): " + "; ".join(verdict.reasons) + "."
+    return text + "**Released**: `models/release.skops` passes every gate on its interval."

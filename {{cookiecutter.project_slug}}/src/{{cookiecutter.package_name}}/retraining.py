@@ -1,10 +1,13 @@
 """Step 10's decisions: when to retrain, the challenger, and whether it replaces the champion. Adapt freely.
 
-The notebook calls, in order: :func:`triggers` (monitoring, schedule, force), :func:`blocker`
-(a reason not to challenge, or None), :func:`labelled_batches` and :func:`training_data`,
-:func:`build_challenger` (step 06's training, step 08's mitigation when the champion had one),
-:func:`compare` (both models on the same recent batch), :func:`promotion_gates` (step 02's
-gates plus ``no_regression``), :func:`run_canary` (both served side by side) and :func:`decide`.
+The notebook calls, in order: :func:`triggers` (monitoring, schedule, force), :func:`labelled_batches`
+and :func:`pool` (the newest labelled windows pooled up to ``min_labelled_rows`` to judge on, the
+older ones to learn from, test-split rows never learnt), :func:`blocker` (a reason not to
+challenge, or None), :func:`training_data`, :func:`build_challenger` (step 06's training, step
+08's mitigation when the champion had one), :func:`compare` (both models on the same pooled rows,
+by the same gates, and the challenger's paired differences from the champion, judged by
+:func:`promotion_gates`: non-inferiority in quality and cost, and a gain when asked), :func:`run_canary`
+(both served side by side) and :func:`decide`. Every gate judges an interval (:func:`.gates.evaluate`).
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from . import gates
+from .intervals import Estimate
+from .modeling import Scored
 
 if TYPE_CHECKING:
     from .business import Costs
     from .config import Retraining
     from .modeling import TrainingResult
 
-MIN_LABELS = 50  # labelled rows a production batch needs to train or judge on
+MIN_LABELS = 50  # labelled rows a production batch needs to count as labelled
 CANARY_BATCH_SIZE = 100  # records per request, as step 02's latency gate is defined
 CANARY_MIN_AGREEMENT = 0.8  # share of the records on which the challenger must take the champion's decision
 
@@ -36,42 +42,87 @@ def staleness_limit(criteria: dict[str, Any]) -> float:
 
 def triggers(cfg: Retraining, status: dict[str, Any], criteria: dict[str, Any]) -> dict[str, bool]:
     """Which triggers fired: monitoring's recommendation, the schedule (a stale model), or force."""
+    age = status.get("model_age_days")
     return {
         "monitoring": bool(cfg.trigger_on_monitoring and status["retrain_recommended"]),
-        "schedule": bool(cfg.trigger_on_schedule and status["model_age_days"] > staleness_limit(criteria)),
+        "schedule": bool(cfg.trigger_on_schedule and age is not None and age > staleness_limit(criteria)),
         "forced": bool(cfg.force),
     }
 
 
 def labelled_batches(folder: Path, target: str, min_labels: int = MIN_LABELS) -> list[pd.DataFrame]:
-    """The monitored batches (in time order) with at least ``min_labels`` labels of both classes."""
+    """The monitored batches (in time order) with at least ``min_labels`` labels of both classes, their labelled rows only."""
     batches = [pd.read_parquet(p) for p in sorted(Path(folder).glob("*.parquet"))]
     return [
-        b for b in batches if target in b.columns and b[target].notna().sum() >= min_labels and b[target].nunique() == 2
+        b.dropna(subset=[target]).reset_index(drop=True)
+        for b in batches
+        if target in b.columns and b[target].notna().sum() >= min_labels and b[target].nunique() == 2
     ]
 
 
-def blocker(fired: dict[str, bool], has_champion: bool, labelled: list[pd.DataFrame]) -> str | None:
-    """Why no challenger is trained (nothing fired, nothing to challenge, nothing to learn from), or None."""
+def row_keys(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """A 64-bit hash of each row's ``columns`` (inputs and outcome): how a row is recognised in another table."""
+    present = [c for c in columns if c in frame.columns]
+    return pd.util.hash_pandas_object(frame[present].astype(str), index=False).to_numpy()
+
+
+@dataclass
+class Pool:
+    """The labelled production rows step 10 judges on, and the ones it may learn from."""
+
+    judged: pd.DataFrame  # the newest labelled windows, pooled up to ``min_labelled_rows``: both models are judged here
+    windows: int  # how many windows the judged rows come from
+    learn: list[pd.DataFrame]  # the older windows, without test-split rows: the challenger may train on them
+    test_rows: int  # monitored rows that are test-split rows, kept out of training (judged, if in the pool)
+    labelled: int  # labelled rows in all monitored windows
+
+
+def pool(
+    labelled: list[pd.DataFrame], test: pd.DataFrame, columns: list[str], min_rows: int
+) -> Pool:
+    """Pool the newest labelled windows until ``min_rows`` rows; the older ones may train the challenger.
+
+    Rows of the test split never reach a training set (when step 09 simulated its batches from
+    the test split, the windows are test rows): they are recognised by :func:`row_keys` and
+    dropped from the windows the challenger learns from.
+    """
+    taken, rows = 0, 0
+    while taken < len(labelled) and rows < min_rows:
+        taken += 1
+        rows += len(labelled[-taken])
+    judged = labelled[len(labelled) - taken :]
+    known = set(row_keys(test, columns).tolist())
+    learn, test_rows = [], 0
+    for window in labelled[: len(labelled) - taken]:
+        is_test = np.isin(row_keys(window, columns), list(known))
+        test_rows += int(is_test.sum())
+        learn.append(window[~is_test])
+    for window in judged:
+        test_rows += int(np.isin(row_keys(window, columns), list(known)).sum())
+    frame = pd.concat(judged, ignore_index=True) if judged else pd.DataFrame()
+    return Pool(frame, taken, learn, test_rows, sum(len(b) for b in labelled))
+
+
+def blocker(fired: dict[str, bool], has_champion: bool, found: Pool | None, min_rows: int) -> str | None:
+    """Why no challenger is trained (nothing fired, nothing to challenge, too few outcomes to judge), or None."""
     if not any(fired.values()):
         return "no trigger fired: nothing retrained, the champion is unchanged"
     if not has_champion:
         return "no champion in service: step 08 did not release a model, so there is nothing to challenge"
-    if not labelled:
+    if found is None or found.labelled == 0:
         return "no labelled production batch to train and compare on"
+    if len(found.judged) < min_rows:
+        return (
+            f"too few outcomes to judge: {found.labelled:,} labelled production rows, and champion and challenger "
+            f"are compared on at least {min_rows:,} (`retraining.min_labelled_rows`): wait for more outcomes (`label`)"
+        )
     return None
 
 
-def training_data(
-    reference: pd.DataFrame, labelled: list[pd.DataFrame], target: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The challenger's training rows (training split plus every labelled batch but the last) and the recent batch.
-
-    The most recent labelled batch is held out: both models are judged on it, and neither trained on it.
-    """
-    recent = labelled[-1].dropna(subset=[target])
-    newly_labelled = [b.dropna(subset=[target]).reindex(columns=reference.columns) for b in labelled[:-1]]
-    return pd.concat([reference, *newly_labelled], ignore_index=True), recent
+def training_data(reference: pd.DataFrame, found: Pool) -> pd.DataFrame:
+    """The challenger's training rows: the training split plus the older labelled windows (never a judged or test row)."""
+    newly_labelled = [b.reindex(columns=reference.columns) for b in found.learn if len(b)]
+    return pd.concat([reference, *newly_labelled], ignore_index=True)
 
 
 def challenger_version(champion_version: str, status_md5: str) -> str:
@@ -81,14 +132,14 @@ def challenger_version(champion_version: str, status_md5: str) -> str:
 
 @dataclass
 class Challenge:
-    """A challenger and what it is judged against: the champion, the rows it learnt from, the recent batch."""
+    """A challenger and what it is judged against: the champion, the rows it learnt from, the judged pool."""
 
     result: TrainingResult
     champion: dict[str, Any]
     challenger: dict[str, Any]
     treatment: str | None  # the champion's mitigation, given to the challenger too
     train: pd.DataFrame
-    recent: pd.DataFrame
+    recent: pd.DataFrame  # the pooled recent labelled rows both models are judged on
 
 
 def build_challenger(
@@ -117,7 +168,7 @@ def build_challenger(
     if treatment:
         fair_gates = gates.gates_for(criteria["gates"], "fairness_assessment")
         if cfg.mitigation_max_rows is not None:
-            notes.append(sample_note(len(validation), cfg.mitigation_max_rows, "the recent batch"))
+            notes.append(sample_note(len(validation), cfg.mitigation_max_rows, "the judged rows"))
         model, _, constraint = mitigate_to_pass(
             treatment,
             result.model,
@@ -125,7 +176,7 @@ def build_challenger(
             validation,
             meta["mitigation_features"],
             failing_constraints([g["name"] for g in fair_gates]),
-            fair_gates,
+            criteria,
             cfg,
             costs=costs,
         )
@@ -144,48 +195,104 @@ def build_challenger(
     return Challenge(result, champion, challenger, treatment, train, recent), [n for n in notes if n]
 
 
+@dataclass
+class Comparison:
+    """Champion and challenger on the same judged rows: each one's gates, and the paired comparison."""
+
+    metrics: dict[str, dict[str, float]]  # per model: point metrics (quality, cost, gaps) for the report
+    estimates: dict[str, dict[str, Estimate]]  # per model: every gate's estimate; the challenger's also against the champion
+    scores: dict[str, np.ndarray]
+    tables: dict[str, pd.DataFrame]  # per model: its gates (step 02's retraining gates; the challenger's plus the promotion's)
+
+
 def compare(
-    challenge: Challenge, spec: dict[str, Any], charter: dict[str, Any], cfg: Retraining
-) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Both models on the same recent batch: quality, cost against the baseline, fairness gaps; and their scores."""
-    from .business import Costs, cost_reduction
-    from .fairness import gap_metrics
-    from .modeling import evaluate_served
+    challenge: Challenge, spec: dict[str, Any], charter: dict[str, Any], criteria: dict[str, Any], baseline: Scored, cfg: Retraining
+) -> Comparison:
+    """Both models scored on the same judged rows and judged by the same gates, one rule (:func:`.gates.evaluate`).
+
+    Each model gets step 02's retraining gates (quality and cost against step 06's reference
+    baseline, ``baseline``, scored on the same rows; the leakage alarm; fairness by
+    :func:`.fairness.assess`); the challenger also the promotion gates of :func:`promotion_gates`,
+    on its paired differences from the champion (DeLong or a paired bootstrap for the primary
+    metric, the ratio of mean costs for the cost).
+    """
+    from .business import Costs
+    from .fairness import gate_table
+    from .modeling import evaluate_served, paired_estimates, quality_estimates
     from .scoring import score
 
-    recent = challenge.recent
+    recent, costs = challenge.recent, Costs.of(charter)
+    c = criteria["criteria"]
     y = recent[spec["target"]].to_numpy().astype(int)
-    compared, scores = {}, {}
+    judged_gates = [g for g in gates.gates_for(criteria["gates"], "retraining") if g["name"] != "staleness"]
+    quality_gates = [g for g in judged_gates if not g["metric"].endswith("]")]
+    metrics, estimates, scores, tables, served = {}, {}, {}, {}, {}
     for name, model in (("champion", challenge.champion), ("challenger", challenge.challenger)):
         scored = score(model, recent, allow_extra=True, allow_unseen=True)
-        decided = scored["decision"].to_numpy()
-        scores[name] = scored["score"].to_numpy()
-        metrics = evaluate_served(y, scores[name], decided, *Costs.of(charter))
-        metrics["cost_reduction_vs_baseline"] = cost_reduction(
-            metrics["expected_cost"], charter["baseline_expected_cost"]
-        )
-        metrics.update(gap_metrics(y, decided, recent, spec, cfg.min_group_size))
-        compared[name] = metrics
-    return compared, scores
-
-
-def promotion_gates(compared: dict[str, dict[str, float]], criteria: dict[str, Any], cfg: Retraining) -> pd.DataFrame:
-    """The challenger against step 02's retraining gates (staleness aside) and the ``no_regression`` gate."""
-    challenger = compared["challenger"]
-    observed = {f"test_{k}": v for k, v in challenger.items()} | challenger
-    offline = gates.evaluate(
-        [g for g in gates.gates_for(criteria["gates"], "retraining") if g["name"] != "staleness"], observed
+        served[name] = Scored(scored["score"].to_numpy(), scored["decision"].to_numpy())
+        scores[name] = served[name].scores
+        fairness, assessment = gate_table(y, served[name].decisions, recent, spec, criteria)
+        estimates[name] = quality_estimates(y, served[name], baseline, costs, criteria, charter, cfg.seed)
+        estimates[name].update(assessment.estimates)
+        quality = gates.evaluate(quality_gates, estimates[name], c["decide_on"])
+        tables[name] = pd.concat([quality, fairness], ignore_index=True)
+        metrics[name] = evaluate_served(y, served[name].scores, served[name].decisions, *costs) | {
+            k: e.value for k, e in estimates[name].items()
+        }
+    paired = paired_estimates(
+        y, served["challenger"], served["champion"], "champion", c["primary_metric"], costs, float(c["confidence"]), cfg.seed
     )
-    regression = compared["champion"]["roc_auc"] - challenger["roc_auc"]
-    row = {
-        "gate": "no_regression",
-        "metric": "roc_auc loss vs champion",
-        "rule": f"<= {cfg.max_regression:g}",
-        "value": regression,
-        "passed": bool(regression <= cfg.max_regression),
-        "note": "",
-    }
-    return pd.concat([offline, pd.DataFrame([row])], ignore_index=True)
+    estimates["challenger"].update(paired)
+    tables["challenger"] = pd.concat(
+        [tables["challenger"], promotion_gates(paired, cfg, c["decide_on"])], ignore_index=True
+    )
+    return Comparison(metrics, estimates, scores, tables)
+
+
+def promotion_gates(paired: dict[str, Estimate], cfg: Retraining, decide_on: str = "interval") -> pd.DataFrame:
+    """The challenger against the champion, on their paired differences: non-inferior in quality and cost,
+    and better by ``min_gain`` when the team asks for a gain."""
+    rules = [
+        gates.gate(
+            "no_regression",
+            "quality_vs_champion",
+            ">=",
+            -cfg.max_regression,
+            ["retraining"],
+            "the primary metric may trail the champion's by at most this",
+        ),
+        gates.gate(
+            "no_cost_increase",
+            "cost_reduction_vs_champion",
+            ">=",
+            -cfg.max_cost_increase,
+            ["retraining"],
+            "the expected cost may exceed the champion's by at most this share",
+        ),
+    ]
+    if cfg.min_gain > 0:
+        rules.append(
+            gates.gate(
+                "gain", "quality_vs_champion", ">=", cfg.min_gain, ["retraining"], "the gain the team asks for"
+            )
+        )
+    return gates.evaluate(rules, paired, decide_on)
+
+
+def power_note(paired: dict[str, Estimate], rows: int, cfg: Retraining, confidence: float) -> str:
+    """What the judged pool can tell: the half-width of the paired quality interval, and the power to catch
+    a regression of ``max_regression`` (normal approximation from that interval)."""
+    e = paired["quality_vs_champion"]
+    if not (np.isfinite(e.low) and np.isfinite(e.high)):
+        return f"The paired comparison on {rows:,} rows has no interval: the judged rows hold one class only."
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    se = (e.high - e.low) / (2 * z)
+    power = float(stats.norm.cdf(cfg.max_regression / se - z)) if se > 0 else 1.0
+    return (
+        f"On {rows:,} judged rows the paired difference in quality is known to ±{(e.high - e.low) / 2:.4f} "
+        f"({confidence:.0%}): a regression of `max_regression` = {cfg.max_regression:g} would be caught with power "
+        f"{power:.0%}. Pool more outcomes (`retraining.min_labelled_rows`) for more."
+    )
 
 
 def run_canary(
@@ -223,36 +330,45 @@ def with_canary(table: pd.DataFrame, canary: dict[str, Any] | None) -> pd.DataFr
         "metric": "failed canary checks",
         "rule": "== 0",
         "value": len(canary["failed_checks"]),
+        "low": None,
+        "high": None,
+        "verdict": gates.PASS if canary["passed"] else gates.FAIL,
         "passed": canary["passed"],
         "note": canary["summary"],
     }
     return pd.concat([table, pd.DataFrame([row])], ignore_index=True)
 
 
-def decide(
-    challenge: Challenge, compared: dict[str, dict[str, float]], table: pd.DataFrame, canary: dict[str, Any] | None
-) -> dict[str, Any]:
-    """The decision record's challenge part: promoted only when every gate, the canary's included, passed.
+def decide(challenge: Challenge, comparison: Comparison, canary: dict[str, Any] | None) -> dict[str, Any]:
+    """The decision record's challenge part: the challenger passes when every gate, the canary's included, passes.
 
-    A challenger that passed offline but ran no canary is not promoted: the canary guards every promotion.
+    A challenger that passed offline but ran no canary does not pass: the canary guards every
+    promotion. ``evidence`` says whether a refusal rests on a failed gate or on inconclusive evidence.
+    The champion's own gate table says whether the model in service still passes on recent data.
     """
+    table = with_canary(comparison.tables["challenger"], canary)
     reasons = gates.failures(table) + (canary["failed_checks"] if canary else [])
     if canary is None and not reasons:
         reasons = ["canary: not run, and every promotion needs one"]
+    champion = comparison.tables["champion"]
     return {
-        "champion": compared["champion"],
-        "challenger": compared["challenger"],
+        "champion": comparison.metrics["champion"],
+        "challenger": comparison.metrics["challenger"],
+        "estimates": {who: {k: e.as_dict() for k, e in est.items()} for who, est in comparison.estimates.items()},
         "challenger_model": challenge.result.name,
         "challenger_params": challenge.result.params,
         "challenger_version": challenge.challenger["metadata"]["version"],
         "challenger_mitigation": challenge.treatment,
         "gates": table.to_dict(orient="records"),
+        "evidence": gates.overall(table),
+        "champion_gates": champion.to_dict(orient="records"),
+        "champion_failing": gates.breaches(champion),
         "canary": canary,
-        "recent_batch_rows": len(challenge.recent),
+        "judged_rows": len(challenge.recent),
         "training_rows": len(challenge.train),
-        "promoted": not reasons,
+        "passed_gates": not reasons,
         "reasons": reasons
-        or ["the challenger passes every gate, does not regress against the champion, and passed its canary"],
+        or ["the challenger passes every gate, is not worse than the champion, and passed its canary"],
     }
 
 
