@@ -5,15 +5,29 @@
 # it was released, and whether to recommend retraining. Every production batch is compared
 # with the training data: schema violations and missing-value spikes (the schema of step 05),
 # drift of every input feature (PSI, with the Kolmogorov-Smirnov statistic for numeric and the
-# Jensen-Shannon distance and chi-square test for categorical features), drift of the scores
-# against the model's scores on held-out rows (the validation split, which it was not fitted
-# on), and where labels have arrived, model quality and per-group fairness against step 02's
-# gates, plus the model's age.
+# Jensen-Shannon distance for categorical features), drift of the scores against the model's
+# scores on held-out rows (the validation split, which it was not fitted on), and where
+# outcomes have arrived, model quality and per-group fairness against step 02's gates, plus
+# the model's age.
 #
-# A numeric value that holds 5% or more of the training rows (the zeros of an amount, the 40 of
-# weekly hours) is a PSI bin of its own, and a feature also alerts when the share of such a
-# point mass moves by half or more beyond sampling noise: a column of 92% zeros whose non-zero
-# share doubles has a PSI of only about 0.06, far below the alert.
+# **A drift alarm has a known error rate at the window's size.** PSI grows with sampling noise
+# as a window shrinks: at 100 rows a PSI of 0.25 happens without any drift. So each feature's
+# PSI gets a p-value from its null distribution for a window of that many rows (simulated from
+# the training bins, seeded), and a numeric value that holds 5% or more of the training rows
+# (the zeros of an amount, the 40 of weekly hours) is a bin of its own whose share is tested
+# too (Fisher's exact test): a column of 92% zeros whose non-zero share doubles has a PSI of
+# only about 0.06. Benjamini-Hochberg controls the false discoveries over every feature of
+# every window (`monitoring.drift_fdr`). A discovery alerts only when it is also large:
+# PSI of at least step 02's `psi_alert`, or a point mass whose share moved by half or more, so
+# that a window of a million rows does not alert on a trivial shift. The values outside the
+# point masses (the non-zero amounts) get quantile bins of their own, several however small
+# their share.
+#
+# **Quality is judged on complete outcomes.** Outcomes arrive late, and sometimes only for the
+# people acted on. A window's quality and fairness are held against the gates only when at
+# least `monitoring.min_label_completeness` of each decision's rows have their outcome; the
+# report gives every window's completeness, and says when the outcomes of one decision alone
+# make the figures biased.
 #
 # Batches are the windows of the prediction log (every decision `serve` and `predict` made,
 # with the outcomes `label` attached since; `monitoring.window` is a day, a week or a number of
@@ -50,6 +64,8 @@ drift_shift_scale = 1.3
 group_mix_batch = 4
 label_shift_batch = 5
 psi_warning = 0.1
+drift_fdr = 0.05
+min_label_completeness = 0.8
 min_group_size = 100
 fairness_bootstrap_samples = 100
 model_age_days = 30
@@ -103,19 +119,29 @@ monitoring.batch_overview(found.batches, target)
 # %% [markdown]
 # ## Checks per batch
 #
-# Each batch is judged by `monitoring.judge_batch`: schema violations and missing-value spikes,
-# the drift of every feature (PSI, and the shift of each point mass) and of the scores, and,
-# where labels have arrived, the model's
-# quality and the lower bound of each fairness gap, against the monitoring gates of step 02.
+# Each batch is judged by `monitoring.judge_batches`: schema violations and missing-value spikes,
+# the drift of every feature (PSI and its p-value at the batch's size, and the shift of each
+# point mass; all batches one family for the false-discovery control) and of the scores, and,
+# where enough outcomes have arrived, the model's quality and the lower bound of each fairness
+# gap, against the monitoring gates of step 02.
 
 # %%
-judged = [
-    monitoring.judge_batch(name, batch, injected, reference, cfg, found.served.get(name))
-    for name, batch, injected in found.batches
-]
+judged = monitoring.judge_batches(found, reference, cfg)
 report = monitoring.report(judged)
 drift_tables = {j["row"]["batch"]: j["drift"] for j in judged}
 report.round(3)
+
+# %%
+alarms = monitoring.false_alarms(drift_tables.values(), cfg.drift_fdr)
+show(
+    f"**Expected false alarms.** {alarms.tests} drift tests over {alarms.windows} batches, "
+    f"{alarms.discoveries} discoveries at a false-discovery rate of {cfg.drift_fdr:.0%}: a test was a discovery "
+    f"at p ≤ {alarms.cutoff:.2g}. An alert also needs PSI ≥ {psi_alert} or a point mass moved by half, so a "
+    f"batch of these sizes that did not drift alerts with probability at most {alarms.per_window:.2%} (per test, "
+    "the cutoff or the chance of so large an effect without drift at the batch's size, whichever is smaller). "
+    f"Had no batch drifted, the chance of any drift alert in the {alarms.windows} batches would be at most "
+    f"{cfg.drift_fdr:.0%}; of the discoveries, at most {cfg.drift_fdr:.0%} are expected to be false."
+)
 
 # %% [markdown]
 # ## Over time
@@ -124,12 +150,15 @@ report.round(3)
 fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
 axes[0].plot(report["batch"], report["max_psi"], marker="o", label="largest feature PSI")
 axes[0].plot(report["batch"], report["score_psi"], marker="s", label="score PSI")
-axes[0].axhline(psi_alert, color="#c44e52", linestyle=":", label=f"alert ({psi_alert})")
+drifting = report[report["drifted_features"] > 0]
+axes[0].scatter(drifting["batch"], drifting["max_psi"], s=120, facecolors="none", edgecolors="#c44e52", label="alert")
+axes[0].axhline(psi_alert, color="#c44e52", linestyle=":", label=f"alert floor ({psi_alert}), if significant")
 axes[0].axhline(cfg.psi_warning, color="#dd8452", linestyle=":", label=f"warning ({cfg.psi_warning})")
 axes[0].set(title="Drift per batch", ylabel="PSI")
 axes[0].legend(fontsize=8)
 if "roc_auc" in report:
-    axes[1].plot(report["batch"], report["roc_auc"], marker="o", label="ROC AUC")
+    judged_quality = report[report["quality_judged"]]
+    axes[1].plot(judged_quality["batch"], judged_quality["roc_auc"], marker="o", label="ROC AUC")
     axes[1].axhline(quality_gate["threshold"], color="#c44e52", linestyle=":", label="quality gate")
     axes[1].legend(fontsize=8)
 axes[1].set(title="Model quality on labelled batches", ylabel="ROC AUC")
@@ -149,15 +178,34 @@ plt.show()
 worst = max(drift_tables, key=lambda n: drift_tables[n]["psi"].max())
 display(drift_tables[worst].sort_values("psi", ascending=False).head(8).round(4))
 show(
-    f"Per-feature drift of the most drifted batch, **{worst}**: the statistic is KS for numeric features and the "
-    "Jensen-Shannon distance for categorical ones; PSI is the effect size the alerts use, with `mass_shift` (the "
-    "ratio of a point mass's smaller side, batch over training) for numeric values that hold 5% of the rows or more."
+    f"Per-feature drift of the most drifted batch, **{worst}**: PSI is the effect size, `p_value` its chance at this "
+    "batch's size without drift and `p_value_adjusted` after the false-discovery control; `mass_shift` is the ratio "
+    "of a point mass's smaller side (batch over training, for numeric values that hold 5% of the rows or more) with "
+    "its Fisher test; the statistic is KS for numeric features and the Jensen-Shannon distance for categorical ones."
 )
 alerted = report.loc[report["drifted"] != "", ["batch", "drifted"]]
 show(
     "Features that alerted: " + "; ".join(f"**{b}**: {d}" for b, d in alerted.itertuples(index=False)) + "."
     if len(alerted)
     else "No feature alerted in any batch."
+)
+
+# %% [markdown]
+# ## Outcomes: how complete each batch's are
+
+# %%
+labels = report[["batch", "rows", "label_completeness", "quality_judged", "labels"]]
+display(labels.round(3))
+waiting = labels[~labels["quality_judged"]]
+show(
+    f"Quality and fairness judged on {int(labels['quality_judged'].sum())} of {len(labels)} batches (rule: at least "
+    f"{cfg.min_label_completeness:.0%} of each decision's rows with an outcome)"
+    + (
+        "; not on " + "; ".join(f"**{b}** ({note})" for b, note in waiting[["batch", "labels"]].itertuples(index=False))
+        if len(waiting)
+        else ""
+    )
+    + "."
 )
 
 # %% [markdown]
@@ -169,7 +217,7 @@ show(
 # %%
 modeling_record = step.read_report("modeling", "modeling.json")
 online = (
-    live.online_vs_offline(report, modeling_record["test_metrics"])
+    live.online_vs_offline(report[report["quality_judged"]], modeling_record["test_metrics"])
     if found.source == "prediction log"
     else pd.DataFrame()
 )

@@ -1,18 +1,29 @@
 """Drift and health checks of production batches against the training reference. Adapt freely.
 
-Step 09 gets its batches from :func:`production_batches`, judges each with
-:func:`judge_batch` against a :class:`Reference`, and writes :func:`status`.
+Step 09 gets its batches from :func:`production_batches`, judges them with
+:func:`judge_batches` against a :class:`Reference`, and writes :func:`status`.
 
-Population Stability Index (PSI) is the effect size used for alerts on every
-feature and on the scores; the Kolmogorov-Smirnov statistic (numeric) and the
-Jensen-Shannon distance with a chi-square test (categorical) come from scipy and
-are reported beside it, so a reader sees how large a shift is, not only whether
-it is significant.
+A feature alerts on evidence of drift whose error rate is known at the window's size, and
+only when the drift is large enough to matter:
+
+- evidence: the Population Stability Index (PSI) of the window against the training bins,
+  with its p-value from PSI's null distribution for a window of that many rows (simulated
+  from the reference's bin shares, :func:`psi_null`), and, for a numeric value holding a
+  large share of the rows (the zeros of an amount), Fisher's exact test of that share;
+  Benjamini-Hochberg controls the false discoveries over every feature of every window
+  judged together (:func:`flag_drift`);
+- effect: PSI at least ``success_criteria.psi_alert``, or a point mass whose share moved by
+  :data:`MASS_SHIFT_RATIO` or more, so that a huge window does not alert on a trivial shift.
+
+The Kolmogorov-Smirnov statistic (numeric) and the Jensen-Shannon distance (categorical)
+come from scipy and are reported beside PSI, as a second view of how large a shift is.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -31,16 +42,24 @@ if TYPE_CHECKING:
 EPSILON = 1e-4
 MIN_EXPECTED_COUNT = 5  # rows a batch must be expected to hold for a category to be its own PSI bin
 POINT_MASS_SHARE = 0.05  # a numeric value holding this share of the reference is a PSI bin of its own
-# A point mass alerts when the smaller side's share changes by this factor (or its inverse), beyond
-# sampling noise (binomial p-value below MASS_SHIFT_P): PSI cannot see a doubled 8% share (0.06 < 0.25).
+REST_BINS = 5  # the values outside the point masses get at least this many quantile bins of their own
+# A point mass alerts when the smaller side's share changes by this factor (or its inverse) and the change is
+# a discovery (Fisher's exact test, under the false-discovery control): PSI cannot see a doubled 8% share.
 MASS_SHIFT_RATIO = 1.5
-MASS_SHIFT_P = 0.001
+# Draws of PSI's null distribution: at least MIN_NULL_DRAWS, and enough that the smallest p-value a draw can
+# give, 1 / (draws + 1), is below the smallest Benjamini-Hochberg cutoff (fdr / tests); at most MAX_NULL_DRAWS.
+MIN_NULL_DRAWS = 2000
+MAX_NULL_DRAWS = 200_000
+NULL_CHUNK = 20_000  # draws simulated at a time (memory: chunk x bins x 2 counts)
+MIN_LABELLED = 50  # labelled rows (of both outcomes) a window needs before its quality is measured
 BATCH_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
 def _proportions(counts: np.ndarray) -> np.ndarray:
-    total = counts.sum()
-    share = counts / total if total else np.zeros_like(counts, dtype=float)
+    """Shares of the bins along the last axis (clipped at EPSILON, so that PSI stays finite)."""
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum(axis=-1, keepdims=True)
+    share = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
     return np.clip(share, EPSILON, None)
 
 
@@ -51,8 +70,9 @@ class NumericBins:
     A value that holds at least :data:`POINT_MASS_SHARE` of the reference (the zeros of an amount,
     the 40 of weekly hours) is a bin of its own; plain quantile bins would merge it with its
     neighbours, or, for a column of 92% zeros, collapse the whole column into one bin whose PSI
-    stays near 0 whatever happens to it. The other values get quantile bins in proportion to
-    their share (about 1/``bins`` of the reference each).
+    stays near 0 whatever happens to it. The other values are binned by their own quantiles:
+    about 1/``bins`` of the reference each, and at least :data:`REST_BINS` bins however small
+    their share, so that a change among them (the non-zero amounts multiplied by 10) is seen.
     """
 
     points: np.ndarray  # values with a bin of their own
@@ -69,7 +89,7 @@ def numeric_bins(reference: pd.Series, bins: int = 10) -> NumericBins:
     rest = values[~np.isin(values, points)]
     edges = np.array([-np.inf, np.inf])
     if len(rest):
-        parts = max(int(np.ceil(bins * len(rest) / len(values))), 1)
+        parts = max(int(np.ceil(bins * len(rest) / len(values))), min(REST_BINS, bins))
         quantiles = np.unique(np.quantile(rest, np.linspace(0, 1, parts + 1)))
         if len(quantiles) > 2:
             edges = np.concatenate([[-np.inf], quantiles[1:-1], [np.inf]])
@@ -87,100 +107,296 @@ def binned_counts(
         points = [int(np.sum(present == p)) for p in bins.points]
         counts = np.histogram(present[~at_point], bins=bins.edges)[0]
         return np.array([*points, *counts, numbers.isna().sum()], dtype=float)
-    text = values.astype("string")
-    counts = [int((text == c).sum()) for c in categories]
-    other = int(text.notna().sum()) - sum(counts)
-    return np.array([*counts, other, int(text.isna().sum())], dtype=float)
+    return category_counts(values.dropna().astype(str).value_counts(), int(values.isna().sum()), categories)
 
 
-def point_mass_shift(reference: pd.Series, current: pd.Series, bins: NumericBins) -> tuple[float, float]:
+def category_counts(seen: pd.Series, missing: int, categories: list[str]) -> np.ndarray:
+    """Counts of ``categories`` among the values counted in ``seen``, then of the other values, then ``missing``."""
+    counts = [int(seen.get(c, 0)) for c in categories]
+    return np.array([*counts, int(seen.sum()) - sum(counts), missing], dtype=float)
+
+
+@dataclass(frozen=True)
+class ReferenceColumn:
+    """One feature of the reference as every window is compared with it: computed once, not per window."""
+
+    kind: str
+    numbers: np.ndarray  # numeric: the values present
+    bins: NumericBins | None  # numeric: its bins
+    counts: np.ndarray  # numeric: its counts per bin
+    seen: pd.Series  # categorical: the count of each category
+    missing: int  # categorical: missing values
+    shares: pd.Series  # categorical: each category's share of the values present
+
+    @classmethod
+    def of(cls, reference: pd.Series, kind: str) -> ReferenceColumn:
+        """The column's bins and counts (numeric), or its categories' counts (categorical)."""
+        if kind == "numeric":
+            numbers = pd.to_numeric(reference, errors="coerce")
+            bins = numeric_bins(numbers)
+            counts = binned_counts(numbers, kind, bins)
+            none = pd.Series(dtype=float)
+            return cls(kind, numbers.dropna().to_numpy(dtype=float), bins, counts, none, 0, none)
+        seen = reference.dropna().astype(str).value_counts()
+        shares = seen / max(int(seen.sum()), 1)
+        return cls(kind, np.array([]), None, np.array([]), seen, int(reference.isna().sum()), shares)
+
+    def categories(self, rows: int) -> list[str]:
+        """The categories a window of ``rows`` rows is expected to hold :data:`MIN_EXPECTED_COUNT` times or more.
+
+        The others join "other": their PSI term would be sampling noise, e.g. 300 zip codes in a
+        batch of 100 rows.
+        """
+        return sorted(self.shares.index[self.shares >= MIN_EXPECTED_COUNT / max(rows, 1)].tolist())
+
+
+def point_mass_shift(ref_counts: np.ndarray, cur_counts: np.ndarray, bins: NumericBins) -> tuple[float, float]:
     """The largest change of a point mass's share: the ratio of the smaller side's shares, and its p-value.
 
-    For a mass that holds share ``r`` of the reference and ``c`` of the batch, the smaller side is
-    the mass itself when ``r <= 0.5`` (ratio ``c / r``), else the other values (``(1 - c) / (1 - r)``):
-    a column of 92% zeros whose non-zero share doubles has ratio 2, although its PSI is only about
-    0.06. The p-value is scipy's exact binomial test of the batch's count against the reference
-    share. Returns (1.0, 1.0) when the column has no point mass.
+    ``ref_counts`` and ``cur_counts`` are :func:`binned_counts` with ``bins`` (the point masses
+    first, the missing values last). For a mass that holds share ``r`` of the reference's values
+    and ``c`` of the batch's, the smaller side is the mass itself when ``r <= 0.5`` (ratio
+    ``c / r``), else the other values (``(1 - c) / (1 - r)``): a column of 92% zeros whose
+    non-zero share doubles has ratio 2, although its PSI is only about 0.06. The p-value is
+    scipy's Fisher exact test of the mass's share in the batch against the reference (two
+    samples: the reference's own sampling noise counts too), times the number of masses
+    (Bonferroni: the mass reported is the one that moved most). Returns (1.0, nan) when the
+    column has no point mass: there is nothing to test.
     """
-    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
-    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
-    worst = (1.0, 1.0)
-    if not len(ref) or not len(cur):
-        return worst
-    for point in bins.points:
-        r, hits = float(np.mean(ref == point)), int(np.sum(cur == point))
-        c = hits / len(cur)
+    ref_total, cur_total = int(ref_counts[:-1].sum()), int(cur_counts[:-1].sum())
+    if not len(bins.points) or not ref_total or not cur_total:
+        return 1.0, float("nan")
+    worst, table = 1.0, None
+    masses = len(bins.points)
+    for ref_hits, hits in zip(ref_counts[:masses].astype(int), cur_counts[:masses].astype(int), strict=True):
+        r, c = ref_hits / ref_total, hits / cur_total
         ratio = max(c, EPSILON) / max(r, EPSILON) if r <= 0.5 else max(1 - c, EPSILON) / max(1 - r, EPSILON)
-        if abs(np.log(ratio)) > abs(np.log(worst[0])):
-            worst = (float(ratio), float(stats.binomtest(hits, len(cur), r).pvalue))
-    return worst
+        if table is None or abs(np.log(ratio)) > abs(np.log(worst)):
+            worst, table = ratio, [[hits, cur_total - hits], [ref_hits, ref_total - ref_hits]]
+    p_value = float(stats.fisher_exact(table).pvalue)
+    return float(worst), min(1.0, p_value * len(bins.points))
 
 
-def psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
-    """Population Stability Index: sum((cur - ref) * ln(cur / ref)) over bins."""
+def psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float | np.ndarray:
+    """Population Stability Index: sum((cur - ref) * ln(cur / ref)) over bins (the last axis: one per row of 2-D counts)."""
     ref, cur = _proportions(ref_counts), _proportions(cur_counts)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
+    value = np.sum((cur - ref) * np.log(cur / ref), axis=-1)
+    return float(value) if np.ndim(value) == 0 else value
 
 
-def feature_drift(reference: pd.Series, current: pd.Series, kind: str) -> dict[str, float]:
-    """PSI plus the matching scipy statistic for one feature."""
+@functools.lru_cache(maxsize=64)
+def psi_null(ref_counts: tuple[int, ...], rows: int, draws: int, seed: int) -> np.ndarray:
+    """PSI's null distribution for a window of ``rows`` rows that has not drifted (sorted, ``draws`` values).
+
+    Each draw is a reference of the same size and a window of ``rows`` rows, both drawn
+    (multinomial) from the reference's bin shares, so that both samples' noise counts: at 100
+    rows a PSI of 0.25 is common without any drift, at 100,000 rows it never is. Computed once
+    per binning and window size (cached), seeded by ``seed``, the size and the counts.
+    """
+    counts = np.asarray(ref_counts, dtype=np.int64)
+    share = counts / counts.sum()
+    rng = np.random.default_rng([seed, rows, *ref_counts])
+    values = []
+    for start in range(0, draws, NULL_CHUNK):
+        size = min(NULL_CHUNK, draws - start)
+        values.append(psi(rng.multinomial(counts.sum(), share, size=size), rng.multinomial(rows, share, size=size)))
+    return np.sort(np.concatenate(values))
+
+
+def psi_chance(ref_counts: np.ndarray, rows: int, value: float, draws: int, seed: int) -> float:
+    """The chance of a PSI of ``value`` or more in a drift-free window of ``rows`` rows (:func:`psi_null`).
+
+    The Monte Carlo estimate ``(1 + exceedances) / (1 + draws)``, which never understates it
+    (a p-value from it keeps its error rate); a draw equal to ``value`` up to rounding counts.
+    """
+    null = psi_null(tuple(int(c) for c in ref_counts), int(rows), draws, seed)
+    exceeding = len(null) - np.searchsorted(null, value - 1e-12 * max(1.0, value), side="left")
+    return float((1 + exceeding) / (1 + len(null)))
+
+
+def psi_p_value(ref_counts: np.ndarray, cur_counts: np.ndarray, draws: int, seed: int) -> float:
+    """PSI's p-value: the chance of a PSI at least the window's in a drift-free window of its size."""
+    return psi_chance(ref_counts, int(cur_counts.sum()), psi(ref_counts, cur_counts), draws, seed)
+
+
+def mass_shift_chance(ref_counts: np.ndarray, rows: int, bins: NumericBins) -> float:
+    """The chance that a point mass moves by :data:`MASS_SHIFT_RATIO` or more in a drift-free window of ``rows``
+    values (binomial, summed over the masses), as :func:`point_mass_shift` measures the move; nan without a mass."""
+    ref_total = ref_counts[:-1].sum()
+    if not len(bins.points) or not ref_total or not rows:
+        return float("nan")
+    shares = ref_counts[: len(bins.points)] / ref_total
+    smaller = np.minimum(shares, 1 - shares)  # the side whose ratio is measured
+    low = stats.binom.cdf(np.floor(rows * smaller / MASS_SHIFT_RATIO), rows, smaller)
+    high = stats.binom.sf(np.ceil(rows * smaller * MASS_SHIFT_RATIO) - 1, rows, smaller)
+    return float(min(1.0, np.sum(low + high)))
+
+
+def null_draws(tests: int, fdr: float) -> int:
+    """Draws of PSI's null that a family of ``tests`` p-values needs: 1 / (draws + 1) at most half of fdr / tests."""
+    return int(min(MAX_NULL_DRAWS, max(MIN_NULL_DRAWS, np.ceil(2 * tests / fdr))))
+
+
+def feature_drift(
+    reference: pd.Series | ReferenceColumn,
+    current: pd.Series,
+    kind: str,
+    draws: int = MIN_NULL_DRAWS,
+    seed: int = 0,
+    psi_alert: float | None = None,
+) -> dict[str, float]:
+    """PSI with its p-value at the window's size (:func:`psi_p_value`), the scipy statistic, and the point-mass shift.
+
+    ``chance_large_psi`` and ``chance_large_mass``: the chance, in a drift-free window of this
+    size, of a PSI of ``psi_alert`` or more (nan without it) and of a point mass moving by
+    :data:`MASS_SHIFT_RATIO` (what :func:`false_alarms` bounds a drift-free window's alerts with).
+    """
+    ref = reference if isinstance(reference, ReferenceColumn) else ReferenceColumn.of(reference, kind)
     if kind == "numeric":
-        bins = numeric_bins(reference)
-        ref_counts, cur_counts = binned_counts(reference, kind, bins), binned_counts(current, kind, bins)
-        a = pd.to_numeric(reference, errors="coerce").dropna()
-        b = pd.to_numeric(current, errors="coerce").dropna()
-        ks = stats.ks_2samp(a, b) if len(a) and len(b) else None
-        ratio, p_value = point_mass_shift(reference, current, bins)
-        return {
-            "psi": psi(ref_counts, cur_counts),
-            "statistic": float(ks.statistic) if ks else float("nan"),
-            "p_value": float(ks.pvalue) if ks else float("nan"),
-            "test": "KS",
-            "mass_shift": ratio,
-            "mass_shift_p": p_value,
-        }
-    # A category the batch is expected to hold fewer than MIN_EXPECTED_COUNT times joins "other": its PSI
-    # term (and the chi-square cell) would be sampling noise, e.g. 300 zip codes in a batch of 100 rows.
-    shares = reference.dropna().astype(str).value_counts(normalize=True)
-    floor = MIN_EXPECTED_COUNT / max(int(current.notna().sum()), 1)
-    categories = sorted(shares.index[shares >= floor].tolist())
-    ref_counts, cur_counts = (
-        binned_counts(reference, kind, categories=categories),
-        binned_counts(current, kind, categories=categories),
-    )
-    table = np.vstack([ref_counts, cur_counts])
-    table = table[:, table.sum(axis=0) > 0]
-    p_value = float(stats.chi2_contingency(table)[1]) if table.shape[1] > 1 else 1.0
+        numbers = pd.to_numeric(current, errors="coerce")
+        ref_counts, cur_counts = ref.counts, binned_counts(numbers, kind, ref.bins)
+        present = numbers.dropna()
+        ks = stats.ks_2samp(ref.numbers, present, method="asymp") if len(ref.numbers) and len(present) else None
+        statistic = float(ks.statistic) if ks else float("nan")  # a second view of the size of the shift
+        ratio, mass_p = point_mass_shift(ref_counts, cur_counts, ref.bins)
+        mass_chance = mass_shift_chance(ref_counts, len(present), ref.bins)
+        test = "KS"
+    else:
+        categories = ref.categories(int(current.notna().sum()))
+        ref_counts = category_counts(ref.seen, ref.missing, categories)
+        cur_counts = binned_counts(current, kind, categories=categories)
+        statistic = float(jensenshannon(_proportions(ref_counts), _proportions(cur_counts), base=2))
+        ratio, mass_p, mass_chance, test = 1.0, float("nan"), float("nan"), "Jensen-Shannon"
     return {
         "psi": psi(ref_counts, cur_counts),
-        "statistic": float(jensenshannon(_proportions(ref_counts), _proportions(cur_counts), base=2)),
-        "p_value": p_value,
-        "test": "Jensen-Shannon / chi-square",
-        "mass_shift": 1.0,
-        "mass_shift_p": 1.0,
+        "p_value": psi_p_value(ref_counts, cur_counts, draws, seed),
+        "statistic": statistic,
+        "test": test,
+        "mass_shift": ratio,
+        "mass_shift_p": mass_p,
+        "chance_large_psi": (
+            float("nan") if psi_alert is None else psi_chance(ref_counts, int(cur_counts.sum()), psi_alert, draws, seed)
+        ),
+        "chance_large_mass": mass_chance,
     }
 
 
-def drift_table(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: dict[str, str], psi_warning: float, psi_alert: float
-) -> pd.DataFrame:
-    """One row per feature: PSI, the scipy statistic and p-value, the point-mass shift, and the status.
+def drift_tables(
+    reference: pd.DataFrame,
+    windows: list[pd.DataFrame],
+    kinds: dict[str, str],
+    psi_alert: float,
+    psi_warning: float,
+    fdr: float,
+    seed: int = 0,
+) -> list[pd.DataFrame]:
+    """One table per window, one row per feature: PSI and its p-value, the point-mass shift, the status.
 
-    A feature alerts when its PSI reaches ``psi_alert``, or when one of its point masses shifted
-    (:func:`point_mass_shift` by :data:`MASS_SHIFT_RATIO` or more, p below :data:`MASS_SHIFT_P`).
+    The windows are one family: the false discoveries are controlled over every feature of
+    every window (:func:`flag_drift`), and PSI's null is drawn finely enough for it
+    (:func:`null_draws`). A column a window does not carry is skipped.
     """
-    rows = []
-    for column, kind in kinds.items():
-        if column not in current.columns:
-            continue
-        result = feature_drift(reference[column], current[column], kind)
-        shifted = (
-            abs(np.log(result["mass_shift"])) >= np.log(MASS_SHIFT_RATIO) and result["mass_shift_p"] < MASS_SHIFT_P
+    draws = null_draws(2 * len(kinds) * len(windows), fdr)
+    columns = {c: ReferenceColumn.of(reference[c], kind) for c, kind in kinds.items()}
+    tables = [
+        pd.DataFrame(
+            [
+                {"feature": c, "kind": kinds[c], **feature_drift(ref, window[c], kinds[c], draws, seed, psi_alert)}
+                for c, ref in columns.items()
+                if c in window.columns
+            ]
         )
-        alert = result["psi"] >= psi_alert or shifted
-        status = "alert" if alert else ("warning" if result["psi"] >= psi_warning else "ok")
-        rows.append({"feature": column, "kind": kind, **result, "status": status})
-    return pd.DataFrame(rows)
+        for window in windows
+    ]
+    return flag_drift(tables, fdr, psi_alert, psi_warning)
+
+
+def drift_table(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: dict[str, str],
+    psi_alert: float,
+    psi_warning: float = 0.1,
+    fdr: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`drift_tables` of one window alone (its features are the family)."""
+    return drift_tables(reference, [current], kinds, psi_alert, psi_warning, fdr, seed)[0]
+
+
+def flag_drift(tables: list[pd.DataFrame], fdr: float, psi_alert: float, psi_warning: float) -> list[pd.DataFrame]:
+    """The tables with their p-values adjusted over all of them (Benjamini-Hochberg) and each feature's status.
+
+    Every PSI p-value and every point-mass p-value of every table is one test of the family;
+    ``p_value_adjusted`` and ``mass_shift_p_adjusted`` are scipy's BH-adjusted p-values, and a test
+    at or below ``fdr`` is a discovery: at most ``fdr`` of the discoveries are expected to be
+    false, and when nothing drifted, the chance of any discovery is at most ``fdr``.
+
+    A feature is ``alert`` when a discovery is also large: PSI at least ``psi_alert``, or a point
+    mass whose share moved by :data:`MASS_SHIFT_RATIO` or more; ``warning`` when PSI is a
+    discovery of at least ``psi_warning``; else ``ok``.
+    """
+    columns = ("p_value", "mass_shift_p")
+    parts = [t[c].to_numpy(dtype=float) for t in tables if len(t) for c in columns]
+    pooled = np.concatenate(parts) if parts else np.array([])
+    tested = ~np.isnan(pooled)
+    adjusted = np.full(len(pooled), np.nan)
+    if tested.any():
+        adjusted[tested] = stats.false_discovery_control(pooled[tested])
+    out, at = [], 0
+    for table in tables:
+        table = table.copy()
+        if len(table):
+            for column in columns:
+                table[f"{column}_adjusted"] = adjusted[at : at + len(table)]
+                at += len(table)
+        out.append(drift_status(table, fdr, psi_alert, psi_warning))
+    return out
+
+
+def drift_status(table: pd.DataFrame, fdr: float, psi_alert: float, psi_warning: float) -> pd.DataFrame:
+    """``status`` of each feature from its adjusted p-values and its effect sizes (see :func:`flag_drift`)."""
+    if table.empty:
+        return table.assign(status=pd.Series(dtype=str))
+    psi_found = table["p_value_adjusted"] <= fdr
+    mass_found = table["mass_shift_p_adjusted"] <= fdr
+    large_mass = np.abs(np.log(table["mass_shift"].astype(float))) >= np.log(MASS_SHIFT_RATIO)
+    alert = (psi_found & (table["psi"] >= psi_alert)) | (mass_found & large_mass)
+    warning = psi_found & (table["psi"] >= psi_warning)
+    return table.assign(status=np.where(alert, "alert", np.where(warning, "warning", "ok")))
+
+
+class FalseAlarms(NamedTuple):
+    """What the false-discovery control of a run of windows promises (:func:`false_alarms`)."""
+
+    tests: int  # p-values in the family
+    discoveries: int  # of them at or below the fdr after adjustment
+    cutoff: float  # the raw p-value at or below which a test was a discovery in this run
+    per_window: float  # the largest chance, over the run's windows, that the window alerts had it not drifted
+    windows: int
+
+
+def false_alarms(tables: Iterable[pd.DataFrame], fdr: float) -> FalseAlarms:
+    """The expected false-alarm rate of a run of windows judged together (:func:`drift_tables`).
+
+    A test was a discovery at BH's cutoff ``fdr * max(discoveries, 1) / tests``. A drift-free
+    window alerts when one of its tests is a discovery *and* its effect is large, so its chance
+    of alerting is at most the sum over its tests of the smaller of the cutoff and the chance of
+    so large an effect without drift at its size (``chance_large_psi``, ``chance_large_mass``):
+    at 100 rows the cutoff binds, at 100,000 the effect. When no window drifted, the chance
+    that any window of the run alerts is at most ``fdr``.
+    """
+    tables = [t for t in tables if len(t)]
+    pairs = (("p_value_adjusted", "chance_large_psi"), ("mass_shift_p_adjusted", "chance_large_mass"))
+    adjusted = np.concatenate([t[p].to_numpy(dtype=float) for t in tables for p, _ in pairs] or [np.array([])])
+    adjusted = adjusted[~np.isnan(adjusted)]
+    tests, found = len(adjusted), int(np.sum(adjusted <= fdr))
+    cutoff = fdr * max(found, 1) / max(tests, 1)
+    chances = [
+        sum(np.minimum(cutoff, t.loc[t[p].notna(), c].fillna(1.0).to_numpy(dtype=float)).sum() for p, c in pairs)
+        for t in tables
+    ]
+    return FalseAlarms(tests, found, cutoff, float(min(1.0, max(chances, default=0.0))), len(tables))
 
 
 def missing_spikes(
@@ -444,6 +660,7 @@ class Reference:
 
     @property
     def psi_alert(self) -> float:
+        """Step 02's ``psi_alert``: the effect floor, the smallest PSI a discovery of drift must have to alert."""
         return float(self.criteria["criteria"]["psi_alert"])
 
     @property
@@ -459,28 +676,61 @@ def score_drift(reference_scores: pd.Series, scores: pd.Series) -> float:
     return psi(*(binned_counts(s, "numeric", bins) for s in (reference_scores, scores)))
 
 
+def judge_batches(found: Batches, ref: Reference, cfg: Monitoring) -> list[dict[str, Any]]:
+    """Every batch of ``found`` judged by :func:`judge_batch`, their drift tested as one family.
+
+    The false discoveries of drift are controlled over every feature of every batch
+    (:func:`drift_tables`), so that monitoring more windows does not raise more false alarms.
+    """
+    for name, batch, _ in found.batches:
+        require_columns(name, batch, ref.meta)
+    tables = drift_tables(
+        ref.frame, [b for _, b, _ in found.batches], ref.kinds, ref.psi_alert, cfg.psi_warning, cfg.drift_fdr, cfg.seed
+    )
+    return [
+        judge_batch(name, batch, injected, ref, cfg, found.served.get(name), drift)
+        for (name, batch, injected), drift in zip(found.batches, tables, strict=True)
+    ]
+
+
+def require_columns(name: str, batch: pd.DataFrame, meta: dict[str, Any]) -> None:
+    """Stop when a batch lacks a column of the training schema: it cannot be scored or compared."""
+    from .scoring import required_columns
+
+    missing = [c for c in required_columns(meta) if c not in batch.columns]
+    if missing:
+        raise data.DataContractError(
+            f"production batch {name}: column {missing[0]!r} of the training schema is missing; the batch cannot be monitored"
+        )
+
+
 def judge_batch(
-    name: str, batch: pd.DataFrame, injected: str, ref: Reference, cfg: Monitoring, served: pd.DataFrame | None = None
+    name: str,
+    batch: pd.DataFrame,
+    injected: str,
+    ref: Reference,
+    cfg: Monitoring,
+    served: pd.DataFrame | None = None,
+    drift: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """One batch against the reference: schema, missing values, drift, and on labels quality and fairness.
 
     ``served``: the ``score`` and ``decision`` the service gave each row (a window of the
     prediction log); then quality, cost and fairness are those of the decisions that were served,
     whichever model served them. Without it the batch is scored by the model in service.
+    ``drift``: the batch's table of :func:`drift_tables` when it was judged with others
+    (:func:`judge_batches`); without it the batch's features alone are the family.
+    Quality and fairness are judged only when the outcomes are complete enough (:func:`label_status`).
 
     Returns ``row`` (the batch's line of the report), ``drift`` (per-feature table) and
     ``reasons`` (the failed monitoring gates; empty when the batch is healthy).
     """
     from .gates import evaluate, failures, gates_for
     from .schema import violations
-    from .scoring import InputError, required_columns, score
+    from .scoring import InputError, score
 
     meta, target = ref.meta, ref.spec["target"]
-    missing = [c for c in required_columns(meta) if c not in batch.columns]
-    if missing:
-        raise data.DataContractError(
-            f"production batch {name}: column {missing[0]!r} of the training schema is missing; the batch cannot be monitored"
-        )
+    require_columns(name, batch, meta)
     schema_problems = violations(ref.production_schema, batch[list(meta["schema"])])
     if served is not None:
         scored = served[["score", "decision"]].reset_index(drop=True)
@@ -489,7 +739,8 @@ def judge_batch(
             scored = score(ref.bundle, batch, allow_extra=True, allow_unseen=True)
         except InputError as exc:  # e.g. text where training had numbers: the batch's schema differs
             raise data.DataContractError(f"production batch {name}: {exc}") from None
-    drift = drift_table(ref.frame, batch, ref.kinds, cfg.psi_warning, ref.psi_alert)
+    if drift is None:
+        drift = drift_table(ref.frame, batch, ref.kinds, ref.psi_alert, cfg.psi_warning, cfg.drift_fdr, cfg.seed)
     drifted = drift["status"] == "alert"
     observed = {"drifted_features": int(drifted.sum()), "model_age_days": cfg.model_age_days}
     row = {
@@ -505,11 +756,15 @@ def judge_batch(
         "score_psi": score_drift(ref.scores, scored["score"]),
         "positive_rate": float(scored["decision"].mean()),
     }
-    labelled = batch[target].notna().to_numpy() if target in batch.columns else np.zeros(len(batch), bool)
-    if labelled.sum() >= 50 and len(np.unique(batch.loc[labelled, target])) == 2:
+    outcomes = batch[target] if target in batch.columns else pd.Series(np.nan, index=batch.index)
+    labels = label_status(outcomes, scored["decision"], cfg.min_label_completeness)
+    row.update(label_completeness=labels.completeness, quality_judged=labels.judged, labels=labels.note)
+    if labels.measured:
+        labelled = outcomes.notna().to_numpy()
         outcome = labelled_outcome(batch.loc[labelled], scored[labelled], ref, cfg)
-        observed.update(outcome["observed"])
         row.update(outcome["row"])
+        if labels.judged:
+            observed.update(outcome["observed"])
     quality_gate = ref.quality_gate
     measurable = [
         g
@@ -520,6 +775,53 @@ def judge_batch(
     named = f" ({row['drifted']})" if row["drifted"] else ""
     reasons = [r + named if r.startswith("feature_drift:") else r for r in reasons]
     return {"row": row, "drift": drift, "reasons": reasons}
+
+
+class Labels(NamedTuple):
+    """How far a window's outcomes have arrived, and whether its quality and fairness are judged (:func:`label_status`)."""
+
+    completeness: float  # share of the window's rows with an outcome
+    by_decision: dict[int, float]  # the same per decision the rows received
+    measured: bool  # quality and fairness are computed (and reported)
+    judged: bool  # ... and held against the gates
+    note: str  # why not, for the report ("" when judged)
+
+
+def label_status(outcomes: pd.Series, decisions: pd.Series, min_completeness: float) -> Labels:
+    """Whether a window's outcomes can judge its quality and fairness.
+
+    Outcomes arrive late, and sometimes only for the rows acted on. The window is judged when,
+    for every decision its rows received, at least ``min_completeness`` of them have an outcome
+    (``monitoring.min_label_completeness``), and at least :data:`MIN_LABELLED` labelled rows hold
+    both outcomes: quality measured on the outcomes that came first, or on one decision's rows,
+    is not the quality of the decisions made. When the outcomes cover the rows of one decision
+    only, the quality is still computed but reported as biased, not gated.
+    """
+    labelled = outcomes.notna().to_numpy()
+    decided = np.asarray(decisions).astype(int)
+    by_decision = {int(d): float(labelled[decided == d].mean()) for d in np.unique(decided)}
+    completeness = float(labelled.mean()) if len(labelled) else 0.0
+    enough = labelled.sum() >= MIN_LABELLED and outcomes[labelled].nunique() == 2
+    covered = ", ".join(f"decided {d}: {share:.0%}" for d, share in by_decision.items())
+    seen = [d for d, share in by_decision.items() if share > 0]
+    if not labelled.any():
+        return Labels(completeness, by_decision, False, False, "no outcomes yet: drift only")
+    if len(by_decision) > 1 and len(seen) == 1:
+        note = (
+            f"outcomes only for rows decided {seen[0]} ({covered}): quality and fairness on them are biased "
+            "(selective labels), reported but not gated"
+        )
+        return Labels(completeness, by_decision, bool(enough), False, note)
+    if min(by_decision.values()) < min_completeness:
+        note = (
+            f"outcomes for {completeness:.0%} of the rows ({covered}), below monitoring.min_label_completeness "
+            f"= {min_completeness:.0%} for a decision: quality and fairness not judged yet"
+        )
+        return Labels(completeness, by_decision, False, False, note)
+    if not enough:
+        note = f"fewer than {MIN_LABELLED} labelled rows of both outcomes: quality and fairness not judged"
+        return Labels(completeness, by_decision, False, False, note)
+    return Labels(completeness, by_decision, True, True, "")
 
 
 def labelled_outcome(rows: pd.DataFrame, scored: pd.DataFrame, ref: Reference, cfg: Monitoring) -> dict[str, Any]:
