@@ -164,8 +164,8 @@ def resample(project: Path, rows: int, seed: int = 0, parts: int = 0) -> None:
     group's base rate stay those of the default data. Each drawn row then takes every other column,
     with probability ``SWAP_PROBABILITY``, from another random row of its stratum, and the numeric
     columns get a little noise: the rows are new, not copies. (A plain resample with replacement
-    repeats rows, which land in both the training and the test split, so the model memorises them
-    and its test figures mean nothing.)
+    only repeats the default data's rows: step 05 keeps identical rows together in one split, so
+    the splits would hold the default data's distinct rows many times over, not new data.)
 
     ``parts`` > 0: the rows go to a directory of that many Parquet files (drawn one file at a time,
     so that 10,000,000 rows never sit in this process's memory), and ``data.path`` names it: the
@@ -187,11 +187,7 @@ def resample(project: Path, rows: int, seed: int = 0, parts: int = 0) -> None:
         text = text.replace("  path: data/raw/adult.csv.gz", "  path: data/raw/adult_parts", 1)
     else:
         synthetic_rows(raw, rows, np.random.default_rng(seed), seed).to_csv(project / "data/raw/adult.csv.gz", index=False)
-    # Step 05 drops duplicated rows; some remain among the synthetic ones (1.4 % at 100k), and the
-    # scaled project keeps them, so every stage sees the stated number of rows.
-    if "  drop_duplicates: true" not in text:
-        raise RuntimeError("params.yaml no longer has data_pipeline.drop_duplicates: true; update resample()")
-    params.write_text(text.replace("  drop_duplicates: true", "  drop_duplicates: false", 1))
+    params.write_text(text)  # step 05 keeps every row (identical ones together): every stage sees the stated rows
 
 
 def synthetic_rows(raw, rows: int, rng, seed: int):

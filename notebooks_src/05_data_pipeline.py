@@ -4,14 +4,17 @@
 # **What this step decides:** whether the selected data can be used, and how it is cleaned,
 # split and turned into features. The data is validated against the schema step 03 inferred
 # (types, allowed categories, ranges, nullability) with pandera; then it is split into
-# train, validation and test sets, stratified by label and sensitive group with a fixed seed,
-# and the feature pipeline is fitted on the training split only.
+# train, validation and test sets, stratified by label and sensitive group, and the feature
+# pipeline is fitted on the training split only. No row is dropped: every row's split is drawn
+# from a hash of its content and `seed`, so identical rows (the same person twice, or people alike
+# in every selected column) always land in the same split, and the split is a function of the
+# rows alone, not of their order or of the files that hold them.
 #
 # **Inputs:** `data/interim/selected.parquet`, `reports/03_data_selection/dataset_spec.json`,
 # the `data_pipeline` section of `params.yaml`.
 # Data larger than memory (step 03 read a directory of Parquet files) stay partitioned: each
-# partition is validated, deduplicated against the whole (by row hash) and split on its own,
-# stratified the same way with its own seed, and every split is written as a directory of parts;
+# partition is validated, and split by the same draws and cuts as the same rows in memory (the cuts
+# counted over every partition), and every split is written as a directory of parts;
 # the feature pipeline is fitted on a seeded sample of the training split (`max_rows`) and then
 # transforms every training row.
 #
@@ -21,7 +24,6 @@
 # %% tags=["parameters"]
 validation_fraction = 0.15
 test_fraction = 0.15
-drop_duplicates = True
 max_rows = 1000000
 seed = 42
 
@@ -58,16 +60,23 @@ if missing_columns:
 problems
 
 # %% [markdown]
-# ## Cleaning
+# ## Identical rows stay together
+# A row and its exact copy on two sides of the split would let the model be judged on a row it was
+# fitted on. Dropping the copies would instead change the population the model is judged on (the
+# people who appear twice are not a random sample of the rows). So every row is kept, and identical
+# rows are placed together.
 
 # %%
 splits = selected.split(spec, cfg, step.path("data/processed"))  # written: partitioned splits in one pass over the data
 split_cells = {name: part.cells(spec) for name, part in splits.items()}
-before, kept = len(selected), sum(int(c["rows"].sum()) for c in split_cells.values())
+identical = features.identical_rows({name: part.row_hashes() for name, part in splits.items()})
+rows_in = len(selected)
+if identical["rows"] != rows_in:
+    raise RuntimeError(f"the splits hold {identical['rows']:,} rows, the selected data {rows_in:,}")
 show(
-    f"Removed **{before - kept:,} duplicated rows** ({(before - kept) / before:.1%})."
-    if drop_duplicates
-    else "Duplicated rows kept (`data_pipeline.drop_duplicates: false`)."
+    f"All **{rows_in:,} rows** are kept. **{identical['repeats']:,}** of them ({identical['repeats'] / rows_in:.1%}) "
+    f"repeat another row exactly; rows found in two splits: **{identical['in_two_splits']:,}** "
+    "(counted on the written splits, by a 64-bit hash of each row)."
 )
 
 # %% [markdown]
@@ -78,7 +87,7 @@ sizes = pd.DataFrame(
     {
         name: {
             "rows": int(c["rows"].sum()),
-            "share": int(c["rows"].sum()) / kept,
+            "share": int(c["rows"].sum()) / rows_in,
             "positive_rate": bias.overall_rate(c, target),
         }
         for name, c in split_cells.items()
@@ -102,9 +111,11 @@ plt.show()
 
 # %%
 largest_shift = float((mix.max(axis=1) - mix.min(axis=1)).max())
+prevalence = bias.overall_rate(pd.concat(split_cells.values()), target)  # of all rows
 show(
     f"Train / validation / test: **{' / '.join(f'{int(n):,}' for n in sizes['rows'])} rows**; "
-    f"positive rates {', '.join(f'{p:.1%}' for p in sizes['positive_rate'])}. The share of any "
+    f"positive rates {', '.join(f'{p:.2%}' for p in sizes['positive_rate'])}, against **{prevalence:.2%}** "
+    f"in all rows. The share of any "
     f"`{spec['sensitive_features'][0]}` group differs by at most **{largest_shift:.2%}** between splits."
 )
 
@@ -137,8 +148,10 @@ artifacts.save(pipeline, step.path("models/feature_pipeline.skops"))
 step.write_json(
     "data_pipeline.json",
     {
-        "rows_in": before,
-        "duplicates_removed": before - kept,
+        "rows_in": rows_in,
+        "identical_rows": identical["repeats"],  # rows repeating another, kept together in one split
+        "rows_in_two_splits": identical["in_two_splits"],
+        "prevalence": prevalence,
         "splits": sizes.to_dict(orient="index"),
         "group_mix": {k: v for k, v in mix.to_dict().items()},
         "schema_violations": problems.to_dict(orient="records"),
@@ -148,8 +161,8 @@ step.write_json(
 
 # %% [markdown]
 # ## Summary
-# The data passed validation (or the violations are listed above), duplicates were handled,
-# and the three splits keep the label and group mix. They are stored as Parquet under
+# The data passed validation (or the violations are listed above), every row was kept with its
+# identical copies in one split, and the three splits keep the label and group mix. They are stored as Parquet under
 # `data/processed/` and versioned by DVC; the fitted feature pipeline is in
 # `models/feature_pipeline.skops`, and step 06 builds every candidate model on the same
 # preprocessing definition.

@@ -48,7 +48,6 @@ def test_scale_data_are_new_rows_with_the_default_datas_group_mix_and_base_rates
     assert data.duplicated().mean() < raw.duplicated().mean() + 0.02  # the source repeats itself (10 %)
     copies = data.merge(raw.drop_duplicates(), how="inner", on=list(raw.columns))
     assert len(copies) < 0.05 * len(data)  # chance matches: Adult repeats 10 % of its own rows
-    assert "  drop_duplicates: false" in (project / "params.yaml").read_text()
 
 
 def test_paths_taken_says_whether_step_08_released_and_step_10_challenged(tmp_path):

@@ -241,8 +241,9 @@ def test_partitioned_data_go_through_steps_03_to_05_on_the_cluster_and_feed_the_
         assert len(list((project / f"data/processed/{split}.parquet").glob("part-*.parquet"))) == 8, split
     splits = {s: pd.read_parquet(project / f"data/processed/{s}.parquet") for s in ("train", "validation", "test")}
     whole = pd.concat(splits.values(), ignore_index=True)
-    assert not whole.duplicated().any(), "a row (or its copy) is in two splits"
-    assert len(whole) == len(raw.drop_duplicates()), "duplicates were not removed across partitions"
+    assert len(whole) == len(raw), "rows were dropped"
+    distinct = [set(map(tuple, part.astype(str).to_numpy())) for part in splits.values()]
+    assert sum(map(len, distinct)) == len(set().union(*distinct)), "a row and its copy are in two splits"
     assert abs(len(splits["test"]) / len(whole) - 0.15) < 0.005
     for name, part in splits.items():
         assert abs(part["income"].mean() - whole["income"].mean()) < 0.01, name
@@ -254,7 +255,7 @@ def test_partitioned_data_go_through_steps_03_to_05_on_the_cluster_and_feed_the_
     point_at(project, local.scheduler_address)
     for stage in ("data_selection", "data_bias_plan", "data_pipeline"):
         dvc(project, "repro", "--force", "--single-item", stage)
-    assert "split_partition" in task_prefixes(client), "the split did not run on the cluster"
+    assert any("split_partition" in p for p in task_prefixes(client)), "the split did not run on the cluster"
     on_cluster = data_step_results(project)
     assert on_cluster.keys() == in_process.keys()
     changed = [path for path in in_process if on_cluster[path] != in_process[path]]

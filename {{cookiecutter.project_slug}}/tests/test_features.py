@@ -119,16 +119,87 @@ def test_build_preprocessor_rejects_an_unknown_encoding(spec):
         features.build_preprocessor(spec, encoding="target")
 
 
+def selected_frame(make_frame, spec, n=500, seed=2):
+    frame = make_frame(n=n, seed=seed)
+    frame[spec["target"]] = (frame[spec["target"]] == spec["positive_label"]).astype(int)  # as step 03 writes it
+    return frame
+
+
+def by_content(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows as a multiset: sorted by every column, index dropped."""
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
+
+
 def test_split_selected_is_step_05s_split_for_step_04_too(make_frame, make_spec):
     from {{ cookiecutter.package_name }} import config
 
     spec = make_spec()
-    frame = make_frame(n=500, seed=2)
-    frame[spec["target"]] = (frame[spec["target"]] == spec["positive_label"]).astype(int)  # as step 03 writes it
+    frame = selected_frame(make_frame, spec)
     frame = pd.concat([frame, frame.head(20)], ignore_index=True)  # 20 duplicated rows
-    split = config.DataPipeline(validation_fraction=0.2, test_fraction=0.2, drop_duplicates=True, seed=3)
+    split = config.DataPipeline(validation_fraction=0.2, test_fraction=0.2, seed=3)
     first, second = features.split_selected(frame, spec, split), features.split_selected(frame, spec, split)
     for name in ("train", "validation", "test"):
         pd.testing.assert_frame_equal(first[name], second[name])  # the same rows for steps 04 and 05
     rows = pd.concat(first.values())
-    assert len(rows) == len(frame.drop_duplicates()) and not rows.duplicated().any() and rows.index.is_unique
+    assert len(rows) == len(frame) and rows.index.is_unique  # every row kept, once
+
+
+def test_identical_rows_are_kept_and_never_on_two_sides(make_frame, make_spec):
+    """Copies of a row (a fifth of the rows, some many times over) all land in one split; none is dropped."""
+    from {{ cookiecutter.package_name }} import config
+
+    spec = make_spec()
+    frame = selected_frame(make_frame, spec, n=1000)
+    copies = frame.sample(n=250, replace=True, random_state=0)  # pairs, and rows repeated up to 5 times
+    frame = pd.concat([frame, copies], ignore_index=True)
+    split = config.DataPipeline(validation_fraction=0.15, test_fraction=0.15, seed=1)
+    parts = features.split_selected(frame, spec, split)
+    assert sum(len(p) for p in parts.values()) == len(frame)
+    hashes = {name: set(features.row_hashes(part)) for name, part in parts.items()}
+    assert not hashes["train"] & hashes["test"] and not hashes["train"] & hashes["validation"]
+    assert not hashes["validation"] & hashes["test"]
+    counted = features.identical_rows({name: features.row_hashes(part) for name, part in parts.items()})
+    assert counted == {"rows": len(frame), "repeats": int(frame.duplicated().sum()), "in_two_splits": 0}
+
+
+def test_the_split_is_a_function_of_the_rows_not_their_order(make_frame, make_spec):
+    from {{ cookiecutter.package_name }} import config
+
+    spec = make_spec()
+    frame = selected_frame(make_frame, spec, n=800)
+    split = config.DataPipeline(validation_fraction=0.15, test_fraction=0.15, seed=4)
+    first = features.split_selected(frame, spec, split)
+    shuffled = features.split_selected(frame.sample(frac=1, random_state=9), spec, split)
+    for name in first:
+        pd.testing.assert_frame_equal(first[name].reset_index(drop=True), shuffled[name].reset_index(drop=True))
+    other = features.split_selected(frame, spec, split.model_copy(update={"seed": 5}))
+    assert not by_content(other["test"]).equals(by_content(first["test"]))  # another seed, another split
+
+
+def test_the_split_keeps_every_stratum_within_a_row_of_its_share(make_frame, make_spec):
+    from {{ cookiecutter.package_name }} import config
+
+    spec = make_spec()
+    frame = selected_frame(make_frame, spec, n=2000, seed=6)
+    frame.loc[frame.index[:40], "sex"] = "Other"  # a small group is a stratum of its own
+    split = config.DataPipeline(validation_fraction=0.2, test_fraction=0.1, seed=0)
+    parts = features.split_selected(frame, spec, split)
+    assert {name: len(p) for name, p in parts.items()} == {"train": 1400, "validation": 400, "test": 200}
+    key = features.split_keys(frame, spec)
+    for name, fraction in (("validation", 0.2), ("test", 0.1)):
+        counts = features.split_keys(parts[name], spec).value_counts()
+        share = key.value_counts() * fraction
+        assert (counts.reindex(share.index, fill_value=0) - share).abs().max() <= 1, name
+
+
+def test_row_hashes_see_content_not_dtypes():
+    a = pd.DataFrame({"x": [1, 2, None], "t": ["a", None, "c"], "b": [True, False, True]})
+    b = pd.DataFrame(
+        {
+            "b": pd.Series([1.0, 0.0, 1.0]),
+            "t": pd.Series(["a", np.nan, "c"], dtype=object),
+            "x": pd.Series([1, 2, None], dtype="Int64"),
+        }
+    )
+    np.testing.assert_array_equal(features.row_hashes(a), features.row_hashes(b))
+    assert len(set(features.row_hashes(a))) == 3

@@ -7,7 +7,7 @@ import pytest
 from {{ cookiecutter.package_name }} import bias, config, data, features, schema, tables
 
 CONTRACT = {"target": "income", "positive_label": ">50K", "sensitive_features": ["sex"]}
-SPLIT = config.DataPipeline(validation_fraction=0.15, test_fraction=0.15, drop_duplicates=True, max_rows=1000, seed=7)
+SPLIT = config.DataPipeline(validation_fraction=0.15, test_fraction=0.15, max_rows=1000, seed=7)
 
 
 @pytest.fixture
@@ -73,13 +73,20 @@ def test_violations_add_up_over_partitions(both, make_spec):
     assert partitioned.violations(schema.build_schema(make_spec())).empty
 
 
-def test_the_partitioned_split_is_stratified_seeded_and_without_duplicates(both, make_spec):
+def by_content(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows as a multiset: sorted by every column, index dropped."""
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
+
+
+def test_the_partitioned_split_is_stratified_seeded_and_keeps_identical_rows_together(both, make_spec):
     memory, partitioned = labelled_both(both)
     spec = make_spec()
     splits = partitioned.split(spec, SPLIT)
     frames = {name: part.sample(10_000, 0) for name, part in splits.items()}
     whole = pd.concat(frames.values(), ignore_index=True)
-    assert len(whole) == len(memory.frame.drop_duplicates()) and not whole.duplicated().any()
+    assert len(whole) == len(memory.frame)  # no row dropped (70 of them repeat another)
+    counted = features.identical_rows({name: part.row_hashes() for name, part in splits.items()})
+    assert counted["repeats"] == memory.frame.duplicated().sum() >= 70 and counted["in_two_splits"] == 0
     for name, share in (("train", 0.7), ("validation", 0.15), ("test", 0.15)):
         assert abs(len(frames[name]) / len(whole) - share) < 0.02, name
         assert abs(frames[name]["income"].mean() - whole["income"].mean()) < 0.03, name
@@ -89,6 +96,21 @@ def test_the_partitioned_split_is_stratified_seeded_and_without_duplicates(both,
     pd.testing.assert_frame_equal(again, frames["test"])
     other = partitioned.split(spec, SPLIT.model_copy(update={"seed": 8}))["test"].sample(10_000, 0)
     assert not other.equals(frames["test"])
+
+
+def test_the_split_is_the_same_in_memory_in_4_or_8_files_and_in_any_order(both, make_spec, tmp_path):
+    """The split is a function of the rows: not of the files that hold them, nor of their order."""
+    memory, _ = labelled_both(both)
+    spec = make_spec()
+    expected = {name: by_content(part.frame) for name, part in memory.split(spec, SPLIT).items()}
+    shuffled = memory.frame.sample(frac=1, random_state=3)
+    layouts = {
+        "4 files": parts(memory.frame, tmp_path / "four", 4),
+        "8 shuffled": parts(shuffled, tmp_path / "eight", 8),
+    }
+    for layout, table in layouts.items():
+        for name, part in table.split(spec, SPLIT).items():
+            pd.testing.assert_frame_equal(by_content(part.sample(10_000, 0)), expected[name], obj=f"{layout}: {name}")
 
 
 def test_splits_written_and_read_back(both, make_spec, tmp_path):

@@ -13,15 +13,16 @@ know which it has:
   row, so that step 05's validation accepts every row the data hold;
 - :meth:`cells`: rows and positives per (sensitive groups, label): what representation tables
   and reweighing need, whatever the size;
-- :meth:`split`: step 05's stratified, seeded split, duplicates removed first;
-- :meth:`violations`, :meth:`transform_means` and :meth:`write`.
+- :meth:`split`: step 05's stratified, seeded split, identical rows kept together;
+- :meth:`row_hashes`, :meth:`violations`, :meth:`transform_means` and :meth:`write`.
 
-A partitioned table's split is stratified within every partition (by label and sensitive group,
-with a seed drawn from ``data_pipeline.seed`` and the partition's number), so the whole is
-stratified too; duplicated rows are found across partitions by a 64-bit hash of each row (eight
-bytes per row held in memory, where the rows themselves are not). The splits are written as
-directories of Parquet parts under the same names (``data/processed/train.parquet/``), which
-pandas and Dask read like a file.
+The split is the same function of the rows in memory and partitioned (:func:`.features.split_frame`):
+every row draws a number from a seeded 64-bit hash of its content, and each stratum (label and
+sensitive group) is cut at the quantiles of its draws counted over every row. So identical rows
+land in one split wherever they sit, and the same rows give the same split in one file, in 4 or 8
+files, in any order. A partitioned table holds the draws (eight bytes per row) in memory for the
+cuts, not the rows. The splits are written as directories of Parquet parts under the same names
+(``data/processed/train.parquet/``), which pandas and Dask read like a file.
 """
 
 from __future__ import annotations
@@ -117,10 +118,6 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def _split_seed(seed: int, number: int) -> int:
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-
-
 def _labelled(frame: pd.DataFrame, target: str, positive: Any) -> pd.DataFrame:
     """The rows that carry a label, the target as 0/1."""
     kept = frame[frame[target].notna()]
@@ -139,24 +136,6 @@ def combine_cells(parts: list[pd.DataFrame], spec: dict[str, Any]) -> pd.DataFra
     keys = [*spec["sensitive_features"], spec["target"]]
     whole = pd.concat(parts, ignore_index=True).groupby(keys, sort=True)["rows"].sum()
     return whole.reset_index()
-
-
-def _split_partition(
-    frame: pd.DataFrame, spec: dict[str, Any], fractions: tuple[float, float], seed: int
-) -> dict[str, pd.DataFrame]:
-    """:func:`.features.split_frame` of one partition; a partition too small to stratify is split at random."""
-    from .features import split_frame, strata
-
-    frame = frame.reset_index(drop=True)
-    if len(frame) >= 20:
-        try:
-            key = strata(frame[spec["target"]], data.intersection_labels(data.sensitive_groups(frame, spec)))
-            return split_frame(frame, key, *fractions, seed)
-        except ValueError:  # a label or stratum with a single row in this partition
-            pass
-    validation, test = fractions
-    drawn = np.random.default_rng(seed).choice(3, size=len(frame), p=[1 - validation - test, validation, test])
-    return {name: frame[drawn == i] for i, name in enumerate(SPLITS)}
 
 
 class MemoryTable:
@@ -230,6 +209,12 @@ class MemoryTable:
         for name, table in splits.items() if directory is not None else ():
             table.write(directory / f"{name}.parquet")
         return splits
+
+    def row_hashes(self) -> np.ndarray:
+        """:func:`.features.row_hashes` of every row, in order."""
+        from .features import row_hashes
+
+        return row_hashes(self.frame)
 
     def violations(self, schema: Any) -> pd.DataFrame:
         from .schema import violations
@@ -394,9 +379,7 @@ class PartitionedTable:
         labelled = self.labelled(target, positive)
         positives, labelled_rows = self._compute(labelled.frame[target].sum(), labelled.frame.map_partitions(len).sum())
         labelled._rows = int(labelled_rows)
-        repeated = (
-            int(labelled_rows) - int(sum(mask.sum() for mask in labelled.first_occurrences())) if duplicates else None
-        )
+        repeated = int(labelled_rows) - len(np.unique(labelled.row_hashes())) if duplicates else None
         return Survey(
             rows=int(rows),
             columns=len(self.columns),
@@ -476,47 +459,37 @@ class PartitionedTable:
     def select(self, columns: list[str]) -> PartitionedTable:
         return self._derived(self.frame[columns])
 
-    def first_occurrences(self) -> list[np.ndarray]:
-        """Per partition, which rows are the first of their kind over the whole table (by a 64-bit row hash)."""
-        hashes = self._per_partition(lambda part: pd.util.hash_pandas_object(part, index=False).to_numpy())
-        if not hashes:
-            return []
-        _, first = np.unique(np.concatenate(hashes), return_index=True)  # the first occurrence of each
-        keep = np.zeros(sum(len(h) for h in hashes), dtype=bool)
-        keep[first] = True
-        return np.split(keep, np.cumsum([len(h) for h in hashes])[:-1])
+    def row_hashes(self) -> np.ndarray:
+        """:func:`.features.row_hashes` of every row, partition after partition (8 bytes a row in memory)."""
+        from .features import row_hashes
+
+        hashes = self._per_partition(row_hashes)
+        return np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
 
     def split(self, spec: dict[str, Any], split: Any, directory: Path | None = None) -> dict[str, PartitionedTable]:
-        """Step 05's split, partition by partition: duplicates (over the whole table) out, then stratified and seeded.
+        """Step 05's split, row for row the split of the same rows in memory (:func:`.features.split_frame`).
 
-        With ``directory``, the three splits are written there (``<split>.parquet/part-00000.parquet``, ...)
-        in one pass over the data, and the tables returned read the written parts.
+        One pass draws every row's number and counts the cuts of every stratum over the whole table; a
+        second places each partition's rows. With ``directory``, the three splits are written there
+        (``<split>.parquet/part-00000.parquet``, ...) in that pass, and the tables returned read the
+        written parts.
         """
-        import dask
-        import dask.dataframe as dd
+        from . import features
 
-        keep = self.first_occurrences() if split.drop_duplicates else None
-        usable = sum(int(k.sum()) for k in keep) if keep is not None else len(self)
-        if usable < 50:
-            raise data.DataContractError(
-                f"data.path: only {usable} usable rows remain after cleaning; at least 50 are needed"
-            )
-        fractions = (split.validation_fraction, split.test_fraction)
+        if len(self) < 50:
+            raise data.DataContractError(f"data.path: only {len(self)} usable rows; at least 50 are needed")
 
-        def split_partition(part: pd.DataFrame, number: int, mask: np.ndarray | None) -> pd.DataFrame:
-            kept = part[mask] if mask is not None else part
-            pieces = _split_partition(kept, spec, fractions, _split_seed(split.seed, number))
-            return pd.concat([piece.assign(_split=name) for name, piece in pieces.items()], ignore_index=True)
+        def keyed(part: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+            return features.split_keys(part, spec), features.split_draws(features.row_hashes(part), split.seed)
+
+        pieces = self._per_partition(lambda part: features.stratum_draws(*keyed(part)))
+        cuts = features.cut_points(pieces, split.validation_fraction, split.test_fraction)
+
+        def split_partition(part: pd.DataFrame) -> pd.DataFrame:  # the name the cluster's task stream shows
+            return part.assign(_split=features.assign_splits(*keyed(part), cuts))
 
         meta = self.frame._meta.assign(_split=pd.Series(dtype="object"))
-        with self._running():
-            parts = self.frame.to_delayed()
-        task = dask.delayed(split_partition, pure=True)
-        whole = dd.from_delayed(
-            [task(part, i, None if keep is None else keep[i]) for i, part in enumerate(parts)],
-            meta=meta,
-            verify_meta=False,
-        )
+        whole = self.frame.map_partitions(split_partition, meta=meta)
         splits = {name: self._derived(whole[whole["_split"] == name].drop(columns="_split")) for name in SPLITS}
         if directory is None:
             return splits
