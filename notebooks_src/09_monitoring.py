@@ -66,9 +66,6 @@ label_shift_batch = 5
 psi_warning = 0.1
 drift_fdr = 0.05
 min_label_completeness = 0.8
-min_group_size = 100
-fairness_bootstrap_samples = 100
-model_age_days = 30
 window = "day"
 windows = 8
 sustained_breaches = 2
@@ -81,18 +78,27 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import business, config, live, monitoring, scoring, tables
+from {{ cookiecutter.package_name }} import business, config, live, modeling, monitoring, scoring, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
+from {{ cookiecutter.package_name }}.registry import NoModelInService, Registry
 
 cfg = config.Monitoring.from_cell(globals())
 step = start_step("monitoring")
 spec = step.read_report("data_selection", "dataset_spec.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 charter = step.read_report("business_case", "charter.json")
-in_service = scoring.default_model_path(step.root)
+try:
+    in_service, rehearsal = scoring.default_model_path(step.root), ""
+except NoModelInService as exc:  # step 08 released nothing and no champion serves: a rehearsal on the candidate
+    in_service, rehearsal = step.path("models/release.skops"), str(exc)
 bundle = scoring.load_bundle(in_service, allow_unreleased=True)
 meta, target = bundle["metadata"], spec["target"]
-show(f"Judging the model in service: version `{meta['version']}`.")
+show(
+    f"Judging the model in service: version `{meta['version']}`."
+    if not rehearsal
+    else f"**No model is in service** ({rehearsal}). Step 08's unreleased candidate, version `{meta['version']}`, is "
+    "monitored as a rehearsal: nothing below is evidence about production."
+)
 reference = monitoring.Reference.build(
     bundle,
     tables.sample_of(
@@ -103,8 +109,10 @@ reference = monitoring.Reference.build(
     criteria,
     business.Costs.of(charter),
     cfg,
+    charter,
+    baseline=lambda rows: modeling.reference_scored(step.root, rows, spec),  # step 06's, on each window's rows
 )
-psi_alert, quality_gate = reference.psi_alert, reference.quality_gate
+psi_alert = reference.psi_alert
 
 # %% [markdown]
 # ## The production batches
@@ -113,7 +121,11 @@ psi_alert, quality_gate = reference.psi_alert, reference.quality_gate
 found = monitoring.production_batches(step.root, spec, meta, cfg)
 for note in found.notes:
     show(note)
-show(f"Monitoring **{len(found.batches)} batches** ({found.origin}).")
+age = monitoring.model_age(Registry(step.root).state(), bundle, found.newest)
+show(
+    f"Monitoring **{len(found.batches)} batches** ({found.origin}). Model age: "
+    + (f"**{age[0]:g} days** ({age[1]})." if age[0] is not None else f"{age[1]}.")
+)
 monitoring.batch_overview(found.batches, target)
 
 # %% [markdown]
@@ -122,11 +134,14 @@ monitoring.batch_overview(found.batches, target)
 # Each batch is judged by `monitoring.judge_batches`: schema violations and missing-value spikes,
 # the drift of every feature (PSI and its p-value at the batch's size, and the shift of each
 # point mass; all batches one family for the false-discovery control) and of the scores, and,
-# where enough outcomes have arrived, the model's quality and the lower bound of each fairness
-# gap, against the monitoring gates of step 02.
+# where enough outcomes have arrived, the model's quality and cost against step 06's reference
+# baseline on the same rows and each fairness gap, each with its interval, against the gates of
+# step 02 by the rule every step uses: a window alarms on a gate only when the evidence fails it
+# (the whole interval on the wrong side); a window whose interval holds the threshold is
+# reported as inconclusive, not acted on.
 
 # %%
-judged = monitoring.judge_batches(found, reference, cfg)
+judged = monitoring.judge_batches(found, reference, cfg, age[0])
 report = monitoring.report(judged)
 drift_tables = {j["row"]["batch"]: j["drift"] for j in judged}
 report.round(3)
@@ -156,19 +171,27 @@ axes[0].axhline(psi_alert, color="#c44e52", linestyle=":", label=f"alert floor (
 axes[0].axhline(cfg.psi_warning, color="#dd8452", linestyle=":", label=f"warning ({cfg.psi_warning})")
 axes[0].set(title="Drift per batch", ylabel="PSI")
 axes[0].legend(fontsize=8)
-if "roc_auc" in report:
+quality_gate = next(g for g in reference.gates if g["name"] == "model_quality")
+if "quality_vs_baseline" in report:
     judged_quality = report[report["quality_judged"]]
-    axes[1].plot(judged_quality["batch"], judged_quality["roc_auc"], marker="o", label="ROC AUC")
+    low = judged_quality["quality_vs_baseline_low"]
+    axes[1].errorbar(
+        judged_quality["batch"], judged_quality["quality_vs_baseline"],
+        yerr=[judged_quality["quality_vs_baseline"] - low, judged_quality["quality_vs_baseline"] - low],
+        marker="o", capsize=3, label=f"{criteria['criteria']['primary_metric']} minus the reference baseline's",
+    )  # fmt: skip
     axes[1].axhline(quality_gate["threshold"], color="#c44e52", linestyle=":", label="quality gate")
     axes[1].legend(fontsize=8)
-axes[1].set(title="Model quality on labelled batches", ylabel="ROC AUC")
-for column in [c for c in report.columns if c.startswith("demographic_parity_difference")]:
-    axes[2].plot(report["batch"], report[column], marker="o", label=column)
-axes[2].axhline(
-    criteria["criteria"]["max_demographic_parity_difference"], color="#c44e52", linestyle=":", label="fairness gate"
-)
-axes[2].set(title="Selection-rate gap by batch", xlabel="batch", ylabel="demographic parity difference")
-axes[2].legend(fontsize=8)
+axes[1].set(title="Model quality on judged batches (95% intervals)", ylabel="gain over the baseline")
+fair_gates = [g for g in reference.gates if g["metric"].endswith("]")]
+for g in fair_gates:
+    if f"{g['metric']}_high" in report:
+        axes[2].plot(report["batch"], report[f"{g['metric']}_high"], marker="o", label=f"{g['name']} (upper bound)")
+if fair_gates:
+    axes[2].axhline(fair_gates[0]["threshold"], color="#c44e52", linestyle=":", label="fairness gate")
+axes[2].set(title="Fairness gaps by batch (upper 95% bounds)", xlabel="batch", ylabel="gap")
+if axes[2].get_legend_handles_labels()[0]:
+    axes[2].legend(fontsize=7)
 plt.setp(axes[2].get_xticklabels(), rotation=30, ha="right")
 fig.tight_layout()
 step.save_figure(fig, "monitoring_over_time.png")
@@ -236,7 +259,8 @@ else:
 # ## Status
 
 # %%
-status = monitoring.status(judged, meta, cfg, found.source)
+status = monitoring.status(judged, meta, cfg, found.source, age)
+status["in_service"] = not rehearsal
 step.write_json("monitoring_status.json", status)
 report.round(5).to_csv(step.out / "monitoring_report.csv", index=False)
 step.write_plot_data("drift.csv", report[["batch", "max_psi", "score_psi"]].round(5))

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import artifacts, business, compute, config, gates, modeling, retraining, scoring, tables
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, gates, live, modeling, retraining, scoring, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.profiling import input_columns
 from {{ cookiecutter.package_name }}.project import file_md5
@@ -262,6 +262,10 @@ state = registry.state()
 decision["champion_version"] = (state.get("champion") or {}).get("version")
 decision["history"] = len(state.get("history", []))
 step.write_json("retraining_decision.json", decision)
+sent = live.champion_alert(decision, project=step.root.name)
+if sent is not None:  # the model in service fails on recent data: said to the team, whatever the challenger does
+    step.write_json("alert.json", {k: v for k, v in sent.items() if k != "body"})
+    show(f"Alert on the champion: {'posted to the webhook' if sent['sent'] else 'not sent: ' + sent['why']}.")
 step.write_metrics(
     {
         "triggered": triggered,

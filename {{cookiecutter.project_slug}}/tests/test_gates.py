@@ -88,6 +88,9 @@ def test_quality_gates_are_relative_to_the_baseline_and_absolute_ones_only_when_
     assert by_name["model_quality"]["metric"] == "quality_vs_baseline"
     assert by_name["model_quality"]["threshold"] == -0.01
     assert by_name["cost_vs_baseline"]["metric"] == "cost_reduction_vs_baseline"
+    assert by_name["model_quality"]["enforced_by"] == ["modeling", "monitoring"]  # step 09 alarms on them
+    alarm = next(g for g in gates.build_gates({**CRITERIA, "max_plausible_roc_auc": 0.99}, ["sex"]) if g["name"] == "leakage_alarm")
+    assert alarm["enforced_by"] == ["modeling", "retraining"]
     assert "model_quality_floor" not in by_name and "cost_vs_process" not in by_name
     absolute = {
         g["name"]: g

@@ -22,9 +22,6 @@ MONITORING = {
     "group_mix_batch": 0,
     "label_shift_batch": 0,
     "psi_warning": 0.1,
-    "min_group_size": 10,
-    "fairness_bootstrap_samples": 0,
-    "model_age_days": 0,
     "window": "day",
     "windows": 3,
     "sustained_breaches": 2,
@@ -223,3 +220,12 @@ def test_no_alert_when_nothing_is_due_and_a_failed_webhook_is_reported(receiver)
     failed = live.alert(STATUS, live=True, project="p", env={live.ALERT_ENV: "http://127.0.0.1:9/nothing"})
     assert failed["sent"] is False and failed["why"].startswith("the webhook failed")
     assert len(received) == 1
+
+
+def test_a_champion_failing_on_recent_data_is_alerted_whatever_the_challenger(receiver):
+    url, received = receiver
+    decision = {"champion_version": "1.0", "champion_failing": ["equalized_odds[sex]: ..."], "passed_gates": False}
+    sent = live.champion_alert(decision, project="p", env={live.ALERT_ENV: url})
+    assert sent["sent"] is True and received[-1]["champion_failing"] == ["equalized_odds[sex]: ..."]
+    assert received[-1]["step"] == "retraining"
+    assert live.champion_alert({**decision, "champion_failing": []}, project="p", env={live.ALERT_ENV: url}) is None

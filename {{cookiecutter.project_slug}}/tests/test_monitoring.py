@@ -1,3 +1,4 @@
+import dataclasses
 import math
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 
 from {{ cookiecutter.package_name }} import config, data, gates, monitoring, project, scoring
 from {{ cookiecutter.package_name }}.business import Costs
+from {{ cookiecutter.package_name }}.modeling import Scored
 from {{ cookiecutter.package_name }}.runtime import run_step
 
 KINDS = {"x": "numeric", "k": "numeric", "c": "categorical"}
@@ -346,7 +348,6 @@ def stage_config(stage: str, **changes):
 CRITERIA = {
     "primary_metric": "roc_auc",
     "max_quality_loss_vs_baseline": 0.05,
-    "min_primary_metric": 0.6,
     "min_cost_reduction_vs_baseline": 0.1,
     "max_demographic_parity_difference": 0.9,
     "max_equalized_odds_difference": 0.9,
@@ -354,7 +355,17 @@ CRITERIA = {
     "psi_alert": 0.25,
     "max_drifted_features": 0,
     "max_staleness_days": 90.0,
+    "confidence": 0.95,
+    "decide_on": "interval",
+    "fairness_power": 0.8,
 }
+CHARTER = {"cost_false_positive": 1.0, "cost_false_negative": 5.0, "baseline_true_positive_rate": 0.5,
+           "baseline_false_positive_rate": 0.2}  # fmt: skip
+
+
+def uninformed(rows: pd.DataFrame) -> Scored:
+    """A reference baseline that knows nothing: the same score for everyone, nobody acted on."""
+    return Scored(np.full(len(rows), 0.3), np.zeros(len(rows), dtype=int))
 
 
 def success_criteria(**changes) -> dict:
@@ -365,9 +376,11 @@ def success_criteria(**changes) -> dict:
 @pytest.fixture
 def reference(pipeline, spec, metadata, make_frame):
     bundle = scoring.make_bundle(pipeline, 0.5, metadata)
-    cfg = stage_config("monitoring", min_group_size=30, fairness_bootstrap_samples=20)
+    cfg = stage_config("monitoring")
     train, held_out = make_frame(n=3000, seed=3), make_frame(n=1000, seed=4)
-    ref = monitoring.Reference.build(bundle, train, held_out, spec, success_criteria(), Costs(1.0, 5.0), cfg)
+    ref = monitoring.Reference.build(
+        bundle, train, held_out, spec, success_criteria(), Costs(1.0, 5.0), cfg, CHARTER, uninformed
+    )
     return ref, cfg
 
 
@@ -383,6 +396,10 @@ def test_a_healthy_labelled_batch_passes_with_its_quality_and_fairness_measured(
     assert row["batch"] == "b1" and row["rows"] == 800 and row["max_psi"] < 0.1
     assert 0.6 < row["roc_auc"] <= 1 and 0 < row["label_rate"] < 1 and "demographic_parity_difference[sex]" in row
     assert row["label_completeness"] == 1 and row["quality_judged"] and row["labels"] == ""
+    # judged by the rule of every gate: an estimate with its interval and a verdict
+    table = judged["gates"].set_index("gate")
+    assert table.loc["model_quality", "verdict"] == "pass" and table.loc["model_quality", "low"] > -0.05
+    assert row["quality_vs_baseline_low"] == pytest.approx(table.loc["model_quality", "low"])
     assert set(judged["drift"]["feature"]) == {"age", "hours", "job", "sex"}
 
 
@@ -395,17 +412,44 @@ def test_a_shifted_feature_and_a_quality_drop_are_the_batch_s_reasons(reference,
     # labels that contradict the model: the quality gate fails too
     flipped = batch_of(make_frame, spec).assign(income=lambda f: 1 - f["income"])
     reasons = monitoring.judge_batch("b3", flipped, "none", ref, cfg)["reasons"]
-    assert any(r.startswith("model_quality: test_roc_auc") for r in reasons), reasons
+    assert any(r.startswith("model_quality: quality_vs_baseline") for r in reasons), reasons
+
+
+def test_a_window_alarms_on_quality_only_on_evidence(reference, make_frame, spec):
+    """The issue's case: a window's quality gate judged a point estimate on >= 50 labels while fairness used a
+    lower bound. Both now follow one rule: a window whose interval holds the threshold is inconclusive, reported
+    and not acted on; the same drop seen on enough rows alarms."""
+    ref, cfg = reference
+    lenient = dataclasses.replace(ref, criteria=success_criteria(max_quality_loss_vs_baseline=0.2))
+    flipped = batch_of(make_frame, spec, n=1600).assign(income=lambda f: 1 - f["income"])  # about 0.3 below the baseline
+    few = monitoring.judge_batch("few", flipped.head(60), "none", lenient, cfg)
+    quality = few["gates"].set_index("gate").loc["model_quality"]
+    assert quality["value"] < -0.2 and quality["verdict"] == "inconclusive"  # the point estimate alone would alarm
+    assert not any(r.startswith("model_quality") for r in few["reasons"]) and "model_quality" in few["row"]["inconclusive"]
+    many = monitoring.judge_batch("many", flipped, "none", lenient, cfg)
+    assert many["gates"].set_index("gate").loc["model_quality", "verdict"] == "fail"
+    assert any(r.startswith("model_quality") for r in many["reasons"])
 
 
 def test_an_unlabelled_batch_is_judged_on_drift_alone(reference, make_frame, spec):
     ref, cfg = reference
     judged = monitoring.judge_batch("b4", batch_of(make_frame, spec).drop(columns="income"), "none", ref, cfg)
     assert judged["reasons"] == [] and "roc_auc" not in judged["row"]
-    stale = monitoring.judge_batch(
-        "b4", batch_of(make_frame, spec), "none", ref, cfg.model_copy(update={"model_age_days": 120})
-    )
+    stale = monitoring.judge_batch("b4", batch_of(make_frame, spec), "none", ref, cfg, age=120)
     assert stale["reasons"] == ["staleness: model_age_days = 120, required <= 90"]
+    unknown = monitoring.judge_batch("b4", batch_of(make_frame, spec), "none", ref, cfg, age=None)
+    assert unknown["gates"].set_index("gate").loc["staleness", "verdict"] == "not measured" and not unknown["reasons"]
+
+
+def test_the_model_s_age_comes_from_the_registry_at_the_newest_decision(metadata):
+    """Issue 28: the age is when the registry installed the model, not the parameter monitoring.model_age_days."""
+    bundle = {"metadata": {**metadata, "version": "1.0"}}
+    state = {"champion": {"version": "1.0", "installed_at": "2026-01-01T00:00:00+00:00"}}
+    age, why = monitoring.model_age(state, bundle, pd.Timestamp("2026-04-11T00:00:00Z"))
+    assert age == 100 and "installed 2026-01-01" in why
+    assert monitoring.model_age(state, bundle, None)[0] is None  # simulated or file batches carry no time
+    other = {"champion": {"version": "0.9", "installed_at": "2026-01-01T00:00:00+00:00"}}
+    assert "not installed" in monitoring.model_age(other, bundle, pd.Timestamp("2026-04-11T00:00:00Z"))[1]
 
 
 def test_label_status_judges_quality_only_on_outcomes_complete_for_every_decision():
@@ -482,7 +526,7 @@ def test_status_lists_every_batch_s_reasons(reference, make_frame, spec):
     assert status["reasons"] == ["b2: feature_drift: drifted_features = 1, required <= 0 (hours)"]
     assert [b["batch"] for b in status["batches"]] == ["b1", "b2", "b3"]
     assert pd.isna(status["batches"][2]["roc_auc"])  # every batch carries every column of the report
-    assert status["model_age_days"] == 30 and isinstance(status["model_age_days"], int)
+    assert status["model_age_days"] is None and status["model_age"] == "not measured"
     assert monitoring.status(judged[:1], ref.meta, cfg)["retrain_recommended"] is False
     shifted_again = monitoring.judge_batch(
         "b4", batch_of(make_frame, spec).assign(hours=lambda f: f["hours"] * 1.5), "x", ref, cfg

@@ -243,9 +243,6 @@ class Monitoring(StageConfig):
     drift_fdr: Annotated[float, Field(gt=0, lt=1)] = 0.05
     # quality and fairness are judged on a window when this share of each decision's rows has its outcome
     min_label_completeness: Annotated[float, Field(gt=0, le=1)] = 0.8
-    min_group_size: Count
-    fairness_bootstrap_samples: Annotated[int, Field(ge=0)]
-    model_age_days: Annotated[float, Field(ge=0)]
     window: Literal["day", "week"] | Annotated[int, Field(ge=100)] = "day"  # a window of the prediction log
     windows: Count = 8  # the latest windows of the log that are monitored
     sustained_breaches: Count = 2  # retraining is recommended when this many of ...

@@ -50,14 +50,16 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
     against step 01's baseline process) are added only when their parameter is set.
     """
     c, primary = criteria, criteria["primary_metric"]
-    modeling_stages = ["modeling", "retraining"]
+    # steps 06 and 08 release on these; step 09 alarms when a window fails them on evidence, and step 10 judges
+    # the champion by them on recent rows (a challenger must match the champion: step 10's promotion gates)
+    relative_stages = ["modeling", "monitoring"]
     gates = [
         gate(
             "model_quality",
             "quality_vs_baseline",
             ">=",
             -c["max_quality_loss_vs_baseline"],
-            modeling_stages,
+            relative_stages,
             f"{primary} minus the reference baseline's on the same rows: the model may trail the simplest honest "
             f"model by at most {c['max_quality_loss_vs_baseline']:g} (relative)",
         ),
@@ -66,7 +68,7 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
             "cost_reduction_vs_baseline",
             ">=",
             c["min_cost_reduction_vs_baseline"],
-            modeling_stages,
+            relative_stages,
             "relative reduction of the expected cost per decision against the reference baseline's, on the same "
             "rows (relative)",
         ),
@@ -78,7 +80,7 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
                 f"test_{primary}",
                 ">=",
                 c["min_primary_metric"],
-                modeling_stages,
+                ["modeling"],
                 f"{primary} of at least this on the judged rows (absolute, set by the team)",
             )
         )
@@ -89,7 +91,7 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
                 "cost_reduction_vs_process",
                 ">=",
                 c["min_cost_reduction_vs_process"],
-                modeling_stages,
+                ["modeling"],
                 "relative reduction of the expected cost against step 01's baseline process, at the judged rows' "
                 "prevalence (absolute: the process's error rates are the team's estimates)",
             )
@@ -101,7 +103,7 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
                 "test_roc_auc",
                 "<=",
                 c["max_plausible_roc_auc"],
-                modeling_stages,
+                ["modeling", "retraining"],
                 "a model this good is more often a leak (a column recorded after the outcome) than a breakthrough",
             )
         )
@@ -137,8 +139,10 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
             "<=",
             c["max_drifted_features"],
             ["monitoring"],
-            f"number of features that alert against the training data: PSI above {c['psi_alert']}, or a point mass "
-            "whose share moved by x1.5 or more (p < 0.001)",
+            "number of features whose drift is a discovery (Benjamini-Hochberg at monitoring.drift_fdr over every "
+            "feature of every monitored window; PSI tested against its null distribution at the window's size, a "
+            f"point mass's share by Fisher's exact test) and large: PSI of at least {c['psi_alert']}, or a point "
+            "mass whose share moved by x1.5 or more",
         ),
         gate(
             "staleness",
@@ -146,7 +150,7 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
             "<=",
             c["max_staleness_days"],
             ["monitoring", "retraining"],
-            "days since the model in service was installed",
+            "days from when the registry installed the model in service to the newest decision monitored",
         ),
     ]
     return gates

@@ -162,7 +162,8 @@ def log_batches(root: Path, spec: Mapping[str, Any], cfg: Monitoring) -> Batches
         f"the prediction log: {len(decisions):,} decisions in the latest {len(cut)} windows of {size} "
         f"(`monitoring.window`), {int(decisions['outcome'].notna().sum()):,} of them with an outcome"
     )
-    return Batches(batches, origin, [], served, source="prediction log")
+    newest = pd.to_datetime(decisions["logged_at"], utc=True).max()
+    return Batches(batches, origin, [], served, source="prediction log", newest=newest)
 
 
 def online_vs_offline(report: pd.DataFrame, offline: Mapping[str, float]) -> pd.DataFrame:
@@ -212,6 +213,25 @@ def alert(
         "model_version": status["model_version"],
         "reasons": status["reasons"],
     }
+    return post(body, env)
+
+
+def champion_alert(decision: Mapping[str, Any], project: str, env: Mapping[str, str] = os.environ) -> dict[str, Any] | None:
+    """Step 10's alert: the model in service fails a gate on evidence on recent data, whatever the challenger does."""
+    if not decision.get("champion_failing"):
+        return None
+    body = {
+        "project": project,
+        "step": "retraining",
+        "model_version": decision.get("champion_version"),
+        "champion_failing": decision["champion_failing"],
+        "challenger_passes": decision.get("passed_gates"),
+    }
+    return post(body, env)
+
+
+def post(body: dict[str, Any], env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """POST ``body`` as JSON to the webhook in :data:`ALERT_ENV`: what happened (the URL is never written)."""
     url = env.get(ALERT_ENV, "").strip()
     if not url:
         return {"due": True, "sent": False, "why": f"{ALERT_ENV} is not set", "body": body}

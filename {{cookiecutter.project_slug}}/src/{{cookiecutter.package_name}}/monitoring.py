@@ -488,6 +488,7 @@ class Batches(NamedTuple):
     notes: list[str]
     served: dict[str, pd.DataFrame] = {}  # per batch of the prediction log: the decisions that were served
     source: str = "simulated"  # "prediction log", "files" (data.production_dir) or "simulated"
+    newest: Any = None  # when the newest decision monitored was made (the prediction log's), else None
 
 
 def production_batches(root: Path, spec: dict[str, Any], meta: dict[str, Any], cfg: Monitoring) -> Batches:
@@ -624,6 +625,8 @@ class Reference:
     criteria: dict[str, Any]  # success_criteria.json
     costs: Costs
     production_schema: Any  # the step-05 schema with a 10% range margin (pandera)
+    charter: dict[str, Any] | None = None  # step 01's charter (the baseline process's error rates)
+    baseline: Any = None  # step 06's reference baseline: ``baseline(rows)`` gives its Scored on those rows
 
     @classmethod
     def build(
@@ -635,6 +638,8 @@ class Reference:
         criteria: dict[str, Any],
         costs: Costs,
         cfg: Monitoring,
+        charter: dict[str, Any] | None = None,
+        baseline: Any = None,
     ) -> Reference:
         """The reference from the training split (inputs) and a held-out split (scores).
 
@@ -648,7 +653,7 @@ class Reference:
         sample = held_out.sample(n=min(len(held_out), 20000), random_state=cfg.seed)
         scores = score(bundle, sample, allow_extra=True, allow_unseen=True)["score"]
         schema = build_schema({"columns": bundle["metadata"]["schema"]}, range_margin=0.1)
-        return cls(bundle, frame, scores, spec, criteria, costs, schema)
+        return cls(bundle, frame, scores, spec, criteria, costs, schema, charter, baseline)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -664,10 +669,12 @@ class Reference:
         return float(self.criteria["criteria"]["psi_alert"])
 
     @property
-    def quality_gate(self) -> dict[str, Any]:
+    def gates(self) -> list[dict[str, Any]]:
+        """What a window is judged on: step 02's monitoring gates (drift, staleness, fairness, and quality and
+        cost against the reference baseline; the absolute bars and the leakage alarm are release gates)."""
         from .gates import gates_for
 
-        return gates_for(self.criteria["gates"], "modeling")[0]
+        return gates_for(self.criteria["gates"], "monitoring")
 
 
 def score_drift(reference_scores: pd.Series, scores: pd.Series) -> float:
@@ -676,7 +683,7 @@ def score_drift(reference_scores: pd.Series, scores: pd.Series) -> float:
     return psi(*(binned_counts(s, "numeric", bins) for s in (reference_scores, scores)))
 
 
-def judge_batches(found: Batches, ref: Reference, cfg: Monitoring) -> list[dict[str, Any]]:
+def judge_batches(found: Batches, ref: Reference, cfg: Monitoring, age: float | None = None) -> list[dict[str, Any]]:
     """Every batch of ``found`` judged by :func:`judge_batch`, their drift tested as one family.
 
     The false discoveries of drift are controlled over every feature of every batch
@@ -688,7 +695,7 @@ def judge_batches(found: Batches, ref: Reference, cfg: Monitoring) -> list[dict[
         ref.frame, [b for _, b, _ in found.batches], ref.kinds, ref.psi_alert, cfg.psi_warning, cfg.drift_fdr, cfg.seed
     )
     return [
-        judge_batch(name, batch, injected, ref, cfg, found.served.get(name), drift)
+        judge_batch(name, batch, injected, ref, cfg, found.served.get(name), drift, age)
         for (name, batch, injected), drift in zip(found.batches, tables, strict=True)
     ]
 
@@ -712,6 +719,7 @@ def judge_batch(
     cfg: Monitoring,
     served: pd.DataFrame | None = None,
     drift: pd.DataFrame | None = None,
+    age: float | None = None,
 ) -> dict[str, Any]:
     """One batch against the reference: schema, missing values, drift, and on labels quality and fairness.
 
@@ -720,12 +728,15 @@ def judge_batch(
     whichever model served them. Without it the batch is scored by the model in service.
     ``drift``: the batch's table of :func:`drift_tables` when it was judged with others
     (:func:`judge_batches`); without it the batch's features alone are the family.
-    Quality and fairness are judged only when the outcomes are complete enough (:func:`label_status`).
+    Quality and fairness are judged only when the outcomes are complete enough (:func:`label_status`),
+    by the one rule of every gate (:func:`.gates.evaluate` on intervals): a window alarms on a gate
+    only when the evidence fails it (:func:`.gates.breaches`); an inconclusive window is reported.
+    ``age``: the model in service's age in days (:func:`model_age`), None when unknown.
 
-    Returns ``row`` (the batch's line of the report), ``drift`` (per-feature table) and
-    ``reasons`` (the failed monitoring gates; empty when the batch is healthy).
+    Returns ``row`` (the batch's line of the report), ``drift`` (per-feature table), ``gates``
+    (every gate's value, interval and verdict) and ``reasons`` (the breaches; empty when healthy).
     """
-    from .gates import evaluate, failures, gates_for
+    from .gates import breaches, evaluate
     from .schema import violations
     from .scoring import InputError, score
 
@@ -742,7 +753,7 @@ def judge_batch(
     if drift is None:
         drift = drift_table(ref.frame, batch, ref.kinds, ref.psi_alert, cfg.psi_warning, cfg.drift_fdr, cfg.seed)
     drifted = drift["status"] == "alert"
-    observed = {"drifted_features": int(drifted.sum()), "model_age_days": cfg.model_age_days}
+    observed = {"drifted_features": int(drifted.sum()), "model_age_days": age}
     row = {
         "batch": name,
         "injected": injected,
@@ -765,16 +776,11 @@ def judge_batch(
         row.update(outcome["row"])
         if labels.judged:
             observed.update(outcome["observed"])
-    quality_gate = ref.quality_gate
-    measurable = [
-        g
-        for g in gates_for(ref.criteria["gates"], "monitoring") + [quality_gate]
-        if pd.notna(observed.get(g["metric"], np.nan))
-    ]
-    reasons = failures(evaluate(measurable, observed))
+    table = evaluate(ref.gates, observed, ref.criteria["criteria"].get("decide_on", "interval"))
     named = f" ({row['drifted']})" if row["drifted"] else ""
-    reasons = [r + named if r.startswith("feature_drift:") else r for r in reasons]
-    return {"row": row, "drift": drift, "reasons": reasons}
+    reasons = [r + named if r.startswith("feature_drift:") else r for r in breaches(table)]
+    row["inconclusive"] = ", ".join(table.loc[table["verdict"] == "inconclusive", "gate"])
+    return {"row": row, "drift": drift, "gates": table, "reasons": reasons}
 
 
 class Labels(NamedTuple):
@@ -825,29 +831,51 @@ def label_status(outcomes: pd.Series, decisions: pd.Series, min_completeness: fl
 
 
 def labelled_outcome(rows: pd.DataFrame, scored: pd.DataFrame, ref: Reference, cfg: Monitoring) -> dict[str, Any]:
-    """Quality and fairness of the labelled rows of a batch: ``observed`` for the gates, ``row`` for the report.
+    """Quality and fairness of the labelled rows of a batch: ``observed`` (estimates) for the gates, ``row`` for the report.
 
-    Fairness gates judge the bootstrap lower bound of each gap: a small batch's noise alone raises no alarm.
+    The same estimates as a release's: quality and cost against step 06's reference baseline
+    scored on the same rows (:func:`.modeling.quality_estimates`), fairness by :func:`.fairness.assess`.
     """
-    from .fairness import gap_lower_bounds, gap_metrics
-    from .modeling import evaluate_served
+    from .fairness import FairnessRule, assess
+    from .modeling import Scored, evaluate_served, quality_estimates
 
     y = rows[ref.spec["target"]].to_numpy().astype(int)
-    decided = scored["decision"].to_numpy()
-    quality = evaluate_served(y, scored["score"].to_numpy(), decided, *ref.costs)
-    metric = ref.quality_gate["metric"]
-    observed = {metric: quality[metric.removeprefix("test_")]}
-    observed.update(
-        gap_lower_bounds(y, decided, rows, ref.spec, cfg.min_group_size, cfg.fairness_bootstrap_samples, cfg.seed)
-    )
-    point = gap_metrics(y, decided, rows, ref.spec, cfg.min_group_size)
-    row = {
-        "label_rate": float(y.mean()),
-        "roc_auc": quality["roc_auc"],
-        "expected_cost": quality["expected_cost"],
-        **{k: v for k, v in point.items() if k.startswith("demographic_parity_difference")},
-    }
+    served = Scored(scored["score"].to_numpy(), scored["decision"].to_numpy())
+    point = evaluate_served(y, served.scores, served.decisions, *ref.costs)
+    observed = dict(assess(y, served.decisions, rows, ref.spec, FairnessRule.of(ref.criteria)).estimates)
+    if ref.baseline is not None:
+        observed.update(
+            quality_estimates(y, served, ref.baseline(rows), ref.costs, ref.criteria, ref.charter or {}, cfg.seed)
+        )
+    row = {"label_rate": float(y.mean()), "roc_auc": point["roc_auc"], "expected_cost": point["expected_cost"]}
+    for name in ("quality_vs_baseline", "cost_reduction_vs_baseline"):
+        if name in observed:
+            row.update({name: observed[name].value, f"{name}_low": observed[name].low})
+    for name, estimate in observed.items():
+        if "_difference[" in name:
+            row.update({name: estimate.value, f"{name}_high": estimate.high})
     return {"observed": observed, "row": row}
+
+
+def model_age(state: dict[str, Any], bundle: dict[str, Any], newest: Any) -> tuple[float | None, str]:
+    """The age in days of the model in service when the newest monitored decision was made, and where it came from.
+
+    From when the registry installed it (:func:`.registry.model_age_days`), at the time of the
+    newest decision of the prediction log: the same data give the same age. Simulated or file
+    batches carry no decision time, and a model the registry has not installed has no install
+    time: then the age is not measured (None), and the staleness gate says so.
+    """
+    from .registry import model_age_days
+
+    champion = state.get("champion") or {}
+    if newest is None:
+        return None, "not measured: the batches carry no decision time (only the prediction log's do)"
+    if champion.get("version") != bundle["metadata"].get("version"):
+        return None, "not measured: the model in service is not installed in the registry yet"
+    age = model_age_days(state, newest)
+    if age is None:
+        return None, "not measured: the registry did not record when the model was installed"
+    return round(age, 2), f"installed {champion.get('installed_at')}, newest decision {pd.Timestamp(newest).isoformat()}"
 
 
 def report(judged: list[dict[str, Any]]) -> pd.DataFrame:
@@ -861,16 +889,21 @@ def sustained(breached: list[bool], k: int, n: int) -> bool:
 
 
 def status(
-    judged: list[dict[str, Any]], meta: dict[str, Any], cfg: Monitoring, source: str = "simulated"
+    judged: list[dict[str, Any]],
+    meta: dict[str, Any],
+    cfg: Monitoring,
+    source: str = "simulated",
+    age: tuple[float | None, str] = (None, "not measured"),
 ) -> dict[str, Any]:
     """The machine-readable verdict step 10 acts on: ``retrain_recommended`` and ``reasons``.
 
     ``source`` (:attr:`Batches.source`) says where the batches came from; ``simulated`` is what
     the ML Test Score reads to tell online evidence from a rehearsal of the monitor.
 
-    Every failed gate of every window is a reason; retraining is recommended only when the
+    Every gate a window fails on evidence is a reason; retraining is recommended only when the
     breaches are sustained (:func:`sustained`), as a production retraining job triggers on
-    k of the last n monitoring windows rather than on one noisy window.
+    k of the last n monitoring windows rather than on one noisy window. ``age`` is
+    :func:`model_age`'s answer.
     """
     reasons = [f"{j['row']['batch']}: {reason}" for j in judged for reason in j["reasons"]]
     breached = [bool(j["reasons"]) for j in judged]
@@ -884,13 +917,9 @@ def status(
         "simulated": source == "simulated",
         "batches": report(judged).to_dict(orient="records"),
         "model_version": meta["version"],
-        "model_age_days": whole(cfg.model_age_days),
+        "model_age_days": age[0],
+        "model_age": age[1],
     }
-
-
-def whole(value: float) -> float | int:
-    """A whole number as an int (a model age of 30 days is written ``30``, as params.yaml gives it)."""
-    return int(value) if float(value).is_integer() else value
 
 
 def keep_batches(batches: list[Batch], folder: Path) -> None:

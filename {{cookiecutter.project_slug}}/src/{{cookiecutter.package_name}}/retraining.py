@@ -210,11 +210,13 @@ def compare(
 ) -> Comparison:
     """Both models scored on the same judged rows and judged by the same gates, one rule (:func:`.gates.evaluate`).
 
-    Each model gets step 02's retraining gates (quality and cost against step 06's reference
-    baseline, ``baseline``, scored on the same rows; the leakage alarm; fairness by
-    :func:`.fairness.assess`); the challenger also the promotion gates of :func:`promotion_gates`,
+    Each model gets step 02's retraining gates (the leakage alarm; fairness by :func:`.fairness.assess`).
+    The challenger must also match the champion on the promotion gates of :func:`promotion_gates`,
     on its paired differences from the champion (DeLong or a paired bootstrap for the primary
-    metric, the ratio of mean costs for the cost).
+    metric, the ratio of mean costs for the cost). The champion is also judged, as step 09 judges
+    it, on quality and cost against step 06's reference baseline (``baseline``, scored on the same
+    rows): its failures on evidence are reported whatever the challenger does. The estimates of
+    both against the baseline are recorded either way.
     """
     from .business import Costs
     from .fairness import gate_table
@@ -224,8 +226,16 @@ def compare(
     recent, costs = challenge.recent, Costs.of(charter)
     c = criteria["criteria"]
     y = recent[spec["target"]].to_numpy().astype(int)
-    judged_gates = [g for g in gates.gates_for(criteria["gates"], "retraining") if g["name"] != "staleness"]
-    quality_gates = [g for g in judged_gates if not g["metric"].endswith("]")]
+    own_gates = {
+        # the challenger: step 02's retraining gates (leakage; fairness below), then the promotion gates
+        "challenger": [g for g in gates.gates_for(criteria["gates"], "retraining") if not g["metric"].endswith("]")],
+        # the champion: also quality and cost against the reference baseline, as step 09 alarms on them
+        "champion": [
+            g
+            for g in gates.gates_for(criteria["gates"], "retraining") + gates.gates_for(criteria["gates"], "monitoring")
+            if not g["metric"].endswith("]") and g["name"] not in ("feature_drift",)
+        ],
+    }
     metrics, estimates, scores, tables, served = {}, {}, {}, {}, {}
     for name, model in (("champion", challenge.champion), ("challenger", challenge.challenger)):
         scored = score(model, recent, allow_extra=True, allow_unseen=True)
@@ -234,7 +244,8 @@ def compare(
         fairness, assessment = gate_table(y, served[name].decisions, recent, spec, criteria)
         estimates[name] = quality_estimates(y, served[name], baseline, costs, criteria, charter, cfg.seed)
         estimates[name].update(assessment.estimates)
-        quality = gates.evaluate(quality_gates, estimates[name], c["decide_on"])
+        listed = [g for g in own_gates[name] if g["name"] != "staleness"]
+        quality = gates.evaluate(list({g["name"]: g for g in listed}.values()), estimates[name], c["decide_on"])
         tables[name] = pd.concat([quality, fairness], ignore_index=True)
         metrics[name] = evaluate_served(y, served[name].scores, served[name].decisions, *costs) | {
             k: e.value for k, e in estimates[name].items()
