@@ -5,7 +5,10 @@
 # learns it. For every sensitive feature we measure how each group is represented, how
 # often its rows carry the positive label, and how well the *other* features reveal group
 # membership (proxies: dropping the sensitive column does not remove what they encode).
-# Then we try the candidate remediations on a quick model and choose one from the evidence.
+# Then we try the candidate remediations on a quick model, deciding as step 06 will (at the
+# threshold that minimises step 01's business cost), and adopt one only on evidence: a fairness
+# gap that step 02 gates shown smaller, at a cost per decision not shown to rise by more than a
+# stated margin.
 #
 # The tables describe every row. What is fitted or chosen here, the remediation and its
 # weights, sees only the rows step 05 will train on: this step makes step 05's split itself
@@ -16,7 +19,9 @@
 # counted partition by partition, and the split is step 05's partitioned one.
 #
 # **Inputs:** `data/interim/selected.parquet`, `reports/03_data_selection/dataset_spec.json`,
-# the `data_bias_plan` section of `params.yaml` (and `data_pipeline`'s split).
+# the charter (`reports/01_business_case/charter.json`: the costs of errors), the success
+# criteria (`reports/02_success_criteria/success_criteria.json`: the fairness gates and their
+# confidence), the `data_bias_plan` section of `params.yaml` (and `data_pipeline`'s split).
 # **Outputs:** `reports/04_data_bias_plan/bias_plan.json` (the chosen remediation and the
 # sample weights per group and label that step 06 applies), `representation.csv`, figures,
 # and `reports/plots/base_rates.csv` for `dvc plots`. No row is dropped here.
@@ -34,7 +39,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from {{ cookiecutter.package_name }} import bias, config, data, features, tables
+from {{ cookiecutter.package_name }} import bias, business, config, data, features, tables
 from {{ cookiecutter.package_name }}.notebook import pct, show, start_step
 from {{ cookiecutter.package_name }}.project import load_params
 
@@ -135,53 +140,132 @@ show(
 )
 
 # %% [markdown]
-# ## Candidate remediations, measured
-# Each candidate trains the same quick model (logistic regression on the step-05 style
-# features) on 70% of the training split (of a sample of it, on large data) and is measured on
-# the other 30%: accuracy, and the largest selection-rate gap (demographic parity difference)
-# over the sensitive features. The reweighing weights come from the training split's groups.
+# ## Candidate remediations, measured at step 06's decision rule
+# Each candidate (no remediation, reweighing, resampling) trains the same quick model, a logistic
+# regression on the step-05 features. The training split (a sample of it, on large data) is cut in
+# two halves: each model is fitted on one and judges the other, and the other way round, so every
+# row is judged by a model that never saw it, and the three candidates are judged on the same rows.
+# Decisions follow step 06's rule: act when the score reaches the threshold that minimises the
+# business cost, chosen on other held-out rows of the same model, never on the row decided. Each
+# candidate is then measured as steps 06 and 08 will judge the final model: its expected cost per
+# decision, the ratio of that cost to no remediation's on the same rows (paired), and step 02's
+# fairness gaps with their intervals (`fairness.assess`, the rule of steps 08 to 10). The
+# reweighing weights come from the training split's groups.
 
 # %%
+charter = step.read_report("business_case", "charter.json")
+criteria = step.read_report("success_criteria", "success_criteria.json")
 weights_table = bias.reweighing_of_cells(training.cells(spec), spec)
 fit_rows = training.sample(max_rows, seed)
-effects = bias.remediation_effects(fit_rows, spec, weights_table, min_group_size, seed)
+effects = bias.remediation_effects(fit_rows, spec, weights_table, business.Costs.of(charter), criteria, seed)
 show(
     f"Measured on **{len(fit_rows):,}** of the {len(training):,} training rows "
-    f"({len(selected) - len(training):,} validation and test rows, and duplicates, left out)."
+    f"({len(selected) - len(training):,} validation and test rows left out), at the costs of step 01 "
+    f"(false positive {charter['cost_false_positive']:g}, false negative {charter['cost_false_negative']:g}): "
+    f"the cost-minimising thresholds ranged from {effects.costs['threshold_min'].min():.3f} to "
+    f"{effects.costs['threshold_max'].max():.3f}, not 0.5. Cost ratios to no remediation with their "
+    f"{(1 + effects.confidence) / 2:.1%} intervals (the two ratios hold together at {effects.confidence:.0%})."
 )
-effects.round(4)
+effects.costs.round(4)
 
 # %%
-fig, ax = plt.subplots()
-ax.scatter(effects["max_parity_gap"], effects["accuracy"], s=60)
-for name, row in effects.iterrows():
-    ax.annotate(name, (row["max_parity_gap"], row["accuracy"]), textcoords="offset points", xytext=(6, 4))
-ax.set_title("Remediation candidates: accuracy against fairness gap")
-ax.set_xlabel("largest demographic parity difference (lower is fairer)")
-ax.set_ylabel("hold-out accuracy")
+judged = ", ".join(f"`{m}`" for m in effects.judged)
+show(
+    f"Judged gaps: {judged} ("
+    + (
+        "the fairness gates of step 02"
+        if effects.gaps["judged"].sum() < len(effects.gaps)
+        else "step 02 gates none: every gap"
+    )
+    + f"); the others are reported. Every judged gap's interval, and every reduction's, holds at once with "
+    f"{effects.confidence:.0%} confidence (Bonferroni over the judged gaps of the three models), so a "
+    "reduction whose interval lies above zero is shown. A gap is measured over the groups large enough "
+    "to judge it (step 02's power rule); `NaN`: fewer than two such groups."
+)
+effects.gaps.round(3)
+
+# %%
+judged_gaps = effects.gaps[effects.gaps["judged"]].dropna(subset=["gap"])
+shown_metrics = list(dict.fromkeys(judged_gaps.index.get_level_values("metric")))
+fig, axes = plt.subplots(1, max(len(shown_metrics), 1), figsize=(5 * max(len(shown_metrics), 1), 3.8), squeeze=False)
+for ax, metric in zip(axes[0], shown_metrics, strict=False):
+    for name, row in judged_gaps.xs(metric, level="metric").iterrows():
+        cost = effects.costs.loc[name]
+        ax.errorbar(
+            row["gap"],
+            cost["expected_cost"],
+            xerr=[[row["gap"] - row["gap_low"]], [row["gap_high"] - row["gap"]]],
+            yerr=[
+                [cost["expected_cost"] - cost["expected_cost_low"]],
+                [cost["expected_cost_high"] - cost["expected_cost"]],
+            ],
+            fmt="o",
+            capsize=3,
+            label=name,
+        )
+    ax.set(title=metric, xlabel="gap (lower is fairer), with its interval", ylabel="expected cost per decision")
+    ax.legend(loc="best")
+fig.tight_layout()
 step.save_figure(fig, "remediation_tradeoff.png")
 plt.show()
 
 # %% [markdown]
 # ## The plan
+# A remediation is adopted only on evidence: its reduction of a judged gap is shown (the
+# reduction's interval lies above zero), no judged gap is shown to widen, and its cost per
+# decision is not shown to exceed no remediation's by more than the margin (the cost ratio's
+# upper bound is at most 1 + `bias.COST_MARGIN`). Otherwise the data is left as it is.
+# Reweighing comes before resampling when both qualify: resampling draws rows with the same
+# weights, so it has the same effect in expectation plus the noise of one draw.
 
 # %%
-chosen = bias.choose_remediation(effects) if remediation == "auto" else remediation
+verdicts = bias.remediation_verdicts(effects)
+chosen = bias.choose_remediation(verdicts) if remediation == "auto" else remediation
 summary = bias.plan_summary(chosen, effects)
+display(verdicts[["adopted", "why", "reduction_room", "cost_room"]].round(2))
+lines = [
+    f"- **{name}** ({'adopted' if row.adopted else 'not adopted'}: {row.why}): {row.evidence}."
+    for name, row in verdicts.iterrows()
+]
+if remediation == "auto":
+    how = (
+        f"adopted on evidence: {verdicts.loc[chosen, 'why']}"
+        if chosen != "none"
+        else "no candidate earned its place on the evidence, so the data is left as it is"
+    )
+    room = bias.choice_room(verdicts, chosen)
+    stability = (
+        "No judged gap could be measured, so no bound decides the choice."
+        if pd.isna(room)
+        else (
+            f"How firm the choice is: the bound that decides it lies **{room:.2f}** half-widths of its interval from its line "
+            "(a reduction's lower bound from zero, a cost ratio's upper bound from the margin). "
+            + (
+                "Under one half-width, another seed (another split of the same rows) may well change the choice."
+                if room < 1
+                else "Another seed (another split of the same rows) would rarely change it."
+            )
+        )
+    )
+else:
+    how, stability = "set in params.yaml (`data_bias_plan.remediation`), whatever the evidence below", ""
 show(
-    f"Chosen remediation: **{chosen}** ({'chosen from the evidence: smallest gap within 1 point of accuracy' if remediation == 'auto' else 'set in params.yaml'}). "
-    f"On the quick model it moves the largest parity gap from **{summary['parity_gap_before']:.3f}** to "
-    f"**{summary['parity_gap_after']:.3f}** and accuracy from {summary['accuracy_before']:.3f} to {summary['accuracy_after']:.3f}. "
-    "Step 06 applies it as sample weights on the training split; step 08 checks what remains in the final model."
+    f"Chosen remediation: **{chosen}**, {how}.\n\n" + "\n".join(lines) + "\n\n" + stability + "\n\n"
+    f"Expected cost per decision of the quick model: {summary['expected_cost_before']:.3f} without remediation, "
+    f"{summary['expected_cost_after']:.3f} with `{chosen}`. Step 06 applies it as sample weights on the training "
+    "split; step 08 checks what remains in the final model, on the test split."
 )
 step.write_json(
     "bias_plan.json",
     {
         **summary,
         "requested": remediation,
+        "cost_margin": bias.COST_MARGIN,
         "group_columns": spec["sensitive_features"],
         "weights": weights_table[["group", "label", "rows", "weight"]].to_dict(orient="records"),
-        "effects": effects.reset_index(names="remediation").to_dict(orient="records"),
+        "effects": effects.costs.reset_index().to_dict(orient="records"),
+        "gaps": effects.gaps.reset_index().to_dict(orient="records"),
+        "verdicts": verdicts.reset_index().to_dict(orient="records"),
         "joint_proxy_auc": joint,
         "strong_proxies": strong,
     },
@@ -198,5 +282,6 @@ step.write_plot_data("base_rates.csv", pd.DataFrame(plot_rows))
 # ## Summary
 # The representation tables and base-rate gaps above are the bias present in the data. The
 # proxy scan shows how much of the sensitive information the remaining features still carry.
-# `bias_plan.json` records the chosen remediation with its measured effect and the weights
-# step 06 applies; the final model's fairness is assessed, and if needed mitigated, in step 08.
+# `bias_plan.json` records the chosen remediation with its measured effect (costs and gaps with
+# their intervals, the verdict on each candidate) and the weights step 06 applies; the final
+# model's fairness is assessed, and if needed mitigated, in step 08.

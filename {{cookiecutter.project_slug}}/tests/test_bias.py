@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import bias, data
+from {{ cookiecutter.package_name }} import bias, data, gates, modeling
 
 
 @pytest.fixture
@@ -80,30 +80,6 @@ def test_representation_and_base_rate_gap(unbalanced):
     assert (gap, high, low) == (pytest.approx(0.4), "B", "A")  # C (100%) is too small to count
 
 
-def test_selection_rate_gap_ignores_small_groups():
-    groups = pd.Series(["A"] * 50 + ["B"] * 50 + ["C"] * 3)
-    pred = np.array([1] * 25 + [0] * 25 + [1] * 10 + [0] * 40 + [1] * 3)
-    assert bias.selection_rate_gap(pred, groups, 30) == pytest.approx(0.5 - 0.2)
-    assert np.isnan(bias.selection_rate_gap(pred, groups, 100))  # no group large enough
-
-
-def test_choose_remediation_trades_fairness_within_the_accuracy_budget():
-    effects = pd.DataFrame(
-        {"accuracy": [0.85, 0.845, 0.80], "max_parity_gap": [0.20, 0.10, 0.02]},
-        index=["none", "reweighing", "resampling"],
-    )
-    assert bias.choose_remediation(effects, max_accuracy_loss=0.01) == "reweighing"
-    assert bias.choose_remediation(effects, max_accuracy_loss=0.1) == "resampling"
-    summary = bias.plan_summary("reweighing", effects)
-    assert summary == {
-        "remediation": "reweighing",
-        "parity_gap_before": 0.2,
-        "parity_gap_after": 0.1,
-        "accuracy_before": 0.85,
-        "accuracy_after": 0.845,
-    }
-
-
 def test_proxy_scan_finds_a_proxy():
     rng = np.random.default_rng(0)
     groups = pd.Series(rng.choice(["F", "M"], 400))
@@ -127,24 +103,140 @@ def test_sample_positions_are_all_rows_or_a_sorted_reproducible_sample():
         bias.sample_positions(1000, 0, seed=0)
 
 
-def test_remediation_effects_are_measured_on_the_rows_given_only(make_frame, make_spec):
+EO_GATED = {
+    "criteria": {"max_equalized_odds_difference": 0.15, "max_demographic_parity_difference": None, "confidence": 0.95},
+    "gates": [
+        gates.gate("equalized_odds[sex]", "equalized_odds_difference[sex]", "<=", 0.15, ["fairness_assessment"], "")
+    ],
+}
+
+
+def test_remediation_effects_judge_each_remediation_at_the_cost_threshold_on_the_same_rows(make_frame, make_spec):
     spec = make_spec()
-    rows = make_frame(n=600, seed=5)
+    rows = make_frame(n=4000, seed=5, proxy_gap=6.0)
     rows[spec["target"]] = (rows[spec["target"]] == spec["positive_label"]).astype(int)
     labels = data.intersection_labels(data.sensitive_groups(rows, spec))
     table = bias.reweighing_table(labels, rows[spec["target"]])
-    effects = bias.remediation_effects(rows, spec, table, min_group_size=10, seed=0)
-    assert list(effects.index) == ["none", "reweighing", "resampling"]
-    assert effects["accuracy"].between(0, 1).all() and (effects["max_parity_gap"] >= 0).all()
-    again = bias.remediation_effects(rows, spec, table, min_group_size=10, seed=0)
-    pd.testing.assert_frame_equal(effects, again)  # deterministic
+    effects = bias.remediation_effects(rows, spec, table, (1.0, 4.0), EO_GATED, seed=0)
+    assert list(effects.costs.index) == list(bias.REMEDIATIONS)
+    assert effects.rows == 4000  # every row judged, by the model fitted on the other half
+    # step 06's rule, not 0.5: decisions at the threshold minimising the cost on other held-out rows
+    thresholds = effects.costs[["threshold_min", "threshold_max"]].to_numpy()
+    assert (thresholds < 0.5).all() and (thresholds > 0).all()
+    none = effects.costs.loc["none"]
+    assert (none["cost_ratio"], none["cost_ratio_low"], none["cost_ratio_high"]) == (1.0, 1.0, 1.0)
+    for name in ("reweighing", "resampling"):
+        cost = effects.costs.loc[name]
+        assert cost["cost_ratio_low"] < cost["cost_ratio"] < cost["cost_ratio_high"]
+        assert cost["cost_ratio"] == pytest.approx(cost["expected_cost"] / none["expected_cost"])
+    # both gaps reported for the grouping, the gated one judged; every reduction is none's gap minus its own
+    assert effects.judged == ["equalized_odds_difference[sex]"]
+    gaps = effects.gaps
+    assert set(gaps.loc["none"].index) == {"demographic_parity_difference[sex]", "equalized_odds_difference[sex]"}
+    assert gaps["judged"].sum() == 3
+    after = gaps.loc[("reweighing", "equalized_odds_difference[sex]")]
+    before = gaps.loc[("none", "equalized_odds_difference[sex]")]
+    assert after["reduction"] == pytest.approx(before["gap"] - after["gap"])
+    assert after["reduction_low"] == pytest.approx(before["gap_low"] - after["gap_high"])
+    assert gaps.loc["none", "reduction"].isna().all()
+    again = bias.remediation_effects(rows, spec, table, (1.0, 4.0), EO_GATED, seed=0)
+    pd.testing.assert_frame_equal(effects.costs, again.costs)  # deterministic for a seed
+    pd.testing.assert_frame_equal(effects.gaps, again.gaps)
+
+
+def test_cross_fitted_decisions_never_use_a_threshold_chosen_on_the_row():
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.3).astype(int)
+    scores = np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1)
+    decisions, thresholds = bias.cross_fitted_decisions(y, scores, (1.0, 4.0), seed=0)
+    halves = list(bias.StratifiedKFold(2, shuffle=True, random_state=0).split(scores, y))
+    for (chosen_on, applied_to), threshold in zip(halves, thresholds, strict=True):
+        assert threshold == modeling.cost_threshold(y[chosen_on], scores[chosen_on], 1.0, 4.0)[0]
+        np.testing.assert_array_equal(decisions[applied_to], scores[applied_to] >= threshold)
+
+
+def test_judged_metrics_are_the_gated_gaps_or_else_every_gap(make_spec):
+    spec = make_spec()
+    assert bias.judged_metrics(EO_GATED, spec) == ["equalized_odds_difference[sex]"]
+    ungated = {"criteria": {}, "gates": []}
+    assert bias.judged_metrics(ungated, spec) == [
+        "demographic_parity_difference[sex]",
+        "equalized_odds_difference[sex]",
+    ]
+    two = {**spec, "sensitive_features": ["sex", "race"]}
+    assert bias.judged_metrics(ungated, two)[-1] == "equalized_odds_difference[sex & race]"
+
+
+def effects_of(reductions: dict[str, tuple[float, float, float]], ratios: dict[str, tuple[float, float, float]]):
+    """RemediationEffects with the given reductions of the gated gap (value, low, high) and cost ratios."""
+    metric = "equalized_odds_difference[sex]"
+    costs = pd.DataFrame(
+        {
+            name: {"expected_cost": 0.3 * r[0], "cost_ratio": r[0], "cost_ratio_low": r[1], "cost_ratio_high": r[2]}
+            for name, r in {"none": (1.0, 1.0, 1.0), **ratios}.items()
+        }
+    ).T
+    rows = {("none", metric): {"gap": 0.25, "gap_low": 0.2, "gap_high": 0.3, "judged": True}}
+    for name, (value, low, high) in reductions.items():
+        rows[(name, metric)] = {
+            "gap": 0.25 - value,
+            "gap_low": 0.2,
+            "gap_high": 0.3,
+            "reduction": value,
+            "reduction_low": low,
+            "reduction_high": high,
+            "judged": True,
+        }
+    gaps = pd.DataFrame.from_dict(rows, orient="index").rename_axis(["remediation", "metric"])
+    return bias.RemediationEffects(costs, gaps, [metric], rows=1000, confidence=0.95)
+
+
+def test_a_remediation_is_adopted_only_on_a_shown_reduction_at_a_cost_within_the_margin():
+    shown, unclear = (0.1, 0.03, 0.17), (0.05, -0.02, 0.12)
+    cheap, dear = (0.99, 0.95, 1.03), (1.02, 0.97, 1.08)
+    verdicts = bias.remediation_verdicts(
+        effects_of({"reweighing": shown, "resampling": unclear}, {"reweighing": cheap, "resampling": cheap})
+    )
+    assert verdicts["adopted"].to_dict() == {"reweighing": True, "resampling": False}
+    assert "no gap reduction shown" in verdicts.loc["resampling", "why"]
+    assert "reduction +0.100 [+0.030, +0.170]" in verdicts.loc["reweighing", "evidence"]
+    assert bias.choose_remediation(verdicts) == "reweighing"
+    # a shown reduction whose cost may exceed none's by more than the margin is not adopted
+    verdicts = bias.remediation_verdicts(
+        effects_of({"reweighing": shown, "resampling": shown}, {"reweighing": dear, "resampling": dear})
+    )
+    assert not verdicts["adopted"].any() and bias.choose_remediation(verdicts) == "none"
+    assert "more than 5%" in verdicts.loc["reweighing", "why"]
+    assert bias.remediation_verdicts(effects_of({"reweighing": shown}, {"reweighing": dear}), margin=0.10).loc[
+        "reweighing", "adopted"
+    ]
+    # a widening shown is never adopted
+    widened = bias.remediation_verdicts(effects_of({"reweighing": (-0.1, -0.17, -0.03)}, {"reweighing": cheap}))
+    assert "shown to widen" in widened.loc["reweighing", "why"]
+
+
+def test_reweighing_is_preferred_to_resampling_when_both_are_adopted():
+    shown, cheap, cheaper = (0.1, 0.03, 0.17), (0.99, 0.95, 1.03), (0.97, 0.93, 1.01)
+    verdicts = bias.remediation_verdicts(
+        effects_of({"reweighing": shown, "resampling": shown}, {"reweighing": cheap, "resampling": cheaper})
+    )
+    assert verdicts["adopted"].all() and bias.choose_remediation(verdicts) == "reweighing"
 
 
 def test_without_a_measurable_gap_the_data_is_left_as_it_is():
-    effects = pd.DataFrame(
-        {"accuracy": [0.80, 0.81, 0.79], "max_parity_gap": [np.nan, np.nan, np.nan]},
-        index=["none", "reweighing", "resampling"],
+    nan = (np.nan, np.nan, np.nan)
+    verdicts = bias.remediation_verdicts(
+        effects_of({"reweighing": nan, "resampling": nan}, {"reweighing": (0.99, 0.95, 1.03), "resampling": (1, 1, 1)})
     )
-    assert bias.choose_remediation(effects) == "none"
-    effects.loc["reweighing", "max_parity_gap"] = 0.1
-    assert bias.choose_remediation(effects) == "reweighing"
+    assert bias.choose_remediation(verdicts) == "none"
+    assert verdicts.loc["reweighing", "why"].startswith("no judged gap could be measured")
+
+
+def test_plan_summary_records_the_judged_gaps_and_the_cost_before_and_after():
+    effects = effects_of({"reweighing": (0.1, 0.03, 0.17)}, {"reweighing": (0.99, 0.95, 1.03)})
+    summary = bias.plan_summary("reweighing", effects)
+    metric = "equalized_odds_difference[sex]"
+    assert summary["remediation"] == "reweighing" and summary["judged"] == [metric]
+    assert summary["judged_gaps_before"][metric]["gap"] == 0.25
+    assert summary["judged_gaps_after"][metric]["gap"] == pytest.approx(0.15)
+    assert summary["cost_ratio"] == {"cost_ratio": 0.99, "cost_ratio_low": 0.95, "cost_ratio_high": 1.03}

@@ -8,6 +8,7 @@ same ratios. Nothing here drops rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from .business import row_costs
+from .intervals import Estimate, mean_interval, ratio_interval
 from .profiling import single_feature_auc
 
 WEIGHT_BOUNDS = (0.1, 10.0)
@@ -153,73 +156,267 @@ def resample_indices(weights: np.ndarray, seed: int) -> np.ndarray:
     return rng.choice(len(weights), size=len(weights), replace=True, p=weights / weights.sum())
 
 
-def selection_rate_gap(pred: np.ndarray, groups: pd.Series, min_group_size: int) -> float:
-    """Demographic parity difference over groups with at least ``min_group_size`` rows."""
-    frame = pd.DataFrame({"g": groups.to_numpy(), "p": np.asarray(pred)})
-    rates = frame.groupby("g")["p"].agg(["size", "mean"])
-    rates = rates[rates["size"] >= min_group_size]["mean"]
-    return float(rates.max() - rates.min()) if len(rates) >= 2 else float("nan")
+COST_MARGIN = 0.05  # a remediation may cost at most this much more per decision than none (relative, upper bound)
+REMEDIATIONS = ("none", "reweighing", "resampling")
 
 
-def choose_remediation(effects: pd.DataFrame, max_accuracy_loss: float = 0.01) -> str:
-    """The candidate with the smallest fairness gap among those losing at most ``max_accuracy_loss`` accuracy.
+@dataclass
+class RemediationEffects:
+    """Each remediation's quick model at step 06's decision rule, on the same held-out training rows.
 
-    "none" when no gap could be measured (no two groups of the held-out rows reach the minimum
-    size, as on small data): without evidence, the data is left as it is.
+    Every gap interval and every reduction interval holds at once with probability ``confidence``
+    (Bonferroni over the judged gaps of the three models); each cost ratio's interval at
+    ``confidence`` over the two remediations compared with none.
     """
-    reference = float(effects.loc["none", "accuracy"])
-    eligible = effects[effects["accuracy"] >= reference - max_accuracy_loss]["max_parity_gap"].dropna()
-    return str(eligible.idxmin()) if len(eligible) else "none"
+
+    costs: pd.DataFrame  # index remediation: thresholds, expected_cost (low, high), cost_ratio vs none (low, high)
+    gaps: pd.DataFrame  # index (remediation, metric): value, low, high, reduction vs none (low, high), judged
+    judged: list[str]  # the gap metrics the choice judges: step 02's gated ones (every gap when none is gated)
+    rows: int  # training rows, each judged once by the model fitted on the other half
+    confidence: float
 
 
-def plan_summary(choice: str, effects: pd.DataFrame) -> dict[str, Any]:
-    row = effects.loc[choice]
-    none = effects.loc["none"]
-    return {
-        "remediation": choice,
-        "parity_gap_before": float(none["max_parity_gap"]),
-        "parity_gap_after": float(row["max_parity_gap"]),
-        "accuracy_before": float(none["accuracy"]),
-        "accuracy_after": float(row["accuracy"]),
-    }
+def judged_metrics(criteria: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """The fairness gaps a remediation is judged on: those step 02 gates (``equalized_odds_difference[sex]``, ...).
+
+    When step 02 gates no fairness criterion, every gap it reports (both, for every grouping): a
+    remediation is then adopted only for a gap it shows reduced on one of them.
+    """
+    from .fairness import GAPS
+    from .gates import gates_for, grouping_names
+
+    gated = [g["metric"] for g in gates_for(criteria["gates"], "fairness_assessment") if "_difference[" in g["metric"]]
+    return gated or [f"{gap}_difference[{g}]" for gap in GAPS for g in grouping_names(spec["sensitive_features"])]
+
+
+def cross_fitted_decisions(
+    y: np.ndarray, scores: np.ndarray, costs: tuple[float, float], seed: int
+) -> tuple[np.ndarray, list[float]]:
+    """Step 06's decision rule on held-out rows: act when the score reaches the cost-minimising threshold.
+
+    Step 06 chooses that threshold on the validation split and is judged on the test split; here
+    the held-out rows play both parts in turn: the threshold of each half is chosen on the other
+    half (:func:`.modeling.cost_threshold`), so no row's decision comes from a threshold fitted on
+    it, and every row is judged. The halves are the same for every model (stratified, seeded).
+    """
+    from .modeling import cost_threshold
+
+    decisions, thresholds = np.zeros(len(y), dtype=int), []
+    for chosen_on, applied_to in StratifiedKFold(2, shuffle=True, random_state=seed).split(scores, y):
+        threshold, _ = cost_threshold(y[chosen_on], scores[chosen_on], *costs)
+        decisions[applied_to] = scores[applied_to] >= threshold
+        thresholds.append(threshold)
+    return decisions, thresholds
 
 
 def remediation_effects(
-    rows: pd.DataFrame, spec: dict[str, Any], weights_table: pd.DataFrame, min_group_size: int, seed: int
-) -> pd.DataFrame:
-    """Accuracy and largest parity gap of a quick model under each remediation: none, reweighing, resampling.
+    rows: pd.DataFrame,
+    spec: dict[str, Any],
+    weights_table: pd.DataFrame,
+    costs: tuple[float, float],
+    criteria: dict[str, Any],
+    seed: int,
+) -> RemediationEffects:
+    """Each remediation's expected cost and fairness gaps at step 06's decision rule, paired against none.
 
-    ``rows`` are training rows (step 05's training split, or a sample of it): the quick model
-    (logistic regression on the step-05 features) is fitted on 70 % of them and measured on the
-    other 30 %, so the choice of remediation never sees a validation or test row.
+    ``rows`` are training rows (step 05's training split, or a sample of it). Under each
+    remediation (none, reweighing, resampling) the quick model (logistic regression on the
+    step-05 features) is fitted on one half of them and judges the other, and the other way
+    round (two stratified folds, the same for every remediation), so every row is judged, by a
+    model that never saw it, and all three are judged on the same rows: decisions at the
+    cost-minimising threshold chosen on the model's other held-out rows
+    (:func:`cross_fitted_decisions`, step 01's costs), their cost per
+    decision (:func:`.business.row_costs`, its ratio to none's by :func:`.intervals.ratio_interval`)
+    and step 02's fairness gaps (:func:`.fairness.assess`). The choice never sees a validation or test row.
     """
+    from dataclasses import replace
+
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
 
     from .data import intersection_labels, sensitive_groups
+    from .fairness import FairnessRule, assess
     from .features import build_preprocessor
 
     columns = spec["numeric_features"] + spec["categorical_features"]
-    y, groups = rows[spec["target"]], sensitive_groups(rows, spec)
-    fit, hold = train_test_split(np.arange(len(rows)), test_size=0.3, stratify=y, random_state=seed)
-    weights = row_weights(intersection_labels(groups).iloc[fit], y.iloc[fit], weights_table)
-
-    def measure(picked: np.ndarray, sample_weight: np.ndarray | None = None) -> dict[str, float]:
-        model = make_pipeline(build_preprocessor(spec), LogisticRegression(max_iter=1000))
-        model.fit(rows.iloc[picked][columns], y.iloc[picked], logisticregression__sample_weight=sample_weight)
-        pred = model.predict(rows.iloc[hold][columns])
-        gaps = [selection_rate_gap(pred, groups[f].iloc[hold], min_group_size) for f in spec["sensitive_features"]]
-        measured = [gap for gap in gaps if not np.isnan(gap)]  # NaN: no two groups large enough to compare
-        return {
-            "accuracy": float((pred == y.iloc[hold].to_numpy()).mean()),
-            "max_parity_gap": max(measured, default=np.nan),
+    y = rows[spec["target"]].to_numpy().astype(int)
+    x, labels = rows[columns], intersection_labels(sensitive_groups(rows, spec))
+    judged = judged_metrics(criteria, spec)
+    rule = FairnessRule.of(criteria)
+    # every judged gap of the three models covered at once: a reduction is then shown wrongly at most 1 - confidence
+    joint = replace(rule, confidence=1 - (1 - rule.confidence) / (len(REMEDIATIONS) * len(judged)))
+    ratio_confidence = 1 - (1 - rule.confidence) / (len(REMEDIATIONS) - 1)
+    decided = {name: np.zeros(len(rows), dtype=int) for name in REMEDIATIONS}
+    thresholds: dict[str, list[float]] = {name: [] for name in REMEDIATIONS}
+    for fit, judge in StratifiedKFold(2, shuffle=True, random_state=seed).split(x, y):
+        encode = build_preprocessor(spec).fit(x.iloc[fit])  # the same features for the three models of a fold
+        fitted, judged_x, y_fit = encode.transform(x.iloc[fit]), encode.transform(x.iloc[judge]), y[fit]
+        weights = row_weights(labels.iloc[fit], y_fit, weights_table)
+        drawn = resample_indices(weights, seed)
+        for name, model_x, model_y, sample_weight in (
+            ("none", fitted, y_fit, None),
+            ("reweighing", fitted, y_fit, weights),
+            ("resampling", fitted[drawn], y_fit[drawn], None),
+        ):
+            # Newton-Cholesky: a few exact steps on these few dense columns, where lbfgs takes about a hundred
+            model = LogisticRegression(solver="newton-cholesky", max_iter=100).fit(model_x, model_y, sample_weight)
+            scores = model.predict_proba(judged_x)[:, 1]
+            decided[name][judge], chosen = cross_fitted_decisions(y[judge], scores, costs, seed)
+            thresholds[name] += chosen
+    estimates = {name: assess(y, decided[name], rows, spec, joint).estimates for name in REMEDIATIONS}
+    cost_rows, gap_rows = {}, {}
+    none_costs = row_costs(y, decided["none"], *costs)
+    for name in REMEDIATIONS:
+        own = row_costs(y, decided[name], *costs)
+        cost, ratio = mean_interval(own, rule.confidence), ratio_interval(own, none_costs, ratio_confidence)
+        cost_rows[name] = {
+            "threshold_min": min(thresholds[name]),  # of the four (two per fold: each chosen on the other half)
+            "threshold_max": max(thresholds[name]),
+            "selection_rate": float(decided[name].mean()),
+            **_prefixed("expected_cost", cost),
+            **_prefixed("cost_ratio", ratio),
         }
+        for metric, estimate in estimates[name].items():
+            reduction = Estimate.missing() if name == "none" else _reduction(estimates["none"][metric], estimate)
+            gap_rows[(name, metric)] = {
+                **_prefixed("gap", estimate),
+                **_prefixed("reduction", reduction),
+                "judged": metric in judged,
+            }
+    return RemediationEffects(
+        pd.DataFrame.from_dict(cost_rows, orient="index").rename_axis("remediation"),
+        pd.DataFrame.from_dict(gap_rows, orient="index").rename_axis(["remediation", "metric"]),
+        judged,
+        len(rows),
+        confidence=rule.confidence,
+    )
 
-    return pd.DataFrame(
-        {
-            "none": measure(fit),
-            "reweighing": measure(fit, weights),
-            "resampling": measure(fit[resample_indices(weights, seed)]),
+
+def _prefixed(name: str, estimate: Estimate) -> dict[str, float]:
+    return {name: estimate.value, f"{name}_low": estimate.low, f"{name}_high": estimate.high}
+
+
+def _reduction(before: Estimate, after: Estimate) -> Estimate:
+    """How much smaller ``after``'s gap is than ``before``'s, with the interval their two intervals allow.
+
+    When both intervals cover their gaps (at once, by the Bonferroni level of
+    :func:`remediation_effects`), the difference lies between before's lower bound minus
+    after's upper bound and before's upper bound minus after's lower bound: conservative (the
+    two models' decisions on the same rows are correlated), never optimistic.
+    """
+    return Estimate(before.value - after.value, before.low - after.high, before.high - after.low)
+
+
+def remediation_verdicts(effects: RemediationEffects, margin: float = COST_MARGIN) -> pd.DataFrame:
+    """Whether each remediation is adopted, and why, in numbers.
+
+    A remediation is adopted only on evidence: its reduction of a judged gap is shown (the
+    reduction's interval lies above zero), no judged gap is shown to widen, and its cost per
+    decision is not shown to exceed none's by more than ``margin`` (the upper bound of the cost
+    ratio is at most ``1 + margin``). With the intervals of :func:`remediation_effects`, a
+    remediation that reduces no gap is adopted at most ``(1 - confidence) / 2`` of the time.
+    """
+    verdicts = {}
+    for name in effects.costs.index.drop("none"):
+        judged = effects.gaps.loc[name]
+        judged = judged[judged["judged"]].dropna(subset=["reduction_low"])
+        shown = judged.index[judged["reduction_low"] > 0].tolist()
+        worse = judged.index[judged["reduction_high"] < 0].tolist()
+        cost = effects.costs.loc[name]
+        affordable = bool(cost["cost_ratio_high"] <= 1 + margin)
+        reasons = [
+            f"`{metric}` {effects.gaps.loc[('none', metric), 'gap']:.3f} → {row.gap:.3f}, reduction "
+            f"{row.reduction:+.3f} [{row.reduction_low:+.3f}, {row.reduction_high:+.3f}]"
+            for metric, row in judged.iterrows()
+        ]
+        reasons.append(
+            f"cost ratio to none {cost['cost_ratio']:.3f} [{cost['cost_ratio_low']:.3f}, {cost['cost_ratio_high']:.3f}]"
+            f" (margin {1 + margin:.2f})"
+        )
+        verdicts[name] = {
+            "reduction_shown_on": shown,
+            "increase_shown_on": worse,
+            "measured": len(judged),
+            "cost_within_margin": affordable,
+            "adopted": bool(shown) and not worse and affordable,
+            # how far the deciding bounds are from their lines (negative: on the wrong side), in half-widths
+            # of their intervals: the judged gap whose reduction is best shown, and the cost ratio
+            "reduction_room": _room(judged["reduction_low"], judged["reduction_high"], 0.0),
+            "cost_room": _room(1 + margin - cost["cost_ratio_high"], cost["cost_ratio_high"] - cost["cost_ratio_low"]),
+            "evidence": "; ".join(reasons),
+            "why": _why(shown, worse, affordable, len(judged), margin),
         }
-    ).T
+    return pd.DataFrame.from_dict(verdicts, orient="index").rename_axis("remediation")
+
+
+def _room(low: Any, high: Any, line: float | None = None) -> float:
+    """A bound's distance from its line in half-widths of its interval: ``(low - line) / half-width`` of the
+    interval ``[low, high]`` whose lower bound is furthest above ``line`` (one or several intervals); with
+    ``line`` None, ``low`` is already the distance and ``high`` the interval's width."""
+    if line is None:
+        return float(low / (high / 2)) if high > 0 else float("nan")
+    rooms = (np.asarray(low, float) - line) / ((np.asarray(high, float) - np.asarray(low, float)) / 2)
+    return float(np.max(rooms)) if len(rooms) else float("nan")
+
+
+def choice_room(verdicts: pd.DataFrame, chosen: str) -> float:
+    """How near the automatic choice came to going the other way, in half-widths of the deciding interval.
+
+    The candidates that decide it are the chosen one and those before it in :data:`REMEDIATIONS`
+    (all of them when none is adopted). An adopted one would flip when either of its bounds
+    crosses its line (the nearer counts); a rejected one only when every bound on the wrong side
+    crosses back (the farther counts; a widening shown is not expected to). Under about one
+    half-width, another seed, another split of the same rows, may well change the choice.
+    """
+    order = [n for n in REMEDIATIONS if n in verdicts.index]
+    considered = order[: order.index(chosen) + 1] if chosen in order else order
+    distances = []
+    for name in considered:
+        row = verdicts.loc[name]
+        rooms = pd.Series({"reduction": row["reduction_room"], "cost": row["cost_room"]}).dropna()
+        if row["adopted"]:
+            distances.append(float(rooms.min()))
+        elif not row["increase_shown_on"] and len(rooms):
+            distances.append(float(rooms[rooms <= 0].abs().max()) if (rooms <= 0).any() else 0.0)
+    return min(distances) if distances else float("nan")
+
+
+def _why(shown: list[str], worse: list[str], affordable: bool, measured: int, margin: float) -> str:
+    if not measured:
+        return "no judged gap could be measured on the held-out rows (too few rows per group)"
+    if worse:
+        return "shown to widen " + ", ".join(f"`{m}`" for m in worse)
+    if not shown:
+        return "no gap reduction shown (every reduction interval holds zero)"
+    if not affordable:
+        return f"its cost per decision may exceed none's by more than {margin:.0%}"
+    return "reduction shown on " + ", ".join(f"`{m}`" for m in shown) + f", cost within {margin:.0%} of none's"
+
+
+def choose_remediation(verdicts: pd.DataFrame) -> str:
+    """The first adopted remediation in the order of :data:`REMEDIATIONS` (:func:`remediation_verdicts`), else "none".
+
+    Reweighing comes before resampling when both are adopted: resampling draws rows with the
+    reweighing weights, so it has the same effect in expectation plus the noise of one draw, and
+    a difference between the two on one set of held-out rows is not evidence for either.
+    """
+    adopted = [name for name in REMEDIATIONS if name in verdicts.index and verdicts.loc[name, "adopted"]]
+    return adopted[0] if adopted else "none"
+
+
+def plan_summary(choice: str, effects: RemediationEffects) -> dict[str, Any]:
+    """The plan's figures for ``bias_plan.json``: the chosen remediation's judged gaps and cost against none's."""
+    gaps, cost = effects.gaps, effects.costs
+    parity = gaps["gap"].where(gaps.index.get_level_values("metric").str.startswith("demographic_parity"))
+    return {
+        "remediation": choice,
+        "judged": effects.judged,
+        "judged_gaps_before": gaps.loc["none"].loc[effects.judged, ["gap", "gap_low", "gap_high"]].to_dict("index"),
+        "judged_gaps_after": gaps.loc[choice].loc[effects.judged, ["gap", "gap_low", "gap_high"]].to_dict("index"),
+        "parity_gap_before": float(parity.loc["none"].max()),
+        "parity_gap_after": float(parity.loc[choice].max()),
+        "expected_cost_before": float(cost.loc["none", "expected_cost"]),
+        "expected_cost_after": float(cost.loc[choice, "expected_cost"]),
+        "cost_ratio": {k: float(cost.loc[choice, k]) for k in ("cost_ratio", "cost_ratio_low", "cost_ratio_high")},
+        "confidence": effects.confidence,
+        "judged_rows": effects.rows,
+    }
