@@ -166,6 +166,100 @@ step.save_figure(fig, "confusion_calibration.png")
 plt.show()
 
 # %% [markdown]
+# ## Are the scores probabilities? Calibration by group
+# The service returns each score as the probability of the positive outcome. A probability
+# should match the rate observed, overall and in every group: below, each group's mean score on
+# the test split against its observed positive rate (Wilson interval) and the gap between them
+# (interval of the mean of score minus outcome: narrower than the rate's, as the score accounts
+# for part of the outcomes' variation), for every sensitive feature and their
+# intersection; the intervals of a grouping's groups hold together at step 02's confidence. Then
+# the same for the chosen model calibrated on the validation split (`modeling.calibrate`: Platt's
+# sigmoid fitted on the frozen model's scores of rows it never saw; isotonic regression
+# overfits a validation split of this size). The model that goes forward is not changed here.
+
+# %%
+import numpy as np
+
+from {{ cookiecutter.package_name }} import intervals
+
+confidence = float(criteria["criteria"].get("confidence", 0.95))
+validation = splits["validation"]
+calibrated_model = modeling.calibrate(result.model, validation[cols], validation[target].to_numpy())
+p_calibrated = modeling.probabilities(calibrated_model, test[cols])
+calibration = {
+    "as trained": modeling.calibration_table(y_test, p_test, test, spec, confidence),
+    "calibrated on validation": modeling.calibration_table(y_test, p_calibrated, test, spec, confidence),
+}
+shown_columns = ["rows", "predicted", "observed", "observed_low", "observed_high", "gap", "gap_low", "gap_high"]
+pd.concat({name: calib[shown_columns] for name, calib in calibration.items()}, axis=1).round(3)
+
+# %%
+bayes = business.cost_optimal_threshold(*costs)
+served_costs = business.row_costs(y_test, scored[result.name].decisions, *costs)
+bayes_costs = business.row_costs(y_test, (p_calibrated >= bayes).astype(int), *costs)
+bayes_ratio = intervals.ratio_interval(bayes_costs, served_costs, confidence)
+reweighed = plan["remediation"] != "none" and calibration["calibrated on validation"]["miscalibrated"].any()
+show(
+    "\n".join(f"- **{name}**: {modeling.calibration_note(calib)}." for name, calib in calibration.items())
+    + (
+        f"\n\nThe model was trained with step 04's `{plan['remediation']}`, which makes group and outcome "
+        "independent in the training rows: its scores are moved toward equal rates between groups on purpose, and a "
+        "map of the score alone (calibration) cannot undo a shift by group. Such a score ranks and decides; it is not "
+        "each group's probability."
+        if reweighed
+        else ""
+    )
+    + f"\n\nWith calibrated scores the cost-minimising rule is to act from c_fp / (c_fp + c_fn) = **{bayes:.3f}** "
+    f"(step 01's costs alone, nothing fitted to the validation rows), where the model goes forward at "
+    f"{result.threshold:.3f}, chosen on validation: on the test split the calibrated model at {bayes:.3f} would cost "
+    f"**{bayes_costs.mean():.4f}** per decision against {served_costs.mean():.4f}, a ratio of {bayes_ratio.value:.3f} "
+    f"({confidence:.0%} interval {bayes_ratio.low:.3f} to {bayes_ratio.high:.3f})."
+)
+step.write_json(
+    "calibration.json",
+    {
+        "method": modeling.CALIBRATION_METHOD,
+        "confidence": confidence,
+        "tables": {name: calib.reset_index().to_dict(orient="records") for name, calib in calibration.items()},
+        "bayes_threshold": bayes,
+        "bayes_cost_ratio": bayes_ratio.as_dict(),
+    },
+)
+
+# %%
+groups = calibration["as trained"].drop(index="all", level="grouping")
+fig, axes = plt.subplots(1, 2, figsize=(13, 0.28 * len(groups) + 2.2), width_ratios=[1, 1.2])
+positions = np.arange(len(groups))[::-1]
+for (name, calib), scores, marker, shift in zip(
+    calibration.items(), (p_test, p_calibrated), ("o", "s"), (0.15, -0.15), strict=True
+):
+    prob_true, prob_pred = calibration_curve(y_test, scores, n_bins=10, strategy="quantile")
+    axes[0].plot(prob_pred, prob_true, marker=marker, label=name)
+    gaps = calib.loc[groups.index]
+    axes[1].errorbar(
+        gaps["gap"],
+        positions + shift,
+        xerr=[gaps["gap"] - gaps["gap_low"], gaps["gap_high"] - gaps["gap"]],
+        fmt=marker,
+        capsize=2,
+        label=name,
+    )
+axes[0].plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+axes[0].set(
+    title="Reliability, test split (deciles of score)",
+    xlabel="mean predicted probability",
+    ylabel="observed positive rate",
+)
+axes[0].legend(loc="upper left")
+axes[1].axvline(0, linestyle="--", color="grey")
+axes[1].set_yticks(positions, [f"{group} ({rows:,})" for (_, group), rows in groups["rows"].items()], fontsize=8)
+axes[1].set(title="Each group: mean score minus observed rate", xlabel="gap, with its interval (0: calibrated)")
+axes[1].legend(loc="best")
+fig.tight_layout()
+step.save_figure(fig, "calibration_by_group.png")
+plt.show()
+
+# %% [markdown]
 # ## What drives the model: permutation importance on the test split
 
 # %%

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import artifacts, bias, business, config, data, gates, modeling
+from {{ cookiecutter.package_name }} import artifacts, bias, business, config, data, gates, intervals, modeling
 
 SPACE = {
     "logistic_regression": {"C": [0.1, 1.0]},
@@ -175,3 +175,84 @@ def test_capped_fits_use_a_stratified_sample_and_say_so(splits):
     assert (drawn.training_rows, drawn.available_rows) == (400, 90_000)
     uncapped = select(spec, train, validation, fit_max_rows=len(train))
     assert uncapped.validation_scores.tolist() == select(spec, train, validation).validation_scores.tolist()
+
+
+@pytest.fixture(scope="module")
+def miscalibrated(make_frame, make_spec):
+    """A logistic regression fitted with positives weighted five times (its scores overstate the positive rate), and
+    labelled rows it never saw: one half to calibrate on, one half to judge on."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from {{ cookiecutter.package_name }} import features
+
+    spec = make_spec()
+    frame = make_frame(n=6000, seed=11)
+    frame[spec["target"]] = (frame[spec["target"]] == spec["positive_label"]).astype(int)
+    cols = spec["numeric_features"] + spec["categorical_features"]
+    model = Pipeline(
+        [("preprocess", features.build_preprocessor(spec)), ("model", LogisticRegression(class_weight={0: 1, 1: 5}))]
+    ).fit(frame[cols].iloc[:2000], frame[spec["target"]].iloc[:2000])
+    return spec, model, frame.iloc[2000:4000], frame.iloc[4000:]
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibrate_maps_the_scores_to_observed_rates_without_refitting_the_model(miscalibrated, method):
+    spec, model, held, judged = miscalibrated
+    cols, target = spec["numeric_features"] + spec["categorical_features"], spec["target"]
+    calibrated = modeling.calibrate(model, held[cols], held[target].to_numpy(), method)
+    raw, fixed = modeling.probabilities(model, judged[cols]), modeling.probabilities(calibrated, judged[cols])
+    y = judged[target].to_numpy()
+    assert intervals.mean_interval(raw - y, 0.95).low > 0.1  # weighted positives: scores far above the outcomes
+    gap, raw_gap = intervals.mean_interval(fixed - y, 0.95), intervals.mean_interval(raw - y, 0.95)
+    assert gap.low < 0 < gap.high and abs(gap.value) < raw_gap.value / 3  # calibrated on other rows, right here
+    assert modeling.uncalibrated(calibrated) is model and modeling.uncalibrated(model) is model  # frozen, not refitted
+    order = np.argsort(raw, kind="stable")
+    assert (np.diff(fixed[order]) >= -1e-12).all()  # a monotone map: the ranking (ROC AUC) is the model's
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_a_calibrated_model_saves_and_loads_with_skops(miscalibrated, method, tmp_path):
+    spec, model, held, judged = miscalibrated
+    cols = spec["numeric_features"] + spec["categorical_features"]
+    calibrated = modeling.calibrate(model, held[cols], held[spec["target"]].to_numpy(), method)
+    path = artifacts.save(calibrated, tmp_path / "calibrated.skops")
+    assert artifacts.untrusted_types(path) == []
+    loaded = artifacts.load(path)
+    np.testing.assert_array_equal(
+        modeling.probabilities(loaded, judged[cols]), modeling.probabilities(calibrated, judged[cols])
+    )
+
+
+def test_a_calibrated_result_decides_at_the_bayes_threshold(splits):
+    spec, train, validation = splits
+    result = select(spec, train, validation)
+    before = result.candidates.copy()
+    fixed = modeling.calibrated(result, validation, spec, business.Costs(1.0, 4.0))
+    assert fixed.threshold == pytest.approx(0.2) == fixed.candidates.loc[result.name, "threshold"]  # 1 / (1 + 4)
+    assert fixed.models[result.name] is fixed.model and modeling.uncalibrated(fixed.model) is result.model
+    x = validation[spec["numeric_features"] + spec["categorical_features"]]
+    np.testing.assert_array_equal(fixed.validation_scores, modeling.probabilities(fixed.model, x))
+    expected = modeling.evaluate(validation[spec["target"]], fixed.validation_scores, 0.2, 1.0, 4.0)["expected_cost"]
+    assert fixed.candidates.loc[result.name, "validation_expected_cost"] == pytest.approx(expected)
+    baselines = list(modeling.BASELINES)
+    pd.testing.assert_frame_equal(fixed.candidates.loc[baselines], before.loc[baselines])  # the baselines keep theirs
+    pd.testing.assert_frame_equal(result.candidates, before)  # the result it wraps is left as it was
+
+
+def test_calibration_table_shows_each_groups_predicted_and_observed_rate_with_intervals():
+    frame = pd.DataFrame({"sex": ["Female"] * 400 + ["Male"] * 600, "race": (["A", "B"] * 500)})
+    spec = {"sensitive_features": ["sex", "race"], "sensitive_bins": {}}
+    y = np.r_[np.tile([1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 40), np.tile([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 60)]
+    scores = np.r_[np.full(400, 0.10), np.full(600, 0.45)]  # women right (10 %), men over by 15 points (30 %)
+    table = modeling.calibration_table(y, scores, frame, spec)
+    assert list(table.index.get_level_values("grouping").unique()) == ["all", "sex", "race", "sex & race"]
+    women, men = table.loc[("sex", "Female")], table.loc[("sex", "Male")]
+    assert (women["rows"], women["predicted"], women["observed"]) == (400, pytest.approx(0.10), pytest.approx(0.10))
+    assert women["gap_low"] < 0 < women["gap_high"]  # calibrated: the interval holds zero
+    assert men["gap"] == pytest.approx(0.15) and men["gap_low"] > 0.1  # miscalibration shown
+    low, high = intervals.wilson(180, 600, intervals.z_value(0.95, 2))  # two groups of sex: Bonferroni over them
+    assert (men["observed_low"], men["observed_high"]) == (pytest.approx(low), pytest.approx(high))
+    overall = table.loc[("all", "all")]
+    assert overall["rows"] == 1000 and overall["predicted"] == pytest.approx(0.31)
+    assert table.loc["sex & race"]["rows"].sum() == 1000

@@ -435,3 +435,133 @@ def leakage_suspects(gate_table: pd.DataFrame, importance: pd.Series, share: flo
     held = positive.cumsum() / positive.sum()
     chosen = positive.iloc[: min(int((held < share).sum()) + 1, most)]
     return ", ".join(f"`{name}` (drop {drop:.3f} in ROC AUC without it)" for name, drop in chosen.items())
+
+
+CALIBRATION_METHOD = "sigmoid"  # Platt's two parameters; isotonic overfits a validation split of a few thousand rows
+
+
+def calibrate(model: Any, x: pd.DataFrame, y: np.ndarray, method: str = CALIBRATION_METHOD) -> Any:
+    """The fitted ``model`` with a map from its scores to probabilities, fitted on held-out rows ``x, y``.
+
+    scikit-learn's ``CalibratedClassifierCV`` around a ``FrozenEstimator``: the model itself is
+    not refitted, only the map is (``sigmoid``: Platt scaling of the model's decision function;
+    ``isotonic``: a monotone step function), on all of ``x``; they must be rows the model never
+    saw (step 06: the validation split). The map is monotone, so it ranks as the model does.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    return CalibratedClassifierCV(FrozenEstimator(model), method=method).fit(x, np.asarray(y))
+
+
+def uncalibrated(model: Any) -> Any:
+    """The fitted model inside a :func:`calibrate` result (``model`` itself otherwise).
+
+    What a refit must start from: a clone of a calibrated model keeps the frozen model and
+    refits only the map, so a reduction that retrains the model with its own weights (step 08's
+    exponentiated gradient) has to clone this one instead.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    inner = getattr(model, "estimator", None) if isinstance(model, CalibratedClassifierCV) else None
+    return inner.estimator if isinstance(inner, FrozenEstimator) else model
+
+
+def calibrated(
+    result: TrainingResult,
+    validation: pd.DataFrame,
+    spec: dict[str, Any],
+    costs: Costs,
+    method: str = CALIBRATION_METHOD,
+) -> TrainingResult:
+    """``result`` with its chosen model calibrated on ``validation`` (:func:`calibrate`), deciding at the Bayes threshold.
+
+    :func:`train_and_select` is left as it is (step 10 trains with it too); this wraps its result.
+    With calibrated scores the cost-minimising rule is to act when the probability reaches
+    ``c_fp / (c_fp + c_fn)`` (:func:`.business.cost_optimal_threshold`): it follows from step 01's
+    costs alone, where the empirical minimum of :func:`cost_threshold` follows the noise of the
+    validation rows. The chosen model's row of ``candidates`` gets that threshold and its
+    validation metrics at it (in-sample for the map's parameters); the baselines keep theirs.
+    """
+    from dataclasses import replace
+
+    from .business import cost_optimal_threshold
+
+    cols, y = feature_columns(spec), validation[spec["target"]].to_numpy()
+    model = calibrate(result.model, validation[cols], y, method)
+    scores, threshold = probabilities(model, validation[cols]), cost_optimal_threshold(*costs)
+    candidates = result.candidates.copy()
+    candidates.loc[result.name, "threshold"] = threshold
+    for metric, value in evaluate(y, scores, threshold, *costs).items():
+        candidates.loc[result.name, f"validation_{metric}"] = value
+    return replace(
+        result,
+        model=model,
+        threshold=threshold,
+        candidates=candidates,
+        validation_scores=scores,
+        models={**result.models, result.name: model},
+    )
+
+
+def calibration_table(
+    y: np.ndarray, scores: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], confidence: float = 0.95
+) -> pd.DataFrame:
+    """Calibration in the large, overall and per group of each sensitive feature and of their intersection.
+
+    Index (grouping, group), the first row ``("all", "all")``. Per group: its rows, the mean score
+    (``predicted``), the positive rate (``observed``) with its Wilson interval, and the ``gap``
+    ``predicted - observed`` with the t interval of the mean of ``score - outcome`` over its rows
+    (:func:`.intervals.mean_interval`: the score's and the outcome's noise together). A score
+    served as a probability should predict each group's rate: a gap interval that excludes zero
+    is miscalibration shown. The intervals of one grouping's groups hold together at
+    ``confidence`` (Bonferroni over its groups), as a gate on its largest gap would need.
+    """
+    from .fairness import groupings
+    from .intervals import mean_interval, wilson, z_value
+
+    y, scores = np.asarray(y, float), np.asarray(scores, float)
+    labels = {"all": np.full(len(y), "all")} | {g: s.astype(str).to_numpy() for g, s in groupings(frame, spec).items()}
+    rows = []
+    for grouping, series in labels.items():
+        members = pd.Series(np.arange(len(y))).groupby(series).indices
+        level = 1 - (1 - confidence) / len(members)
+        for group, at in sorted(members.items(), key=lambda item: -len(item[1])):
+            low, high = wilson(y[at].sum(), len(at), z_value(level))
+            gap = mean_interval(scores[at] - y[at], level)
+            rows.append(
+                {
+                    "grouping": grouping,
+                    "group": group,
+                    "rows": len(at),
+                    "predicted": float(scores[at].mean()),
+                    "observed": float(y[at].mean()),
+                    "observed_low": float(low),
+                    "observed_high": float(high),
+                    "gap": gap.value,
+                    "gap_low": gap.low,
+                    "gap_high": gap.high,
+                    "miscalibrated": bool(gap.low > 0 or gap.high < 0),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["grouping", "group"])
+
+
+def calibration_note(table: pd.DataFrame, most: int = 4) -> str:
+    """A :func:`calibration_table` in words: overall, and the groups miscalibrated on evidence (largest gap first)."""
+    overall = table.loc[("all", "all")]
+    words = f"overall {overall['predicted']:.3f} predicted against {overall['observed']:.3f} observed; "
+    shown = table[table["miscalibrated"]].drop(index="all", level="grouping", errors="ignore")
+    if shown.empty:
+        return words + f"the gap interval of every one of the {len(table) - 1} groups holds zero"
+    shown = shown.reindex(shown["gap"].abs().sort_values(ascending=False).index)
+    return (
+        words
+        + f"{len(shown)} of {len(table) - 1} groups miscalibrated on evidence: "
+        + ", ".join(
+            f"`{group}` {row['predicted']:.3f} against {row['observed']:.3f} [{row['observed_low']:.3f}, "
+            f"{row['observed_high']:.3f}]"
+            for (_, group), row in shown.head(most).iterrows()
+        )
+    )
