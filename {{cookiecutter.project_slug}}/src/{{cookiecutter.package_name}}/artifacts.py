@@ -36,9 +36,6 @@ TRUSTED_TYPES = (
     # wrapped function separately, so trusting partial does not trust any callable.
     "functools.partial",
     "sklearn.utils.validation.check_array",
-    "fairlearn.postprocessing._interpolated_thresholder.InterpolatedThresholder",
-    "fairlearn.postprocessing._threshold_operation.ThresholdOperation",
-    "fairlearn.postprocessing._threshold_optimizer.ThresholdOptimizer",
     # a model calibrated on held-out rows (modeling.calibrate): the map's holder and Platt's sigmoid, two numbers
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",

@@ -3,16 +3,19 @@
 Two approaches are compared in step 08:
 
 * post-processing with :class:`fairlearn.postprocessing.ThresholdOptimizer`, which
-  chooses group-specific (randomised) thresholds on the deployed model's scores;
+  chooses group-specific thresholds on the deployed model's scores. fairlearn's rule is
+  randomised (between two thresholds per group); the release decides deterministically
+  with one threshold per group that comes closest to fairlearn's operating point on the
+  fitting rows (:func:`group_thresholds`), so no decision is a draw that a person could
+  redraw by nudging a feature;
 * the reduction :class:`fairlearn.reductions.ExponentiatedGradient`, which retrains
-  a weighted ensemble under a fairness constraint.
+  the deployed model's own estimator as a weighted ensemble under a fairness constraint,
+  minimising the business cost (fitted only when named: see ``NOT_IN_AUTO``).
 
 Both need the sensitive features at decision time (the post-processor) or only at
 training time (the reduction). :class:`MitigatedModel` gives the scorer one
 interface, ``score(X)`` and ``decide(X, groups)``, whichever was chosen. A record's
-decision is a function of the record: the post-processor's randomisation draws from
-a hash of the record's values (:func:`record_uniforms`), not from a random stream
-that depends on the batch.
+decision is a function of the record alone, and a monotone one of its score within its group.
 
 :func:`mitigate_to_pass` fits each candidate (constraint, objective) on part of a
 labelled split and chooses among them on the rest (:func:`split_for_choice`), so the
@@ -21,7 +24,6 @@ choice is judged on rows the fit did not see.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +46,36 @@ POSTPROCESSING_OBJECTIVES = ("accuracy_score", "balanced_accuracy_score")
 # Share of the labelled rows held out from the mitigation's fit to choose among the fits.
 CHOICE_FRACTION = 0.5
 DECISION_RULE = (
-    "The post-processor's decisions are randomised between two thresholds per group, as "
-    "fairlearn's ThresholdOptimizer prescribes; the draw comes from a hash of the record's "
-    "validated feature values and the seed, so the same record always gets the same decision, "
-    "alone or in any batch."
+    "The post-processor decides deterministically: each group has one threshold on the model's score, "
+    "and a record is selected when its score reaches its group's threshold. The thresholds come from "
+    "fairlearn's ThresholdOptimizer, whose own rule randomises between two thresholds per group: each "
+    "group's threshold is the one that comes closest, on the fitting rows, to the optimizer's selection "
+    "rate (demographic parity) or to its true and false positive rates (equalized odds). No decision is "
+    "randomised: the same record gets the same decision alone or in any batch, and a change to a record "
+    "changes its decision only when it moves the score across its group's threshold."
 )
+DECISION_RULES = {
+    "threshold_optimizer": DECISION_RULE,
+    "exponentiated_gradient": (
+        "The reduction's ensemble decides deterministically: a record is selected when the weighted mean of its "
+        "predictors' probabilities reaches one half, the predictors having been fitted to the business cost. "
+        "No decision is randomised (fairlearn's own predict draws one predictor per record)."
+    ),
+}
+# The mitigations fitted under `mitigation: auto`, and why the others are fitted only when named.
+# ExponentiatedGradient refits the deployed model's estimator about twenty times per failing constraint.
+# Measured on the default data (gradient boosting; one thread), per failing constraint: 20 CPU s on the
+# 2,188 validation rows a mitigation fits on (the post-processor: 0.2 s), for an expected cost of 0.33-0.36
+# on the held-out rows where the post-processor's cheapest fit cost 0.27; 82 CPU s on 20,000 training rows
+# (cost 0.30). Step 08 took 121 s with it, 19 s without, on a busy 2-core machine.
+AUTO_KINDS = ("threshold_optimizer",)
+NOT_IN_AUTO = {
+    "exponentiated_gradient": (
+        "`exponentiated_gradient` is not fitted under `mitigation: auto` (name it to fit it): it refits the "
+        "deployed model's estimator about twenty times per failing constraint, and on the template's default "
+        "data that took a hundred times the post-processor's time for a higher cost on the held-out rows"
+    )
+}
 
 
 class MitigationUnavailable(ValueError):
@@ -86,48 +113,13 @@ def fittable_groups(key: np.ndarray, y: np.ndarray, min_group_size: int) -> tupl
     return mapping, fallback
 
 
-def record_uniforms(x: pd.DataFrame, seed: int, numeric_columns: list[str] | None = None) -> np.ndarray:
-    """One draw in (0, 1) per record, a function of the record's values and ``seed`` alone.
-
-    Each record's values are written out canonically (columns by name; numbers as float64,
-    so 5 and 5.0 agree, with one missing value and no negative zero; everything else as its
-    text) and hashed with BLAKE2b keyed by the seed. The draw does not depend on the other
-    records of the batch, their order or the environment. ``numeric_columns`` names the
-    columns to read as numbers (by default, those of a numeric dtype), so that a scorer's
-    validated frame and the raw data give the same draws.
-    """
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    if numeric_columns is None:
-        numeric_columns = [c for c in x.columns if is_numeric_dtype(x[c]) and not is_bool_dtype(x[c])]
-    tokens = []
-    for column in sorted(x.columns):
-        if column in numeric_columns:
-            values = pd.to_numeric(x[column], errors="coerce").to_numpy(dtype=float) + 0.0  # -0.0 + 0.0 is 0.0
-            tokens.append([f"{column}=n:{'' if v != v else repr(v)}" for v in values.tolist()])
-        else:
-            values = x[column].astype(object).to_numpy()
-            missing = pd.isna(values)
-            tokens.append([f"{column}=-" if m else f"{column}=s:{v}" for v, m in zip(values, missing, strict=True)])
-    key = int(seed).to_bytes(16, "little", signed=True)
-    draws = (
-        [
-            int.from_bytes(hashlib.blake2b("\x1f".join(row).encode(), digest_size=8, key=key).digest(), "little")
-            for row in zip(*tokens, strict=True)
-        ]
-        if tokens
-        else [0] * len(x)
-    )
-    return ((np.array(draws, dtype=np.uint64) >> np.uint64(11)).astype(float) + 0.5) / 2.0**53
-
-
 def interpolated_positive(interpolation: Any, scores: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """The probability of a positive decision per record, as fairlearn's fitted thresholder gives it.
+    """The probability of a positive decision per record under fairlearn's fitted (randomised) rule.
 
     fairlearn's ``InterpolatedThresholder._pmf_predict`` (its second column), computed on
-    scores already known and in numpy: fairlearn's own call reruns the model and spends about
-    3 ms in pandas per call whatever the batch size, more than the rest of a one-record
-    request outside the model. A unit test holds the two equal, bit for bit.
+    scores already known and in numpy (fairlearn's own call reruns the model). A unit test
+    holds the two equal, bit for bit. :func:`fit_threshold_optimizer` reads the operating
+    point of the optimizer's rule from it; the release does not decide with it.
     """
     positive, key = np.zeros(len(scores), dtype=float), np.asarray(key)
     for group, rule in interpolation.items():
@@ -142,13 +134,43 @@ def interpolated_positive(interpolation: Any, scores: np.ndarray, key: np.ndarra
     return positive
 
 
+def group_thresholds(
+    scores: np.ndarray, y: np.ndarray, key: np.ndarray, positive: np.ndarray, constraint: str
+) -> dict[str, float]:
+    """One threshold per group: the deterministic rule closest to a randomised one on the same rows.
+
+    ``positive`` is the randomised rule's probability of a positive decision per row
+    (:func:`interpolated_positive`); its expected selection, true and false positive rates per
+    group are the operating point fairlearn chose. Of the group's thresholds (sklearn's
+    ``roc_curve``: a row is selected when its score reaches the threshold), the one kept is the
+    nearest to that point in what ``constraint`` equalises: the selection rate (demographic
+    parity), or the larger of the true and false positive rate differences (equalized odds,
+    measured as its gap is). Where two are as near, the higher threshold is kept.
+    """
+    from sklearn.metrics import roc_curve
+
+    key, y, thresholds = np.asarray(key), np.asarray(y), {}
+    for group in pd.unique(key):
+        rows = key == group
+        outcome, chance = y[rows], positive[rows]
+        fpr, tpr, cut = roc_curve(outcome, scores[rows], drop_intermediate=False)
+        tpr, fpr = tpr - chance[outcome == 1].mean(), fpr - chance[outcome == 0].mean()  # from the target
+        if constraint == "demographic_parity":
+            distance = np.abs(outcome.mean() * tpr + (1 - outcome.mean()) * fpr)  # of the selection rate
+        else:
+            distance = np.maximum(np.abs(tpr), np.abs(fpr))
+        thresholds[str(group)] = float(cut[np.argmin(distance)])
+    return thresholds
+
+
 class MitigatedModel:
     """A deployed model whose decisions depend on the sensitive groups.
 
-    ``kind`` is ``"threshold_optimizer"`` (``postprocessor`` holds the fitted
-    ThresholdOptimizer around ``pipeline``) or ``"exponentiated_gradient"``
-    (``predictors`` and ``weights`` hold the ensemble; decisions are the weighted
-    vote, derandomised so that the same record always gets the same decision).
+    ``kind`` is ``"threshold_optimizer"`` (``thresholds`` holds one threshold per fitted
+    group on ``pipeline``'s score) or ``"exponentiated_gradient"`` (``predictors`` and
+    ``weights`` hold the ensemble, fitted to the business cost, which selects a record when
+    its weighted probability reaches one half). Neither draws at random: the same record
+    always gets the same decision, whatever else is in the batch.
     """
 
     def __init__(
@@ -156,52 +178,48 @@ class MitigatedModel:
         kind: str,
         pipeline: Pipeline,
         group_columns: list[str],
-        postprocessor: Any = None,
+        thresholds: dict[str, float] | None = None,
         predictors: list | None = None,
         weights: np.ndarray | None = None,
-        seed: int = 0,
         group_mapping: dict[str, str] | None = None,
         fallback_group: str | None = None,
-        numeric_columns: list[str] | None = None,
     ):
         self.kind = kind
         self.pipeline = pipeline
         self.group_columns = list(group_columns)
-        self.postprocessor = postprocessor
+        self.thresholds = dict(thresholds or {})
         self.predictors = predictors or []
         self.weights = None if weights is None else np.asarray(weights, dtype=float)
-        self.seed = seed
         self.group_mapping = dict(group_mapping or {})
         self.fallback_group = fallback_group
-        self.numeric_columns = None if numeric_columns is None else list(numeric_columns)
 
     def score(self, x: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive outcome from the underlying model (for ranking and monitoring)."""
+        """Probability of the positive outcome (the ensemble's own, for the reduction), for ranking and monitoring."""
         if self.kind == "exponentiated_gradient":
             return self._ensemble_probability(x)
         return np.asarray(self.pipeline.predict_proba(x))[:, 1]
 
     def decide(self, x: pd.DataFrame, groups: pd.DataFrame, scores: np.ndarray | None = None) -> np.ndarray:
-        """0/1 decisions; ``groups`` holds the group labels of the sensitive features.
+        """0/1 decisions: the score against the record's group threshold (post-processor) or the ensemble's.
 
-        Each record's decision depends on that record alone. The post-processor acts with
-        its group's interpolation probability (fairlearn's ``_pmf_predict``, what its own
-        ``predict`` compares a random draw against), against a draw from the record itself
-        (:func:`record_uniforms`); the ensemble takes the weighted vote. ``scores``: this
-        model's :meth:`score` of ``x`` when the caller has it already (scoring computes it
-        once, not once more inside the post-processor).
+        ``groups`` holds the group labels of the sensitive features. ``scores``: this model's
+        :meth:`score` of ``x`` when the caller has it already (scoring computes it once).
         """
         if scores is not None and len(scores) != len(x):
             raise ValueError(f"{len(scores)} scores given for {len(x)} records")
+        known = self.score(x) if scores is None else np.asarray(scores, dtype=float)
         if self.kind == "threshold_optimizer":
-            key = self.fitted_group(group_key(groups[self.group_columns]))
-            known = self.score(x) if scores is None else np.asarray(scores, dtype=float)
-            positive = interpolated_positive(
-                self.postprocessor.interpolated_thresholder_.interpolation_dict, known, key
+            return (known >= self.group_threshold(groups)).astype(int)
+        return (known >= 0.5).astype(int)  # the business cost is in the ensemble's fit (its objective)
+
+    def group_threshold(self, groups: pd.DataFrame) -> np.ndarray:
+        """The threshold each record's score is held against: its fitted group's (see :meth:`fitted_group`)."""
+        if not getattr(self, "thresholds", None):  # a file saved before the thresholds existed lacks the attribute
+            raise ValueError(
+                "this post-processed model has no group thresholds (an artifact of the randomised rule, "
+                "before release decisions were deterministic): run step 08 again"
             )
-            draws = record_uniforms(x, self.seed, getattr(self, "numeric_columns", None))
-            return (positive >= draws).astype(int)
-        return ((self._ensemble_probability(x) if scores is None else np.asarray(scores)) >= 0.5).astype(int)
+        return np.array([self.thresholds[k] for k in self.fitted_group(group_key(groups[self.group_columns]))], float)
 
     def fitted_group(self, key: np.ndarray) -> np.ndarray:
         """The group the post-processor knows for each label (pooled or unseen ones map to the fallback)."""
@@ -215,13 +233,13 @@ class MitigatedModel:
         return sorted(g for g, fitted in self.group_mapping.items() if g != fitted)
 
     def _ensemble_probability(self, x: pd.DataFrame) -> np.ndarray:
-        """The weighted share of the predictors that vote 1.
+        """The weighted mean of the predictors' probabilities of the positive outcome.
 
-        Rounding can put a unanimous vote a hair above 1 (1.0000000000000002), which
+        Rounding can put a unanimous 1 a hair above 1 (1.0000000000000002), which
         scikit-learn's probability metrics refuse: clipped into [0, 1].
         """
-        votes = np.column_stack([np.asarray(p.predict(x)) for p in self.predictors])
-        return np.clip(votes @ self.weights / self.weights.sum(), 0.0, 1.0)
+        probabilities = np.column_stack([np.asarray(p.predict_proba(x))[:, 1] for p in self.predictors])
+        return np.clip(probabilities @ self.weights / self.weights.sum(), 0.0, 1.0)
 
 
 def fit_threshold_optimizer(
@@ -230,17 +248,16 @@ def fit_threshold_optimizer(
     y: np.ndarray,
     groups: pd.DataFrame,
     constraint: str,
-    seed: int,
     min_group_size: int = 30,
     objective: str = "accuracy_score",
-    numeric_columns: list[str] | None = None,
 ) -> tuple[MitigatedModel, dict[str, Any]]:
     """Post-process a fitted pipeline; returns the model and the trade-off curve for plotting.
 
-    Groups too small to fit are pooled (see :func:`fittable_groups`); the model's
-    ``pooled_groups`` lists them so the report can say so. ``objective`` is one of
-    ``POSTPROCESSING_OBJECTIVES``; :func:`mitigate_to_pass` tries both and keeps the
-    cheaper on held-out rows. ``numeric_columns``: see :func:`record_uniforms`.
+    fairlearn fits its randomised rule; :func:`group_thresholds` turns it into one threshold
+    per group on the same rows. Groups too small to fit are pooled (see
+    :func:`fittable_groups`); the model's ``pooled_groups`` lists them so the report can say
+    so. ``objective`` is one of ``POSTPROCESSING_OBJECTIVES``; :func:`mitigate_to_pass` tries
+    both and keeps the cheaper on held-out rows.
     """
     optimizer = ThresholdOptimizer(
         estimator=pipeline,
@@ -249,60 +266,51 @@ def fit_threshold_optimizer(
         prefit=True,
         predict_method="predict_proba",
     )
-    mapping, fallback = fittable_groups(group_key(groups), np.asarray(y), min_group_size)
+    y = np.asarray(y)
+    mapping, fallback = fittable_groups(group_key(groups), y, min_group_size)
     model = MitigatedModel(
-        "threshold_optimizer",
-        pipeline,
-        list(groups.columns),
-        postprocessor=optimizer,
-        seed=seed,
-        group_mapping=mapping,
-        fallback_group=fallback,
-        numeric_columns=numeric_columns,
+        "threshold_optimizer", pipeline, list(groups.columns), group_mapping=mapping, fallback_group=fallback
     )
-    optimizer.fit(x, y, sensitive_features=model.fitted_group(group_key(groups)))
+    key = model.fitted_group(group_key(groups))
+    optimizer.fit(x, y, sensitive_features=key)
+    scores = model.score(x)
+    positive = interpolated_positive(optimizer.interpolated_thresholder_.interpolation_dict, scores, key)
+    model.thresholds = group_thresholds(scores, y, key, positive, constraint)
     curves = {
         "x_metric": optimizer.x_metric_,
         "y_metric": optimizer.y_metric_,
         "objective": objective,
         "groups": {g: c[["x", "y"]].copy() for g, c in optimizer._tradeoff_curve.items()},
     }
-    drop_plotting_attributes(optimizer)
     return model, curves
 
 
-def drop_plotting_attributes(optimizer: ThresholdOptimizer) -> None:
-    """Remove what ThresholdOptimizer keeps only for plotting (pandas objects skops cannot store).
-
-    Prediction uses ``interpolated_thresholder_`` alone; the private trade-off curves
-    (``_tradeoff_curve``, ``_overall_tradeoff_curve``, ``_y_min``) differ by constraint.
-    """
-    for name, value in list(vars(optimizer).items()):
-        pandas_held = isinstance(value, (pd.DataFrame, pd.Series)) or (
-            isinstance(value, dict) and any(isinstance(v, (pd.DataFrame, pd.Series)) for v in value.values())
-        )
-        if name.startswith("_") and pandas_held:
-            delattr(optimizer, name)
-
-
 def fit_exponentiated_gradient(
-    base: Pipeline,
     pipeline: Pipeline,
     x: pd.DataFrame,
     y: np.ndarray,
     groups: pd.DataFrame,
     constraint: str,
-    seed: int,
+    costs: tuple[float, float] = (1.0, 1.0),
     max_iter: int = 20,
 ) -> MitigatedModel:
-    """Retrain ``base`` (an unfitted pipeline) under a fairness constraint: a weighted ensemble.
+    """Retrain the deployed model's own estimator under a fairness constraint: a weighted ensemble.
 
-    The reduction refits ``base`` once per iteration, so a fast learner (the logistic
-    regression candidate) keeps it affordable; ``pipeline`` still gives the scores.
+    ``pipeline`` is the deployed model; the reduction refits a clone of it (same tuned
+    settings; the reduction's weights go to its final step as ``model__sample_weight``) once
+    per iteration, minimising the business cost (``costs``: false positive, false negative)
+    rather than the error rate: the costs weigh the rows each predictor is fitted on, so a
+    predictor's own half-way cut is already the cost-sensitive one. The release decides with
+    the ensemble's weighted mean probability against one half (:class:`MitigatedModel`):
+    deterministic, where fairlearn's ``predict`` draws one predictor per record.
     """
+    from fairlearn.reductions import ErrorRate
+
+    cost_fp, cost_fn = costs
     reduction = ExponentiatedGradient(
-        clone(base),
+        clone(pipeline),
         CONSTRAINTS[constraint](),
+        objective=ErrorRate(costs={"fp": cost_fp, "fn": cost_fn}),
         max_iter=max_iter,
         sample_weight_name="model__sample_weight",
     )
@@ -315,7 +323,6 @@ def fit_exponentiated_gradient(
         list(groups.columns),
         predictors=predictors,
         weights=reduction.weights_.to_numpy()[keep],
-        seed=seed,
     )
 
 
@@ -326,16 +333,16 @@ def mitigate(
     frame: pd.DataFrame,
     features: list[str],
     constraint: str,
-    seed: int,
     min_group_size: int = 30,
     objective: str | None = None,
+    costs: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[MitigatedModel, dict[str, Any] | None]:
-    """Fit mitigation ``kind`` for ``pipeline`` on ``frame`` (labelled rows, e.g. part of validation).
+    """Fit mitigation ``kind`` for ``pipeline`` (the deployed model) on ``frame`` (labelled rows, e.g. part of validation).
 
-    ``objective`` is the post-processor's (accuracy by default); the reduction has none.
-    Returns the model and, for the post-processor, its trade-off curves.
+    ``objective`` is the post-processor's (accuracy by default); the reduction minimises the
+    business cost (``costs``: false positive, false negative). Neither draws at random, so
+    no seed is needed. Returns the model and, for the post-processor, its trade-off curves.
     """
-    from .modeling import candidate_pipelines
     from .profiling import feature_columns
 
     if constraint not in CONSTRAINTS:
@@ -344,19 +351,10 @@ def mitigate(
     groups = sensitive_groups(frame, spec)[list(features)]
     if kind == "threshold_optimizer":
         return fit_threshold_optimizer(
-            pipeline,
-            x,
-            y,
-            groups,
-            constraint,
-            seed,
-            min_group_size,
-            objective or "accuracy_score",
-            spec["numeric_features"],
+            pipeline, x, y, groups, constraint, min_group_size, objective or "accuracy_score"
         )
     if kind == "exponentiated_gradient":
-        base = candidate_pipelines(spec, seed)["logistic_regression"]
-        return fit_exponentiated_gradient(base, pipeline, x, y, groups, constraint, seed), None
+        return fit_exponentiated_gradient(pipeline, x, y, groups, constraint, costs), None
     raise ValueError(f"unknown mitigation {kind!r}; choose threshold_optimizer or exponentiated_gradient")
 
 
@@ -458,11 +456,9 @@ def choose_fit(
     x, y = choice_frame[feature_columns(spec)], choice_frame[spec["target"]].to_numpy()
     groups = sensitive_groups(choice_frame, spec)
     objectives = POSTPROCESSING_OBJECTIVES if kind == "threshold_optimizer" else (None,)
-    # the fits are independent (each seeded): in this process, or on the cluster's workers (compute.parallel)
+    # the fits are independent (and deterministic): in this process, or on the cluster's workers (compute.parallel)
     combos = [(constraint, objective) for constraint in constraints for objective in objectives]
-    calls = [
-        (kind, pipeline, spec, fit_frame, features, c, settings.seed, settings.min_group_size, o) for c, o in combos
-    ]
+    calls = [(kind, pipeline, spec, fit_frame, features, c, settings.min_group_size, o, costs) for c, o in combos]
     fits, rows = [], []
     for (constraint, objective), (model, curves) in zip(combos, compute.run(mitigate, calls), strict=True):
         decided = model.decide(x, groups)

@@ -120,4 +120,16 @@ def release_section(decision: dict[str, Any]) -> str:
         )
     if decision.get("decision_rule"):
         lines.append(f"- **How a decision is made:** {decision['decision_rule']}")
+    lines.append(randomised_line(decision.get("randomised_decisions", 0)))
     return "\n".join(lines) + "\n"
+
+
+def randomised_line(randomised: int) -> str:
+    """How many of the test split's decisions were drawn at random (``randomised_decisions``; none unless stated)."""
+    if not randomised:
+        return (
+            "- **Randomised decisions:** 0. Every decision is the record's score against a threshold (its group's, "
+            "when the release decides by group): the same record always gets the same decision, and a change to "
+            "the record changes it only by moving the score across that threshold."
+        )
+    return f"- **Randomised decisions:** {randomised:,} of the test split's decisions are drawn at random."
