@@ -29,6 +29,7 @@
 # %% tags=["parameters"]
 min_group_size = 30
 remediation = "auto"
+max_cost_increase = 0.1
 proxy_auc_alert = 0.8
 max_rows = 50000
 seed = 42
@@ -214,12 +215,12 @@ plt.show()
 # A remediation is adopted only on evidence: its reduction of a judged gap is shown (the
 # reduction's interval lies above zero), no judged gap is shown to widen, and its cost per
 # decision is not shown to exceed no remediation's by more than the margin (the cost ratio's
-# upper bound is at most 1 + `bias.COST_MARGIN`). Otherwise the data is left as it is.
+# upper bound is at most 1 + `max_cost_increase`). Otherwise the data is left as it is.
 # Reweighing comes before resampling when both qualify: resampling draws rows with the same
 # weights, so it has the same effect in expectation plus the noise of one draw.
 
 # %%
-verdicts = bias.remediation_verdicts(effects)
+verdicts = bias.remediation_verdicts(effects, cfg.max_cost_increase)
 chosen = bias.choose_remediation(verdicts) if remediation == "auto" else remediation
 summary = bias.plan_summary(chosen, effects)
 display(verdicts[["adopted", "why", "reduction_room", "cost_room"]].round(2))
@@ -260,7 +261,7 @@ step.write_json(
     {
         **summary,
         "requested": remediation,
-        "cost_margin": bias.COST_MARGIN,
+        "cost_margin": cfg.max_cost_increase,
         "group_columns": spec["sensitive_features"],
         "weights": weights_table[["group", "label", "rows", "weight"]].to_dict(orient="records"),
         "effects": effects.costs.reset_index().to_dict(orient="records"),

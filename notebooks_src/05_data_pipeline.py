@@ -22,8 +22,8 @@
 # `models/feature_pipeline.skops`, `reports/05_data_pipeline/` (validation report, split report).
 
 # %% tags=["parameters"]
-validation_fraction = 0.15
-test_fraction = 0.15
+validation_fraction = 0.2
+test_fraction = 0.3
 max_rows = 1000000
 seed = 42
 

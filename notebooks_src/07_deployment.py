@@ -102,7 +102,7 @@ for label, name in ((0, spec["negative_label"]), (1, spec["positive_label"])):
 ax.axvline(modeling["threshold"], color="black", linestyle="--", label=f"threshold {modeling['threshold']:.3f}")
 ax.set(
     title="Deployed model's scores on the test split, by actual outcome",
-    xlabel="score (probability of the positive outcome)",
+    xlabel="score for the positive outcome",
     ylabel="records",
 )
 ax.legend()

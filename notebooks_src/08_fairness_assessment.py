@@ -9,12 +9,12 @@
 # simultaneous confidence intervals (`fairness.assess`): a gate passes only when the gap's upper
 # bound is under its threshold. Which groups a gap compares follows from power: a group is gated
 # when a gap of the gate's size would be seen at its size; smaller groups are reported with the
-# rows they lack. Whether to mitigate and
-# how is decided on the validation split alone: a post-processing mitigation
-# (`ThresholdOptimizer`) and a reduction (`ExponentiatedGradient`) are fitted on part of it and
-# compared on the rest. The test split then gives one verdict, on the scores and decisions of
-# the artifact that would be served, and the release decision is recorded with the numbers
-# behind it.
+# rows they lack. Whether to mitigate and how is decided on the validation split alone: a
+# post-processing mitigation (fairlearn's `ThresholdOptimizer`, made deterministic: one threshold
+# per group) is fitted on part of it and compared with the deployed model on the rest (the
+# reduction `ExponentiatedGradient` only when named: `mitigation: exponentiated_gradient`). The
+# test split then gives one verdict, on the scores and decisions of the artifact that would be
+# served, and the release decision is recorded with the numbers behind it.
 #
 # **Inputs:** `models/model.skops`, `models/baseline.skops` (step 06's reference baseline, which
 # the release's quality is judged against), `data/processed/`, the success criteria and the data spec;
@@ -157,11 +157,11 @@ if len(short):
 # Half of every (group, outcome) stratum of the validation split is held out; the mitigations
 # are fitted on the other half, once per failing constraint (and, for the post-processor, per
 # objective), and every option (the deployed model as it is among them) is compared on the
-# held-out rows (`release.choose_mitigation`). A held-out half rather than cross-fitting: what
-# is compared is exactly what is released (a cross-fitted choice is refitted on all rows
-# afterwards, a model nobody compared), at one fit per candidate instead of one per fold (the
-# reduction refits its learner about twenty times per fit). The price: the mitigations learn
-# from half of the validation rows. The test split is not used until the verdict.
+# held-out rows (`release.choose_mitigation`), each judged by the gates' interval rule. A
+# held-out half rather than cross-fitting: what is compared is exactly what is released (a
+# cross-fitted choice is refitted on all rows afterwards, a model nobody compared), at one fit
+# per candidate instead of one per fold. The price: the mitigations learn from half of the
+# validation rows. The test split is not used until the verdict.
 
 # %%
 with compute.parallel(step.compute, step.root):  # the mitigation fits: on the cluster when compute.scheduler is set

@@ -132,7 +132,6 @@ def test_steps_06_and_08_on_the_cluster_write_the_same_bytes(reproduced_project,
     assert any("fold_score" in p for p in task_prefixes(client)), "the search's fits did not run on the cluster"
     dvc(project, "repro", "--force", "--single-item", "fairness_assessment")
     prefixes = task_prefixes(client)
-    assert any("group_intervals" in p for p in prefixes), "the bootstrap did not run on the cluster"
     decision = json.loads((project / "reports/08_fairness_assessment/release_decision.json").read_text())
     assert decision["mitigation"] != "none", "the default data no longer needs a mitigation: nothing fitted it"
     assert any("mitigate" in p for p in prefixes), "the mitigation fits did not run on the cluster"

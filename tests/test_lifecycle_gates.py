@@ -90,7 +90,7 @@ def test_injected_drift_is_caught_and_retraining_records_its_decision(reproduced
     assert {"model_quality", "cost_vs_baseline", "equalized_odds[sex & race]", "no_regression", "no_cost_increase"} <= set(gates)
     assert all(g["verdict"] in {"pass", "fail", "inconclusive", "not measured"} for g in gates.values())
     # both models judged on the same pooled rows, at least min_labelled_rows of them
-    assert decision["judged_on"]["rows"] == decision["judged_rows"] >= 5000
+    assert decision["judged_on"]["rows"] == decision["judged_rows"] >= 10000
     assert {g["gate"] for g in decision["champion_gates"]} <= set(gates)
     assert isinstance(decision["promoted"], bool) and decision["reasons"]
     assert decision["promoted"] is False  # a person signs: a challenger that passes is staged, not installed
@@ -144,8 +144,8 @@ def test_promotion_waits_for_a_person_keeps_the_previous_champion_and_rollback_r
     champion_before = md5(project / CHAMPION)
     history_before = len(state_before["history"])
     # A team drops three labelled production batches (the held-out census records) into
-    # data/production/ and forces retraining: the challenger learns from the first two and both
-    # are judged on the newest (6,281 rows, over min_labelled_rows). The gates are unchanged.
+    # data/production/ and forces retraining: both models are judged on the newest two (11,281 rows,
+    # over min_labelled_rows) and the challenger learns from the first. The gates are unchanged.
     held_out = pd.read_csv(project / "data/external/adult_test.csv.gz")
     for number, rows in enumerate((slice(0, 5000), slice(5000, 10000), slice(10000, None)), start=1):
         held_out.iloc[rows].to_csv(project / f"data/production/2026-0{number}.csv", index=False)
@@ -153,7 +153,7 @@ def test_promotion_waits_for_a_person_keeps_the_previous_champion_and_rollback_r
     repro_after_params_change(project, "monitoring", "retraining")
     decision = decision_of(project)
     assert decision["triggered"] is True and decision["triggers"]["forced"] is True
-    assert decision["judged_on"]["windows"] == 1 and decision["judged_rows"] == 6281
+    assert decision["judged_on"]["windows"] == 2 and decision["judged_rows"] == 11281
     assert decision["passed_gates"] is True, decision["reasons"]
     assert all(g["verdict"] == "pass" for g in decision["gates"])
     # staged, not installed: the champion in service is unchanged until a person approves

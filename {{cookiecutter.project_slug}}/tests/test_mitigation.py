@@ -4,7 +4,7 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference
 from sklearn.base import clone
 
-from {{ cookiecutter.package_name }} import artifacts, business, config, data, mitigation, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, config, data, gates, mitigation, scoring
 
 FEATURES = ["age", "hours", "job"]
 # fairlearn's reductions use pandas idioms that pandas deprecates; not ours to fix
@@ -179,7 +179,7 @@ def test_business_costs_choose_the_objective_on_the_held_out_rows(fitted):
     fit, choice = mitigation.split_for_choice(labelled, spec, settings())
     costs = (1.0, 10.0)  # a missed positive costs ten false alarms
     chosen = mitigation.choose_fit(
-        "threshold_optimizer", pipeline, spec, fit, choice, ["sex"], ["demographic_parity"], [], settings(), costs
+        "threshold_optimizer", pipeline, spec, fit, choice, ["sex"], ["demographic_parity"], parity_criteria(), settings(), costs
     )
     tried = chosen.tried
     assert tried["objective"].tolist() == list(mitigation.POSTPROCESSING_OBJECTIVES)
@@ -198,13 +198,21 @@ def test_failing_constraints_from_gate_failures():
     assert mitigation.failing_constraints(failures) == ["demographic_parity", "equalized_odds"]
 
 
-DEMOGRAPHIC_PARITY_SEX_GATE = {
-    "name": "demographic_parity[sex]",
-    "metric": "demographic_parity_difference[sex]",
-    "operator": "<=",
-    "threshold": 0.1,
-    "enforced_by": ["fairness_assessment"],
-}
+def parity_criteria(threshold: float = 0.1) -> dict:
+    """Step 02's record with one fairness gate: demographic parity by sex."""
+    criteria = {
+        "max_demographic_parity_difference": threshold,
+        "max_equalized_odds_difference": None,
+        "confidence": 0.95,
+        "fairness_power": 0.8,
+        "decide_on": "interval",
+    }
+    gate = gates.gate("demographic_parity[sex]", "demographic_parity_difference[sex]", "<=", threshold,
+                      ["fairness_assessment"], "")  # fmt: skip
+    return {"criteria": criteria, "gates": [gate]}
+
+
+DEMOGRAPHIC_PARITY_SEX_GATE = parity_criteria()
 
 
 def settings(max_rows=None):
@@ -222,13 +230,13 @@ def test_mitigate_to_pass_keeps_a_fit_that_passes_the_gates(fitted):
         labelled,
         ["sex"],
         ["demographic_parity", "equalized_odds"],
-        [gate],
+        gate,
         settings(),
         costs=(1.0, 4.0),
     )
     assert constraint == "demographic_parity"
     with pytest.raises(ValueError, match="no fairness constraint"):
-        mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], [], [gate], settings())
+        mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], [], gate, settings())
 
 
 def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypatch):
@@ -245,12 +253,12 @@ def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypat
     monkeypatch.setattr(mitigation, "mitigate", recording_fit)
     constraints = ["demographic_parity", "equalized_odds"]
     mitigation.mitigate_to_pass(
-        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings(max_rows=300)
+        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, gate, settings(max_rows=300)
     )
     assert fitted_rows == [300] * 4  # two constraints, two objectives each
     fitted_rows.clear()
     mitigation.mitigate_to_pass(
-        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [gate], settings()
+        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, gate, settings()
     )
     fit, choice = mitigation.split_for_choice(labelled, spec, settings())
     assert fitted_rows == [len(fit)] * 4 and len(fit) + len(choice) == len(labelled)
@@ -420,7 +428,7 @@ def test_mitigate_to_pass_chooses_on_rows_held_out_from_the_fit(fitted, monkeypa
     frame, spec, pipeline, _, _, _ = fitted
     labelled = frame.assign(income=(frame["income"] == ">50K").astype(int))
     fitted_on, judged_on = [], []
-    fit, judge = mitigation.mitigate, fairness.gap_metrics
+    fit, judge = mitigation.mitigate, fairness.gate_table
 
     def recording_fit(kind, pipeline, spec, frame, *args, **kwargs):
         fitted_on.append(set(frame.index))
@@ -431,10 +439,10 @@ def test_mitigate_to_pass_chooses_on_rows_held_out_from_the_fit(fitted, monkeypa
         return judge(y, decided, frame, *args, **kwargs)
 
     monkeypatch.setattr(mitigation, "mitigate", recording_fit)
-    monkeypatch.setattr(fairness, "gap_metrics", recording_judge)
+    monkeypatch.setattr(fairness, "gate_table", recording_judge)
     constraints = ["demographic_parity", "equalized_odds"]
     mitigation.mitigate_to_pass(
-        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, [DEMOGRAPHIC_PARITY_SEX_GATE], settings()
+        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, DEMOGRAPHIC_PARITY_SEX_GATE, settings()
     )
     assert fitted_on and judged_on
     fit_rows, judged_rows = set().union(*fitted_on), set().union(*judged_on)

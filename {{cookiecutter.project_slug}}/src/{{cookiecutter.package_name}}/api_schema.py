@@ -114,7 +114,12 @@ class Explanation(BaseModel):
 
 
 class Prediction(BaseModel):
-    score: float = Field(ge=0, le=1, description="probability of the positive outcome")
+    score: float = Field(
+        ge=0,
+        le=1,
+        description="the model's score for the positive outcome: it ranks records and is compared with the decision "
+        "threshold; not a calibrated probability for every group (the model card gives its calibration per group)",
+    )
     decision: int = Field(ge=0, le=1, description="1: the positive decision")
     label: str
     explanation: Explanation | None = Field(None, description="with explain=true: why this score")

@@ -156,7 +156,7 @@ def resample_indices(weights: np.ndarray, seed: int) -> np.ndarray:
     return rng.choice(len(weights), size=len(weights), replace=True, p=weights / weights.sum())
 
 
-COST_MARGIN = 0.05  # a remediation may cost at most this much more per decision than none (relative, upper bound)
+COST_MARGIN = 0.1  # default of data_bias_plan.max_cost_increase: a remediation may cost this much more per decision
 REMEDIATIONS = ("none", "reweighing", "resampling")
 
 

@@ -6,7 +6,7 @@ it after; an address (``tcp://host:8786``) or a scheduler file joins a cluster t
 (dask-kubernetes, dask-jobqueue, a hosted one: see the README's "Running on a cluster").
 
 The code that spreads work does not know where it runs. It builds its independent calls (one
-cross-validation fit, one group's bootstrap, one mitigation fit) and hands them to :func:`run`,
+cross-validation fit, one mitigation fit) and hands them to :func:`run`,
 which is ``joblib.Parallel``: one after another in this process, unless a :func:`parallel` block
 is active, in which case joblib's Dask backend sends them to the cluster's workers::
 

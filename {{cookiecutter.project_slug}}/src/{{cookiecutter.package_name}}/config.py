@@ -192,6 +192,7 @@ class DataBiasPlan(StageConfig):
     SECTION: ClassVar[str] = "data_bias_plan"
     min_group_size: Count
     remediation: Literal["auto", "none", "reweighing", "resampling"]
+    max_cost_increase: Annotated[float, Field(ge=0)] = 0.1
     proxy_auc_alert: Annotated[float, Field(gt=0.5, le=1)]
     max_rows: Annotated[int, Field(ge=100)]
     seed: Seed
@@ -272,7 +273,7 @@ class Retraining(Search, Mitigation):
     trigger_on_monitoring: bool
     trigger_on_schedule: bool
     force: bool
-    min_labelled_rows: Annotated[int, Field(ge=100)] = 5000
+    min_labelled_rows: Annotated[int, Field(ge=100)] = 10000
     max_regression: Annotated[float, Field(ge=0, le=1)]
     max_cost_increase: Annotated[float, Field(ge=0)] = 0.02
     min_gain: Annotated[float, Field(ge=0, le=1)] = 0.0

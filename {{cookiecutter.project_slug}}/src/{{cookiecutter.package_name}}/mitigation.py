@@ -434,7 +434,7 @@ def choose_fit(
     choice_frame: pd.DataFrame,
     features: list[str],
     constraints: list[str],
-    fairness_gates: list[dict[str, Any]],
+    criteria: dict[str, Any],
     settings: Mitigation,
     costs: tuple[float, float],
 ) -> Choice:
@@ -447,8 +447,7 @@ def choose_fit(
     """
     from . import compute
     from .business import cost_of_predictions
-    from .fairness import gap_metrics
-    from .gates import evaluate
+    from .fairness import gate_table
     from .profiling import feature_columns
 
     if not constraints:
@@ -462,8 +461,8 @@ def choose_fit(
     fits, rows = [], []
     for (constraint, objective), (model, curves) in zip(combos, compute.run(mitigate, calls), strict=True):
         decided = model.decide(x, groups)
-        gaps = gap_metrics(y, decided, choice_frame, spec, settings.min_group_size)
-        passes, cost = bool(evaluate(fairness_gates, gaps)["passed"].all()), cost_of_predictions(y, decided, *costs)
+        judged = gate_table(y, decided, choice_frame, spec, criteria)[0]  # the one fairness rule of 08, 09, 10
+        passes, cost = bool(judged["passed"].all()), cost_of_predictions(y, decided, *costs)
         fits.append(Choice(model, constraint, objective, curves))
         rows.append(
             {
@@ -488,7 +487,7 @@ def mitigate_to_pass(
     frame: pd.DataFrame,
     features: list[str],
     constraints: list[str],
-    fairness_gates: list[dict[str, Any]],
+    criteria: dict[str, Any],
     settings: Mitigation,
     costs: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[MitigatedModel, dict[str, Any] | None, str]:
@@ -500,5 +499,5 @@ def mitigate_to_pass(
     model, its trade-off curves (post-processor only) and the constraint.
     """
     fit, choice = split_for_choice(frame, spec, settings)
-    chosen = choose_fit(kind, pipeline, spec, fit, choice, features, constraints, fairness_gates, settings, costs)
+    chosen = choose_fit(kind, pipeline, spec, fit, choice, features, constraints, criteria, settings, costs)
     return chosen.model, chosen.curves, chosen.constraint

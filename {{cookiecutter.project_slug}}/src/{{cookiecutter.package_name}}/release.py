@@ -83,7 +83,9 @@ def choose_mitigation(
         [mitigation.sample_note(len(validation), settings.mitigation_max_rows, "the test split")],
     )
     if failed and settings.mitigation != "none":
-        for kind in KINDS:
+        kinds = mitigation.AUTO_KINDS if settings.mitigation == "auto" else (settings.mitigation,)
+        notes += [mitigation.NOT_IN_AUTO[kind] + "." for kind in KINDS if kind not in kinds]
+        for kind in kinds:
             try:
                 options[kind] = mitigation.choose_fit(
                     kind, bundle["model"], spec, fit, choice, features, constraints, criteria, settings, costs
@@ -165,7 +167,7 @@ def choose(tradeoff: pd.DataFrame, mitigation: str) -> str:
 
 def release_bundle(bundle: dict[str, Any], chosen: str, option: Choice, features: list[str]) -> dict[str, Any]:
     """The artifact to serve: the deployed bundle, or the mitigated model with the metadata its scorer needs."""
-    from .mitigation import DECISION_RULE
+    from .mitigation import DECISION_RULES
     from .scoring import make_bundle
 
     if chosen == "none":
@@ -180,7 +182,7 @@ def release_bundle(bundle: dict[str, Any], chosen: str, option: Choice, features
             "mitigation_constraint": option.constraint,
             "mitigation_objective": option.objective,
             "mitigation_features": features,
-            **({"decision_rule": DECISION_RULE} if chosen == "threshold_optimizer" else {}),
+            "decision_rule": DECISION_RULES[chosen],
         },
     )
 

@@ -229,7 +229,8 @@ def validate_input(
 
 
 def model_scores(bundle: dict[str, Any], clean: pd.DataFrame) -> np.ndarray:
-    """The model's score (probability of the positive outcome) of validated records."""
+    """The model's score for the positive outcome of validated records (a ranking score: step 06 reports how well
+    it is calibrated, overall and per group)."""
     model, features = bundle["model"], bundle["metadata"]["feature_columns"]
     if bundle["metadata"].get("needs_sensitive_features"):
         return np.asarray(model.score(clean[features]), dtype=float)
@@ -244,7 +245,7 @@ def score(
     spec: dict[str, Any] | None = None,
     clean: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Scores (probability of the positive outcome) and decisions for every record.
+    """Scores (for the positive outcome) and decisions for every record.
 
     ``clean``: the records already through :func:`validate_input` (the service validates once).
     """

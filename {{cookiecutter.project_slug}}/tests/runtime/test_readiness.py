@@ -491,6 +491,18 @@ def test_a_champion_changed_outside_the_registry_fails_infra_4(project):
     assert infra_4["status"] == readiness.FAILING and "differs from the md5 recorded" in infra_4["reason"]
 
 
+def test_a_champion_approved_by_a_person_after_step_10_s_gates_is_validated(project):
+    # Issue 28: step 10 stages a challenger that passes; `approve` installs it with the approver's name
+    (project / readiness.CHAMPION).write_bytes(b"the approved challenger")
+    edit_json(project / readiness.REGISTRY, lambda r: r["champion"].update(
+        md5=md5(project / readiness.CHAMPION), version="1.1+retrained.x", approved_by="Ada"))  # fmt: skip
+    edit_json(project / readiness.RETRAINING, lambda r: r.update(promoted=False, passed_gates=True,
+                                                                  challenger_version="1.1+retrained.x"))  # fmt: skip
+    assert results(project)["infra_4"]["status"] == readiness.AUTOMATED
+    edit_json(project / readiness.REGISTRY, lambda r: r["champion"].update(approved_by=None))  # installed by nobody
+    assert results(project)["infra_4"]["status"] == readiness.FAILING
+
+
 def test_a_lost_history_file_fails_infra_7(project):
     (project / "models/registry/history/001_old.skops").unlink()
     infra_7 = results(project)["infra_7"]

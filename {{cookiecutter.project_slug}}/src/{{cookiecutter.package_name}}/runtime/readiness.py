@@ -931,10 +931,14 @@ def infra_4_quality_validated_before_serving(ev: Evidence) -> Outcome:
             FAILING, f"{CHAMPION} differs from the md5 recorded in {REGISTRY} (changed outside the registry?)"
         )
     decision = ev.json(RETRAINING) if ev.path(RETRAINING).is_file() else {}
-    promoted = decision.get("promoted") and decision.get("challenger_version") == champion["version"]
+    # installed by step 10, or staged by it after passing every gate and installed by a person's approval
+    signed = decision.get("passed_gates") and champion.get("approved_by")
+    promoted = (decision.get("promoted") or signed) and decision.get("challenger_version") == champion["version"]
     if actual != registry.get("release_md5") and not promoted:
         return Outcome(
-            FAILING, "the champion is neither step 08's release nor a challenger promoted by step 10's gates"
+            FAILING,
+            "the champion is neither step 08's release nor a challenger that passed step 10's gates "
+            "(installed by step 10, or approved by a person)",
         )
     gates = sum(len(r["gates"]) for r in (modeling, deployment, release))
     return Outcome(AUTOMATED, f"{gates} gates passed in 06-08; champion {champion['version']} is the validated model")
