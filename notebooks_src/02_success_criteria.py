@@ -15,7 +15,10 @@
 # on its bound is wrong at most `(1 - confidence) / 2` of the time when the truth sits on the
 # threshold. A team may decide on point estimates instead (`decide_on: point`); every report
 # then says so. Which groups a fairness gate compares follows from `fairness_power`: a group is
-# gated when a gap of the gate's size would be seen at its size with that power.
+# gated when, at its size, the gate would pass fair decisions and fail a gap of twice its
+# threshold with that power. A gate with fewer than two groups that large is *not assessed*:
+# reported with the rows each group lacks, and a reason to refuse only when the team says so
+# (`block_unassessed`).
 #
 # **Fairness: the criterion the decision calls for.** Demographic parity asks for equal selection
 # rates across groups; equalized odds for equal true and false positive rates. Where the groups'
@@ -53,6 +56,7 @@ max_staleness_days = 180
 confidence = 0.95
 decide_on = "interval"
 fairness_power = 0.8
+block_unassessed = False
 
 # %%
 import pandas as pd

@@ -160,6 +160,7 @@ card = {
     "remediation": modeling["remediation"],
     "gates": modeling["gates"] + gate_table.to_dict(orient="records"),
     "group_metrics": fairness.group_metrics_table(actual, decisions, test, spec).reset_index().round(3),
+    "calibration": step.read_report("modeling", "calibration.json")["tables"]["as trained"],
 }
 step.write_text("model_card.md", model_card_markdown(card))
 

@@ -133,8 +133,8 @@ show(
         f"- **`{row.gate}`**: {row.metric.split('[')[0].replace('_', ' ')} "
         + (
             f"**{row.value:.3f}** (95 % interval {row.low:.3f} to {row.high:.3f}): **{row.verdict}** against {row.rule}"
-            if row.verdict != gates.NOT_MEASURED
-            else f"{row.note}"
+            if row.verdict not in (gates.NOT_MEASURED, gates.NOT_ASSESSED)
+            else f"{row.verdict}: {row.note}"
         )
         for row in gate_before.itertuples(index=False)
     )
@@ -148,7 +148,8 @@ if len(short):
             f"`{grouping}` = `{group}` ({int(r.rows)} rows, ~{int(r.rows_needed_demographic_parity):,} more needed)"
             for (grouping, group), r in short.iterrows()
         )
-        + ". A gap with fewer than two gated groups is not measured, and a gate is never passed by absence: "
+        + ". A gate with fewer than two groups this large is *not assessed*: it does not pass, and the release "
+        "says so (it refuses only with `success_criteria.block_unassessed`); more rows would assess it: "
         "raise `data_pipeline.test_fraction` or bring more data."
     )
 
@@ -170,9 +171,9 @@ show(
     f"Of the {len(validation):,} validation rows, {selection.fit_rows:,} fit the mitigations and "
     f"{selection.choice_rows:,} are held out to choose among the options. "
     + (
-        f"Fairness gates the deployed model fails there: {'; '.join(selection.failed)}."
+        f"Fairness gates the deployed model does not pass on the validation split: {'; '.join(selection.failed)}."
         if selection.failed
-        else "The deployed model passes every measured fairness gate there, so no mitigation is fitted."
+        else "The deployed model passes every assessed fairness gate on the validation split, so no mitigation is fitted."
     )
 )
 for note in selection.notes:

@@ -201,7 +201,7 @@ if not blocked:
     canary = None
     with tempfile.TemporaryDirectory() as tmp:
         challenger_path = artifacts.save(challenge.challenger, Path(tmp) / "challenger.skops")
-        if blessing["passed"].all():
+        if not gates.failures(blessing):  # every gate passes (or, small groups, is not assessed)
             canary = retraining.run_canary(
                 registry.champion, challenger_path, challenge, comparison.scores["challenger"], criteria
             )

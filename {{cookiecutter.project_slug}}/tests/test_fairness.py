@@ -159,3 +159,29 @@ def test_group_metrics_table(spec):
     assert table.loc[("sex", "Female"), "selection_rate"] == pytest.approx(p[female].mean())
 
 
+
+
+def test_a_gate_whose_groups_are_all_too_small_is_not_assessed_unless_the_team_blocks_on_it():
+    y, p, _ = decisions(0, n=500)
+    frame = pd.DataFrame({"sex": ["F"] * 480 + ["M"] * 20})
+    spec = {"sensitive_features": ["sex"], "sensitive_bins": {}}
+    criteria = {
+        "criteria": {"max_equalized_odds_difference": 0.15, "confidence": 0.95, "fairness_power": 0.8, "decide_on": "interval"},
+        "gates": [gates.gate("equalized_odds[sex]", "equalized_odds_difference[sex]", "<=", 0.15, ["fairness_assessment"], "")],
+    }
+    table, _ = fairness.gate_table(y, p, frame, spec, criteria)
+    row = table.iloc[0]
+    assert row["verdict"] == "not assessed" and not row["passed"] and "`M` ~" in row["note"]
+    assert gates.failures(table) == [] and gates.overall(table) == "pass"  # reported, no reason of its own
+    criteria["criteria"]["block_unassessed"] = True
+    blocked, _ = fairness.gate_table(y, p, frame, spec, criteria)
+    assert blocked.iloc[0]["verdict"] == "not measured" and gates.failures(blocked)
+
+
+def test_the_gated_groups_depend_on_the_rows_not_on_the_decisions():
+    """Two models judged on the same rows are judged on the same groups (so their gaps compare)."""
+    y, p, g = decisions(3, n=3000, shares=(0.8, 0.15, 0.05))
+    lenient = np.ones_like(p)  # everyone selected: no variance in the selection rate at all
+    first, second = assessed(y, p, g).groups, assessed(y, lenient, g).groups
+    assert first["gated_equalized_odds"].equals(second["gated_equalized_odds"])
+    assert first["gated_demographic_parity"].equals(second["gated_demographic_parity"])

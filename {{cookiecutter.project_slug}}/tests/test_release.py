@@ -193,17 +193,17 @@ def test_the_decision_note_says_what_was_chosen_where_and_the_verdict():
     verdict = release.Verdict(None, None, {}, None, {"accuracy": 0.81, "expected_cost": 0.34}, after, [])
     note = release.decision_note(selection, before, {"accuracy": 0.80, "expected_cost": 0.25}, verdict)
     assert note.startswith(
-        "Without mitigation, fairness gates do not pass on the held-out validation rows (demographic_parity[sex]: ...). "
+        "Without mitigation, fairness gates do not pass on the validation split (demographic_parity[sex]: ...). "
     )
     assert "**threshold_optimizer** (equalized odds constraint on `sex`, objective `balanced_accuracy_score`)" in note
     assert "largest parity gap 0.250 (upper bound 0.300) → **0.120 (upper bound 0.140)**" in note
     assert "accuracy 0.800 → **0.810**, expected cost 0.250 → **0.340**" in note
-    assert note.endswith("**Released**: `models/release.skops` passes every gate on its interval.")
+    assert note.endswith("**Released**: `models/release.skops` passes every gate it could assess, on its interval.")
     selection.failed, selection.chosen = [], "none"
     unsure = gate_rows((0.12, 0.05, 0.2), (0.05, 0.0, 0.09))
     verdict = release.Verdict(None, None, {}, None, {"accuracy": 0.81, "expected_cost": 0.34}, unsure, gates.failures(unsure))
     note = release.decision_note(selection, before, {"accuracy": 0.80, "expected_cost": 0.25}, verdict)
-    assert note.startswith("Every measured fairness gate passes on the held-out validation rows without mitigation")
+    assert note.startswith("Every assessed fairness gate passes on the validation split without mitigation")
     assert "**Not released** (the evidence is inconclusive): demographic_parity[sex]: inconclusive" in note
 
 
@@ -225,3 +225,18 @@ def test_the_release_section_of_the_model_card_says_how_decisions_are_made():
     assert "**How a decision is made:** a draw derived from the record itself" in text
     unmitigated = release_section({"released": False, "reasons": ["gate x"], "mitigation": "none"})
     assert "**Released:** no: gate x" in unmitigated and "Mitigation:** none" in unmitigated
+    assert "Into service" not in unmitigated and "Into service" in text  # a first release goes in without approval
+    judged = release_section({**record, "evidence": "pass", "confidence": 0.95, "decided_on": "interval",
+                              "groups": {"equalized_odds": {"reported": {"race=Other": 851}}}})  # fmt: skip
+    assert "**Evidence:** pass, every gate judged on their 95% intervals" in judged
+    assert "`race=Other` (~851)" in judged
+
+
+def test_the_model_card_says_what_the_score_means():
+    from {{ cookiecutter.package_name }}.model_card import calibration_line
+
+    row = {"grouping": "sex", "group": "Female", "predicted": 0.141, "observed": 0.110, "gap": 0.031}
+    off = calibration_line([{**row, "miscalibrated": True}, {**row, "group": "Male", "gap": -0.02, "miscalibrated": False}])
+    assert "it is not each group's probability: in 1 of 2 groups" in off and "`sex` = `Female`, 0.141 against 0.110" in off
+    assert "can be read as a probability" in calibration_line([{**row, "miscalibrated": False}])
+    assert "not measured" in calibration_line(None)

@@ -156,6 +156,7 @@ class SuccessCriteria(StageConfig):
     confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
     decide_on: Literal["interval", "point"] = "interval"
     fairness_power: Annotated[float, Field(ge=0.5, lt=1)] = 0.8
+    block_unassessed: bool = False
 
 
 class DataSelection(DataContract):

@@ -9,10 +9,13 @@ One rule serves every step that judges fairness (:func:`assess`, with step 02's
 :class:`FairnessRule`):
 
 * **Which groups are gated** follows from power, not a fixed size: a group counts in a gap
-  when, at its size, the gate would pass fair decisions and catch a gap of its own size with
-  ``power`` (0.8) over all the pairs compared (:func:`_gated`, :func:`.intervals.required_rows`;
-  for equalized odds, its positives and negatives). Smaller groups are reported with the rows
-  they lack.
+  when, at its size, the gate would pass fair decisions and fail a gap of twice its threshold
+  with ``power`` (0.8) over all the pairs compared, whatever the rates (:func:`_gated`,
+  :func:`.intervals.required_rows` at the largest variance a rate has; for equalized odds, its
+  positives and negatives). It depends on the rows alone, so every model judged on the same rows
+  is judged on the same groups. Smaller groups are reported with the rows they lack; a gap with
+  fewer than two groups large enough is *not assessed* (reported with what is missing), or blocks
+  the release when the team sets ``success_criteria.block_unassessed``.
 * **The gap's interval** covers every pair of gated groups at once (Newcombe intervals,
   Bonferroni over the pairs, :func:`.intervals.largest_gap`), so a gate that passes on the
   upper bound is wrong at most ``(1 - confidence) / 2`` of the time, however many groups there
@@ -114,7 +117,7 @@ def _counts(y: np.ndarray, decisions: np.ndarray, labels: pd.Series) -> pd.DataF
     return table[table["rows"] > 0]
 
 
-def _gated(available: pd.Series, rate: float, threshold: float, rule: FairnessRule, per_pair: int = 1):
+def _gated(available: pd.Series, threshold: float, rule: FairnessRule, per_pair: int = 1):
     """Which groups are gated, and how many of ``available`` (rows, positives or negatives) a group needs to join them.
 
     Groups join largest first. With ``k`` groups the gap compares ``k (k - 1) / 2`` pairs (times
@@ -130,9 +133,9 @@ def _gated(available: pd.Series, rate: float, threshold: float, rule: FairnessRu
         pairs = k * (k - 1) // 2 * per_pair
         power = 1 - (1 - rule.power) / (k - 1)
         confidence = 1 - (1 - rule.confidence) / pairs
-        need = required_rows(rate, threshold, float(order.iloc[0]), confidence, power)
+        need = required_rows(0.5, threshold, float(order.iloc[0]), confidence, power)  # any rate: its largest variance
         if not np.isfinite(need):  # even the largest group is too small: what each would need beside an equal one
-            need = 2 * required_rows(rate, threshold, float("inf"), confidence, power)
+            need = 2 * required_rows(0.5, threshold, float("inf"), confidence, power)
         if order.iloc[k - 1] < need:
             break
         gated = k
@@ -141,9 +144,8 @@ def _gated(available: pd.Series, rate: float, threshold: float, rule: FairnessRu
     return mask, pd.Series(np.where(mask, 0.0, need), index=available.index)
 
 
-def _one_grouping(y: np.ndarray, decisions: np.ndarray, labels: pd.Series, rule: FairnessRule):
+def _one_grouping(y: np.ndarray, decisions: np.ndarray, labels: pd.Series, rule: FairnessRule, fixed=None):
     counts = _counts(y, decisions, labels)
-    total = counts.sum()
     z = z_value(rule.confidence)
     table = counts.copy()
     for name, hits, trials in (
@@ -154,12 +156,11 @@ def _one_grouping(y: np.ndarray, decisions: np.ndarray, labels: pd.Series, rule:
         with np.errstate(invalid="ignore", divide="ignore"):
             table[name] = counts[hits] / counts[trials]
         table[f"{name}_low"], table[f"{name}_high"] = wilson(counts[hits], counts[trials], z)
-    selection = total["selected"] / total["rows"]
-    tpr = total["true_positives"] / total["positives"] if total["positives"] else 0.5
-    fpr = total["false_positives"] / total["negatives"] if total["negatives"] else 0.5
-    dp_gated, need_rows = _gated(counts["rows"], selection, rule.thresholds["demographic_parity"], rule)
-    pos_gated, need_pos = _gated(counts["positives"], tpr, rule.thresholds["equalized_odds"], rule, per_pair=2)
-    neg_gated, need_neg = _gated(counts["negatives"], fpr, rule.thresholds["equalized_odds"], rule, per_pair=2)
+    # which groups are gated depends on the rows alone (the largest variance a rate can have), never on the
+    # decisions: every model and option judged on the same rows is judged on the same groups
+    dp_gated, need_rows = _gated(counts["rows"], rule.thresholds["demographic_parity"], rule)
+    pos_gated, need_pos = _gated(counts["positives"], rule.thresholds["equalized_odds"], rule, per_pair=2)
+    neg_gated, need_neg = _gated(counts["negatives"], rule.thresholds["equalized_odds"], rule, per_pair=2)
     table["gated_demographic_parity"] = dp_gated
     table["gated_equalized_odds"] = pos_gated & neg_gated
     prevalence = (counts["positives"] / counts["rows"]).clip(0.01, 0.99)
@@ -169,6 +170,9 @@ def _one_grouping(y: np.ndarray, decisions: np.ndarray, labels: pd.Series, rule:
     )
     table["rows_needed_demographic_parity"] = np.ceil(np.maximum(need_rows - counts["rows"], 0)).where(~dp_gated, 0)
     table["rows_needed_equalized_odds"] = np.where(table["gated_equalized_odds"], 0, np.ceil(np.maximum(short_eo, 0)))
+    if fixed is not None:  # the groups gated on other rows (e.g. a whole split, judged here on part of it)
+        for gap in GAPS:
+            table[f"gated_{gap}"] = fixed[f"gated_{gap}"].reindex(table.index, fill_value=False).astype(bool)
     dp = table[table["gated_demographic_parity"]]
     eo = table[table["gated_equalized_odds"]]
     estimates = {
@@ -204,12 +208,24 @@ class Assessment:
         return short[["rows", "positives", f"rows_needed_{gap}"]]
 
 
-def assess(y_true: np.ndarray, decisions: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], rule: FairnessRule) -> Assessment:
-    """The fairness gates' estimates for ``decisions`` on the rows of ``frame``: the one rule of steps 08, 09 and 10."""
+def assess(
+    y_true: np.ndarray,
+    decisions: np.ndarray,
+    frame: pd.DataFrame,
+    spec: dict[str, Any],
+    rule: FairnessRule,
+    gated: pd.DataFrame | None = None,
+) -> Assessment:
+    """The fairness gates' estimates for ``decisions`` on the rows of ``frame``: the one rule of steps 08, 09 and 10.
+
+    ``gated``: an :attr:`Assessment.groups` table of other rows whose gated groups are used here
+    (step 08 sizes groups on the whole validation split and compares its options on half of it).
+    """
     y, d = np.asarray(y_true, float), np.asarray(decisions, float)
     estimates, tables = {}, {}
     for grouping, labels in groupings(frame, spec).items():
-        found, tables[grouping] = _one_grouping(y, d, labels, rule)
+        fixed = None if gated is None else gated.loc[grouping]
+        found, tables[grouping] = _one_grouping(y, d, labels, rule, fixed)
         for gap, estimate in found.items():
             estimates[f"{gap}_difference[{grouping}]"] = estimate
     return Assessment(estimates, pd.concat(tables, names=["grouping", "group"]))
@@ -221,19 +237,26 @@ def group_table(assessment: Assessment, grouping: str) -> pd.DataFrame:
 
 
 def gate_table(
-    y_true: np.ndarray, decisions: np.ndarray, frame: pd.DataFrame, spec: dict[str, Any], criteria: dict[str, Any]
+    y_true: np.ndarray,
+    decisions: np.ndarray,
+    frame: pd.DataFrame,
+    spec: dict[str, Any],
+    criteria: dict[str, Any],
+    gated: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, Assessment]:
     """Step 02's fairness gates judged on ``decisions`` (:func:`assess`, :func:`.gates.evaluate`), and the assessment.
 
     An unmeasured gate's note names the groups that lack rows and how many more each needs.
     """
-    assessment = assess(y_true, decisions, frame, spec, FairnessRule.of(criteria))
+    assessment = assess(y_true, decisions, frame, spec, FairnessRule.of(criteria), gated)
     table = gates.evaluate(
         gates.gates_for(criteria["gates"], "fairness_assessment"), assessment.estimates, criteria["criteria"]["decide_on"]
     )
-    notes = table["note"].copy()
+    blocks = bool(criteria["criteria"].get("block_unassessed", False))
+    table = table.copy()
     for i, row in table.iterrows():
         if row["verdict"] == gates.NOT_MEASURED:
             gap, grouping = row["metric"].removesuffix("]").split("_difference[")
-            notes[i] = "not measured: " + assessment.unmeasured(grouping, gap)
-    return table.assign(note=notes), assessment
+            table.loc[i, "note"] = assessment.unmeasured(grouping, gap)
+            table.loc[i, "verdict"] = gates.NOT_MEASURED if blocks else gates.NOT_ASSESSED
+    return table, assessment

@@ -162,6 +162,10 @@ def gates_for(gates: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
 
 
 PASS, FAIL, INCONCLUSIVE, NOT_MEASURED, NOT_REACHED = "pass", "fail", "inconclusive", "not measured", "not reached"
+# A fairness gate whose groups are all too small to compare at this size: reported with the rows they lack, and
+# no reason of its own (success_criteria.block_unassessed makes it one); a gate is still never passed by absence.
+NOT_ASSESSED = "not assessed"
+UNDECIDED = (NOT_REACHED, NOT_ASSESSED)
 DECIDE_ON = ("interval", "point")
 
 
@@ -260,7 +264,7 @@ def failures(table: pd.DataFrame) -> list[str]:
     reasons = []
     for row in table[~table["passed"]].itertuples(index=False):
         found = getattr(row, "verdict", FAIL)
-        if found == NOT_REACHED:
+        if found in UNDECIDED:
             continue
         if found == INCONCLUSIVE:
             reasons.append(
@@ -278,8 +282,9 @@ def breaches(table: pd.DataFrame) -> list[str]:
 
 
 def overall(table: pd.DataFrame) -> str:
-    """pass (every gate passes), fail (a gate fails or was not measured) or inconclusive (the rest)."""
-    verdicts = set(table["verdict"])
+    """pass (every gate passes), fail (a gate fails or was not measured) or inconclusive (the rest); gates not
+    reached or not assessed (:data:`UNDECIDED`) do not count."""
+    verdicts = set(table["verdict"]) - set(UNDECIDED)
     if verdicts <= {PASS}:
         return PASS
     return INCONCLUSIVE if verdicts <= {PASS, INCONCLUSIVE} else FAIL

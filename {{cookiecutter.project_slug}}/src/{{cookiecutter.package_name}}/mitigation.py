@@ -437,6 +437,7 @@ def choose_fit(
     criteria: dict[str, Any],
     settings: Mitigation,
     costs: tuple[float, float],
+    gated: pd.DataFrame | None = None,
 ) -> Choice:
     """Fit ``kind`` on ``fit_frame`` once per constraint (and objective, for the post-processor);
     keep the fit that passes the gates on ``choice_frame`` at the lowest cost there.
@@ -448,6 +449,7 @@ def choose_fit(
     from . import compute
     from .business import cost_of_predictions
     from .fairness import gate_table
+    from .gates import failures
     from .profiling import feature_columns
 
     if not constraints:
@@ -461,8 +463,8 @@ def choose_fit(
     fits, rows = [], []
     for (constraint, objective), (model, curves) in zip(combos, compute.run(mitigate, calls), strict=True):
         decided = model.decide(x, groups)
-        judged = gate_table(y, decided, choice_frame, spec, criteria)[0]  # the one fairness rule of 08, 09, 10
-        passes, cost = bool(judged["passed"].all()), cost_of_predictions(y, decided, *costs)
+        judged = gate_table(y, decided, choice_frame, spec, criteria, gated)[0]  # the one fairness rule of 08-10
+        passes, cost = not failures(judged), cost_of_predictions(y, decided, *costs)
         fits.append(Choice(model, constraint, objective, curves))
         rows.append(
             {
@@ -498,6 +500,10 @@ def mitigate_to_pass(
     ``mitigation_max_rows``); step 10 gives a challenger the same procedure. Returns the
     model, its trade-off curves (post-processor only) and the constraint.
     """
+    from .fairness import gate_table
+
     fit, choice = split_for_choice(frame, spec, settings)
-    chosen = choose_fit(kind, pipeline, spec, fit, choice, features, constraints, criteria, settings, costs)
+    # the groups are sized on every labelled row of ``frame`` (the half held out alone would assess fewer)
+    gated = gate_table(frame[spec["target"]].to_numpy(), np.zeros(len(frame)), frame, spec, criteria)[1].groups
+    chosen = choose_fit(kind, pipeline, spec, fit, choice, features, constraints, criteria, settings, costs, gated)
     return chosen.model, chosen.curves, chosen.constraint

@@ -15,7 +15,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     metrics = pd.DataFrame(
         [(k, v) for k, v in m.items() if isinstance(v, float)], columns=["metric (test split)", "value"]
     )
-    gates = pd.DataFrame(card["gates"])[["gate", "rule", "value", "passed"]] if card["gates"] else pd.DataFrame()
+    shown = ["gate", "rule", "value", "low", "high", "verdict"]
+    gates = pd.DataFrame(card["gates"]).reindex(columns=shown) if card["gates"] else pd.DataFrame()
     groups = card.get("group_metrics")
     group_table = markdown_table(groups) if groups is not None and len(groups) else "_not computed_"
     return f"""# Model card: {card["model_name"]} {card["version"]}
@@ -38,6 +39,8 @@ Sections follow Mitchell et al., *Model Cards for Model Reporting* (FAT* 2019).
 ## Metrics
 - Ranking: ROC AUC and average precision; decisions: accuracy, F1, precision, recall at the threshold;
   calibration: Brier score; business: expected cost per decision (FP cost {card["cost_false_positive"]:g}, FN cost {card["cost_false_negative"]:g}).
+- Every gate judges its value's 95 % interval: it passes when the whole interval is on the right side of its threshold.
+- {calibration_line(card.get("calibration"))}
 
 ## Evaluation data
 - Test split of `data/processed/` ({card["test_rows"]:,} rows), held out from training and model selection.
@@ -62,6 +65,26 @@ Sections follow Mitchell et al., *Model Cards for Model Reporting* (FAT* 2019).
 ## Caveats and recommendations
 - Monitor drift (step 09) and retrain through the gated process (step 10); do not use the scores outside the population of the training data.
 """
+
+
+def calibration_line(rows: list[dict[str, Any]] | None) -> str:
+    """What the score means, from step 06's calibration table of the model as trained (``calibration.json``)."""
+    if not rows:
+        return "**The score** ranks records for the decision; its calibration was not measured."
+    table = pd.DataFrame(rows)
+    groups = table[table["grouping"] != "all"]
+    off = groups[groups["miscalibrated"]]
+    if off.empty:
+        return (
+            f"**The score** is calibrated on the test split: in none of its {len(groups)} groups does the mean score "
+            "differ from the observed rate on evidence, so it can be read as a probability."
+        )
+    worst = off.loc[off["gap"].abs().idxmax()]
+    return (
+        f"**The score** ranks records for the decision; it is not each group's probability: in {len(off)} of "
+        f"{len(groups)} groups of the test split the mean score differs from the observed rate on evidence (largest: "
+        f"`{worst['grouping']}` = `{worst['group']}`, {worst['predicted']:.3f} against {worst['observed']:.3f})."
+    )
 
 
 def serving_settings(card: dict[str, Any]) -> Any:
@@ -108,6 +131,20 @@ def release_section(decision: dict[str, Any]) -> str:
     """What step 08 released, for the model card of the model in service: mitigation, decision rule, verdict."""
     released = "yes" if decision["released"] else "no: " + "; ".join(decision["reasons"])
     lines = ["## Release (step 08)", "", f"- **Released:** {released}"]
+    if decision.get("evidence"):
+        rule = (
+            "their point estimates (`success_criteria.decide_on: point`)"
+            if decision.get("decided_on") == "point"
+            else f"their {decision.get('confidence', 0.95):.0%} intervals"
+        )
+        lines.append(f"- **Evidence:** {decision['evidence']}, every gate judged on {rule} on the test split.")
+    reported = (decision.get("groups") or {}).get("equalized_odds", {}).get("reported") or {}
+    if reported:
+        lines.append(
+            "- **Groups too small to gate** (reported, with the rows each lacks): "
+            + ", ".join(f"`{g}` (~{n:,})" for g, n in list(reported.items())[:8] if n)
+            + "."
+        )
     if decision.get("mitigation") in (None, "none"):
         lines.append("- **Mitigation:** none; decisions are the deployed model's, at its threshold.")
     else:
@@ -121,6 +158,12 @@ def release_section(decision: dict[str, Any]) -> str:
     if decision.get("decision_rule"):
         lines.append(f"- **How a decision is made:** {decision['decision_rule']}")
     lines.append(randomised_line(decision.get("randomised_decisions", 0)))
+    if decision["released"]:
+        lines.append(
+            "- **Into service:** a release of step 08 is installed in the registry as it is (a project's first model "
+            "goes into service without a person's approval); a challenger that step 10 retrains replaces it only "
+            "once a person approves it, when `retraining.require_approval` is on (`{{ cookiecutter.package_name }} approve`)."
+        )
     return "\n".join(lines) + "\n"
 
 

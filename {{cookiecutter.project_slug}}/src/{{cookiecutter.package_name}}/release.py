@@ -66,16 +66,20 @@ def choose_mitigation(
     ``settings`` is step 08's :class:`.config.FairnessAssessment` (``mitigation``, seed,
     ``mitigation_max_rows``). The test split is not an argument: the choice cannot see the rows
     the verdict is given on. The deployed model is mitigated for every fairness gate it does not
-    pass on the held-out rows, inconclusive ones included: the release will need them to pass.
+    pass on the validation split, inconclusive ones included: the release will need them to pass.
+    The options are compared on the held-out half, on the groups sized on the whole split.
     """
     from . import mitigation
 
     fit, choice = mitigation.split_for_choice(validation, spec, settings)
+    # whether to mitigate: the deployed model on every validation row (it was fitted on none of them); the
+    # groups sized there are the ones every option is then compared on, on the held-out half
+    _, whole_decisions = _scored(bundle, validation)
+    deployed, whole = gate_table(validation[spec["target"]].to_numpy(), whole_decisions, validation, spec, criteria)
+    failed = gates.failures(deployed[deployed["verdict"].isin([gates.FAIL, gates.INCONCLUSIVE])])
     y = choice[spec["target"]].to_numpy()
     x, groups = choice[feature_columns(spec)], mitigation.sensitive_groups(choice, spec)
     scores, decisions = _scored(bundle, choice)
-    deployed, _ = gate_table(y, decisions, choice, spec, criteria)
-    failed = gates.failures(deployed[deployed["verdict"].isin([gates.FAIL, gates.INCONCLUSIVE])])
     features = grouping_features(failed, spec)
     constraints = mitigation.failing_constraints(failed)
     options, notes = (
@@ -88,12 +92,12 @@ def choose_mitigation(
         for kind in kinds:
             try:
                 options[kind] = mitigation.choose_fit(
-                    kind, bundle["model"], spec, fit, choice, features, constraints, criteria, settings, costs
+                    kind, bundle["model"], spec, fit, choice, features, constraints, criteria, settings, costs, whole.groups
                 )
             except mitigation.MitigationUnavailable as exc:
                 notes.append(f"`{kind}` is not available on this data: {exc}.")
     decided = {name: decisions if o.model is None else o.model.decide(x, groups) for name, o in options.items()}
-    tables = {name: gate_table(y, d, choice, spec, criteria)[0] for name, d in decided.items()}
+    tables = {name: gate_table(y, d, choice, spec, criteria, whole.groups)[0] for name, d in decided.items()}
     tradeoff = tradeoff_table(options, decided, tables, y, scores, costs)
     notes = [n for n in notes if n]
     chosen = choose(tradeoff, settings.mitigation)
@@ -124,7 +128,7 @@ def tradeoff_row(
         "accuracy": metrics["accuracy"],
         "expected_cost": metrics["expected_cost"],
         "selection_rate": metrics["selection_rate"],
-        "passes_fairness_gates": bool(fairness["passed"].all()),
+        "passes_fairness_gates": not gates.failures(fairness),  # a gate not assessed is no reason of its own
         "max_dp_difference": largest_gap(fairness, "demographic_parity"),
         "max_dp_upper": largest_gap(fairness, "demographic_parity", "high"),
         "max_eo_difference": largest_gap(fairness, "equalized_odds"),
@@ -262,9 +266,9 @@ def decision_note(
     """The release decision in words: the choice (validation) and the verdict (test), from the numbers."""
     chosen = selection.chosen
     if selection.failed:
-        text = f"Without mitigation, fairness gates do not pass on the held-out validation rows ({'; '.join(selection.failed)}). "
+        text = f"Without mitigation, fairness gates do not pass on the validation split ({'; '.join(selection.failed)}). "
     else:
-        text = "Every measured fairness gate passes on the held-out validation rows without mitigation, so none is applied. "
+        text = "Every assessed fairness gate passes on the validation split without mitigation, so none is applied. "
     if chosen != "none":
         option = selection.options[chosen]
         on = ", ".join(f"`{f}`" for f in selection.features)
@@ -278,7 +282,14 @@ def decision_note(
         f"accuracy {before_metrics['accuracy']:.3f} → **{verdict.metrics['accuracy']:.3f}**, expected cost "
         f"{before_metrics['expected_cost']:.3f} → **{verdict.metrics['expected_cost']:.3f}**. "
     )
+    unassessed = verdict.gates[verdict.gates["verdict"] == gates.NOT_ASSESSED]
+    if len(unassessed):
+        text += (
+            "Not assessed, too few rows to compare groups: "
+            + "; ".join(f"`{row.gate}` ({row.note})" for row in unassessed.itertuples(index=False))
+            + ". "
+        )
     if verdict.reasons:
         label = "the evidence is inconclusive" if verdict.evidence == gates.INCONCLUSIVE else "a gate fails"
         return text + f"**Not released** ({label}): " + "; ".join(verdict.reasons) + "."
-    return text + "**Released**: `models/release.skops` passes every gate on its interval."
+    return text + "**Released**: `models/release.skops` passes every gate it could assess, on its interval."
