@@ -184,10 +184,10 @@ post = selection.options.get("threshold_optimizer")
 if post is not None:
     pooled = post.model.pooled_groups
     show(
-        f"The post-processor maximises `{post.objective}` under `{post.constraint}`: of the "
-        f"{len(post.tried)} fits tried (constraints {', '.join(selection.constraints)}, objectives "
-        f"{', '.join(mitigate.POSTPROCESSING_OBJECTIVES)}), the one that passes the gates on the held-out rows "
-        "at the lowest business cost there"
+        f"The post-processor maximises `{post.objective}` (of fairlearn's objectives, the one whose weighing of a "
+        f"missed positive against a false alarm is closest to step 01's costs) under `{post.constraint}`: of the "
+        f"{len(post.tried)} fits tried (constraints {', '.join(selection.constraints)}), the one that passes the "
+        "gates on the held-out rows at the lowest business cost there"
         + (
             f"; groups with fewer than {min_group_size} fitting rows or one outcome only share one "
             f"threshold: {', '.join(pooled)}."

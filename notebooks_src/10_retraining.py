@@ -189,11 +189,12 @@ if not blocked:
 #
 # The challenger must pass every gate of step 02 that retraining enforces on its interval, and
 # be non-inferior to the champion on the paired differences. Only then comes the canary: champion
-# and challenger are served at the same time, and every request of the judged rows' records goes
-# to both. The challenger must serve records (serving nothing fails, whatever the champion
-# did), reject no request the champion accepted, serve its offline scores, take the champion's
-# decision on at least 80% of the records, and meet the latency gate; the score difference and
-# both latencies are recorded beside. It is promoted only if the canary passes too.
+# and challenger are served at the same time, and every request of the newest judged records (up
+# to 2,000) goes to both. The challenger must serve records (serving nothing fails, whatever the
+# champion did), reject no request the champion accepted, serve its offline scores, take the
+# champion's decision on at least 80% of the records, and meet the latency gate; the score
+# difference and both latencies are recorded beside. It goes forward only if the canary passes
+# too: into service, or, when `require_approval` is on, staged for a person to approve.
 
 # %%
 if not blocked:

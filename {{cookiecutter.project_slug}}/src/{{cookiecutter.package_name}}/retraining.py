@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 MIN_LABELS = 50  # labelled rows a production batch needs to count as labelled
 CANARY_BATCH_SIZE = 100  # records per request, as step 02's latency gate is defined
 CANARY_MIN_AGREEMENT = 0.8  # share of the records on which the challenger must take the champion's decision
+CANARY_MAX_RECORDS = 2000  # the newest judged records served side by side (the offline gates judged them all)
 
 
 def staleness_limit(criteria: dict[str, Any]) -> float:
@@ -313,19 +314,21 @@ def run_canary(
     offline_scores: np.ndarray,
     criteria: dict[str, Any],
 ) -> dict[str, Any]:
-    """Serve champion and challenger side by side on the recent batch's records (:func:`.deployment.canary`).
+    """Serve champion and challenger side by side on the newest judged records (:func:`.deployment.canary`).
 
-    Requests of :data:`CANARY_BATCH_SIZE` records; the challenger must agree with the champion's
-    decisions on :data:`CANARY_MIN_AGREEMENT` of them and meet step 02's latency gate.
+    Requests of :data:`CANARY_BATCH_SIZE` records, at most :data:`CANARY_MAX_RECORDS` of them (the
+    offline gates judged every row; the canary checks serving); the challenger must agree with the
+    champion's decisions on :data:`CANARY_MIN_AGREEMENT` of them and meet step 02's latency gate.
     """
     from .deployment import canary
 
     columns = [c for c in challenge.challenger["metadata"]["schema"] if c in challenge.recent.columns]
+    served = challenge.recent[columns].tail(CANARY_MAX_RECORDS)
     return canary(
         champion_path,
         challenger_path,
-        json.loads(challenge.recent[columns].to_json(orient="records")),
-        offline_scores,
+        json.loads(served.to_json(orient="records")),
+        np.asarray(offline_scores)[len(challenge.recent) - len(served) :],
         batch_size=CANARY_BATCH_SIZE,
         max_latency_ms=criteria["criteria"]["max_batch_latency_ms"],
         min_agreement=CANARY_MIN_AGREEMENT,
