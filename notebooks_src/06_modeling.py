@@ -96,7 +96,9 @@ scored = {
 }
 p_test = scored[result.name].scores
 metrics = modeling.evaluate(y_test, p_test, result.threshold, *costs)
-estimates = modeling.quality_estimates(y_test, scored[result.name], scored[reference], costs, criteria, charter, cfg.seed)
+estimates = modeling.quality_estimates(
+    y_test, scored[result.name], scored[reference], costs, criteria, charter, cfg.seed
+)
 metrics["cost_reduction_vs_baseline"] = estimates["cost_reduction_vs_baseline"].value
 metrics["cost_reduction_vs_process"] = estimates["cost_reduction_vs_process"].value
 baselines = {
@@ -113,10 +115,16 @@ show(
     "\n".join(
         f"- **{label}**: {e.value:.3f} (95 % interval {e.low:.3f} to {e.high:.3f})"
         for label, e in (
-            (f"test {criteria['criteria']['primary_metric']}", estimates[f"test_{criteria['criteria']['primary_metric']}"]),
+            (
+                f"test {criteria['criteria']['primary_metric']}",
+                estimates[f"test_{criteria['criteria']['primary_metric']}"],
+            ),
             (f"{criteria['criteria']['primary_metric']} minus `{reference}`'s", estimates["quality_vs_baseline"]),
             (f"cost saving against `{reference}`", estimates["cost_reduction_vs_baseline"]),
-            (f"cost saving against the process ({charter['baseline_process']}, at the test prevalence {y_test.mean():.3f})", estimates["cost_reduction_vs_process"]),
+            (
+                f"cost saving against the process ({charter['baseline_process']}, at the test prevalence {y_test.mean():.3f})",
+                estimates["cost_reduction_vs_process"],
+            ),
         )
     )
 )

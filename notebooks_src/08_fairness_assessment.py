@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 from sklearn.metrics import roc_curve
 
-from {{ cookiecutter.package_name }} import artifacts, business, compute, config, data, fairness, gates, modeling, release, scoring
+from {{ cookiecutter.package_name }} import artifacts, business, compute, config, fairness, gates, modeling, release, scoring
 from {{ cookiecutter.package_name }} import mitigation as mitigate
 from {{ cookiecutter.package_name }}.model_card import release_section
 from {{ cookiecutter.package_name }}.notebook import show, start_step
@@ -207,7 +207,9 @@ tradeoff.round(4)
 curves = next((o.curves for o in selection.options.values() if o.curves), None)
 fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6.5, 4.2), squeeze=False)
 ax = axes[0, 0]
-gated_gap = "equalized_odds" if criteria["criteria"]["max_equalized_odds_difference"] is not None else "demographic_parity"
+gated_gap = (
+    "equalized_odds" if criteria["criteria"]["max_equalized_odds_difference"] is not None else "demographic_parity"
+)
 short_name = {"equalized_odds": "eo", "demographic_parity": "dp"}[gated_gap]
 for name, row in tradeoff.iterrows():
     ax.scatter(row[f"max_{short_name}_upper"], row["expected_cost"], s=70, label=name, zorder=3)
@@ -288,7 +290,9 @@ record = {
     "groups": {
         gap: {
             "gated": [f"{g}={v}" for g, v in gated.index[gated[f"gated_{gap}"]]],
-            "reported": {f"{g}={v}": int(n) for (g, v), n in gated.loc[~gated[f"gated_{gap}"], f"rows_needed_{gap}"].items()},
+            "reported": {
+                f"{g}={v}": int(n) for (g, v), n in gated.loc[~gated[f"gated_{gap}"], f"rows_needed_{gap}"].items()
+            },
         }
         for gap in fairness.GAPS
     },

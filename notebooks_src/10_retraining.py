@@ -238,7 +238,9 @@ if "gates" in decision:
     for offset, who, colour in ((-0.2, "champion", "#4c72b0"), (0.2, "challenger", "#dd8452")):
         found_values = [decision["estimates"][who][g["metric"]] for g in rows]
         values = np.array([e["value"] for e in found_values], dtype=float)
-        errors = np.abs(np.array([[e["value"] - e["low"], e["high"] - e["value"]] for e in found_values], dtype=float).T)
+        errors = np.abs(
+            np.array([[e["value"] - e["low"], e["high"] - e["value"]] for e in found_values], dtype=float).T
+        )
         ax.barh(positions + offset, values, height=0.4, xerr=np.nan_to_num(errors), capsize=2, label=who, color=colour)
     limits = [float(g["rule"].split()[-1]) for g in rows]
     ax.scatter(limits, positions, marker="|", s=500, color="black", zorder=3, label="gate threshold")
@@ -293,7 +295,12 @@ elif decision.get("awaiting_approval"):
     )
 else:
     evidence = " (the evidence is inconclusive)" if decision.get("evidence") == gates.INCONCLUSIVE else ""
-    verdict = ("**Not promoted**" + evidence if triggered else "**Not triggered**") + ": " + "; ".join(decision["reasons"]) + "."
+    verdict = (
+        ("**Not promoted**" + evidence if triggered else "**Not triggered**")
+        + ": "
+        + "; ".join(decision["reasons"])
+        + "."
+    )
 show(verdict)
 
 # %% [markdown]

@@ -31,6 +31,15 @@ pytestmark = pytest.mark.e2e  # one xdist worker runs the whole file (conftest.S
 ADULT_ONLY = (">50K", "hours_per_week", "capital_gain", "native_country", "`sex`", "`race`")
 
 
+# dataset: (released, evidence, the gates that refused it), from the data's size and signal (tests/datasets.py)
+EXPECTED_VERDICTS = {
+    "clinic": (False, "inconclusive", ["cost_vs_baseline"]),  # 120 test rows
+    "churn": (True, "pass", []),
+    "fraud": (False, "inconclusive", ["cost_vs_baseline"]),  # 2% positives
+    "grants": (False, "inconclusive", ["cost_vs_baseline"]),  # 360 test rows
+}
+
+
 def notebook_text(project: Path, stage: str) -> str:
     """Everything the executed notebook of a stage displays (Markdown, text, streams)."""
     name = report_dir(project, stage).name
@@ -194,9 +203,19 @@ def test_models_learn_the_signal_and_gates_are_decided(own, name):
     assert metrics["roc_auc"] > 0.7, f"{name}: the model did not learn the planted signal"
     assert metrics["roc_auc"] > modeling["baselines_test_metrics"]["majority_class"]["roc_auc"]
     assert 0 < modeling["threshold"] <= 1.01
-    assert isinstance(modeling["releasable"], bool) and (modeling["releasable"] or modeling["reasons"])
+    # the verdicts a reviewer would give (issue 28): each model beats the simplest honest model on evidence;
+    # the cost saving is shown on churn's 900 test rows, too uncertain on the smaller or rarer ones (the
+    # release waits, and says why); fairness groups are too small to compare at these sizes (not assessed)
+    gates = {g["gate"]: g for g in modeling["gates"]}
+    assert gates["model_quality"]["verdict"] == "pass" and gates["model_quality"]["low"] > -0.01, gates["model_quality"]
     release = report(project, "fairness_assessment", "release_decision.json")
-    assert isinstance(release["released"], bool) and (release["released"] or release["reasons"])
+    released, evidence, reasons = EXPECTED_VERDICTS[name]
+    assert (release["released"], release["evidence"]) == (released, evidence), release["reasons"]
+    assert [r.split(":")[0] for r in release["reasons"]] == reasons, release["reasons"]
+    assert all("inconclusive" in r and "holds the threshold" in r for r in release["reasons"])
+    for gate in release["gates"]:
+        if gate["gate"].startswith("equalized_odds["):
+            assert gate["verdict"] == "not assessed" and "more rows" in gate["note"], gate
     status = report(project, "monitoring", "monitoring_status.json")
     assert isinstance(status["retrain_recommended"], bool) and isinstance(status["reasons"], list)
     assert status["batches"], f"{name}: no batch monitored"

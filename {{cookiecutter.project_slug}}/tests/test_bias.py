@@ -208,7 +208,9 @@ def test_a_remediation_is_adopted_only_on_a_shown_reduction_at_a_cost_within_the
     assert not verdicts["adopted"].any() and bias.choose_remediation(verdicts) == "none"
     assert "more than 5%" in verdicts.loc["reweighing", "why"]
     # the margin is data_bias_plan.max_cost_increase (10% by default)
-    assert bias.remediation_verdicts(effects_of({"reweighing": shown}, {"reweighing": dear})).loc["reweighing", "adopted"]
+    assert bias.remediation_verdicts(effects_of({"reweighing": shown}, {"reweighing": dear})).loc[
+        "reweighing", "adopted"
+    ]
     # a widening shown is never adopted
     widened = bias.remediation_verdicts(effects_of({"reweighing": (-0.1, -0.17, -0.03)}, {"reweighing": cheap}))
     assert "shown to widen" in widened.loc["reweighing", "why"]

@@ -41,7 +41,10 @@ def test_gaps_equal_fairlearn_when_every_group_is_large(seed, hit_step, alarm_st
     y, p, g = decisions(seed, n=8000, hit_step=hit_step, alarm_step=alarm_step)
     found = assessed(y, p, g)
     assert found.groups["gated_demographic_parity"].all() and found.groups["gated_equalized_odds"].all()
-    dp, eo = found.estimates["demographic_parity_difference[group]"], found.estimates["equalized_odds_difference[group]"]
+    dp, eo = (
+        found.estimates["demographic_parity_difference[group]"],
+        found.estimates["equalized_odds_difference[group]"],
+    )
     assert dp.value == pytest.approx(demographic_parity_difference(y, p, sensitive_features=g), abs=1e-12)
     assert eo.value == pytest.approx(equalized_odds_difference(y, p, sensitive_features=g), abs=1e-12)
     for e in (dp, eo):
@@ -94,7 +97,9 @@ def test_the_intersection_is_gated_when_measurable():
     spec = {"sensitive_features": ["sex", "race"], "sensitive_bins": {}}
     found = fairness.assess(y, p, frame, spec, RULE)
     assert set(found.estimates) == {
-        f"{gap}_difference[{g}]" for gap in ("demographic_parity", "equalized_odds") for g in ("sex", "race", "sex & race")
+        f"{gap}_difference[{g}]"
+        for gap in ("demographic_parity", "equalized_odds")
+        for g in ("sex", "race", "sex & race")
     }
     joint = found.estimates["demographic_parity_difference[sex & race]"]
     assert joint.low > 0.15  # a real gap on the intersection, seen on evidence
@@ -143,10 +148,14 @@ def test_a_release_verdict_does_not_flip_with_the_sample():
         for _ in range(200):
             g = np.concatenate([[k] * n for k, n in sizes.items()])
             sel = np.concatenate([rng.random(n) < r for n, r in zip(sizes.values(), rates, strict=True)]).astype(int)
-            e = assessed(rng.integers(0, 2, len(g)), sel, pd.Series(g)).estimates["demographic_parity_difference[group]"]
+            e = assessed(rng.integers(0, 2, len(g)), sel, pd.Series(g)).estimates[
+                "demographic_parity_difference[group]"
+            ]
             verdicts[kind].append("pass" if e.high <= 0.15 else "fail" if e.low > 0.15 else "inconclusive")
     assert verdicts["fair"].count("pass") >= 180
-    assert verdicts["unfair"].count("pass") == 0 and verdicts["unfair"].count("fail") >= 140  # a gap of 0.2 against 0.15
+    assert (
+        verdicts["unfair"].count("pass") == 0 and verdicts["unfair"].count("fail") >= 140
+    )  # a gap of 0.2 against 0.15
 
 
 def test_group_metrics_table(spec):
@@ -159,15 +168,20 @@ def test_group_metrics_table(spec):
     assert table.loc[("sex", "Female"), "selection_rate"] == pytest.approx(p[female].mean())
 
 
-
-
 def test_a_gate_whose_groups_are_all_too_small_is_not_assessed_unless_the_team_blocks_on_it():
     y, p, _ = decisions(0, n=500)
     frame = pd.DataFrame({"sex": ["F"] * 480 + ["M"] * 20})
     spec = {"sensitive_features": ["sex"], "sensitive_bins": {}}
     criteria = {
-        "criteria": {"max_equalized_odds_difference": 0.15, "confidence": 0.95, "fairness_power": 0.8, "decide_on": "interval"},
-        "gates": [gates.gate("equalized_odds[sex]", "equalized_odds_difference[sex]", "<=", 0.15, ["fairness_assessment"], "")],
+        "criteria": {
+            "max_equalized_odds_difference": 0.15,
+            "confidence": 0.95,
+            "fairness_power": 0.8,
+            "decide_on": "interval",
+        },
+        "gates": [
+            gates.gate("equalized_odds[sex]", "equalized_odds_difference[sex]", "<=", 0.15, ["fairness_assessment"], "")
+        ],
     }
     table, _ = fairness.gate_table(y, p, frame, spec, criteria)
     row = table.iloc[0]

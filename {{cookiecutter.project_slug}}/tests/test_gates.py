@@ -89,16 +89,27 @@ def test_quality_gates_are_relative_to_the_baseline_and_absolute_ones_only_when_
     assert by_name["model_quality"]["threshold"] == -0.01
     assert by_name["cost_vs_baseline"]["metric"] == "cost_reduction_vs_baseline"
     assert by_name["model_quality"]["enforced_by"] == ["modeling", "monitoring"]  # step 09 alarms on them
-    alarm = next(g for g in gates.build_gates({**CRITERIA, "max_plausible_roc_auc": 0.99}, ["sex"]) if g["name"] == "leakage_alarm")
+    alarm = next(
+        g
+        for g in gates.build_gates({**CRITERIA, "max_plausible_roc_auc": 0.99}, ["sex"])
+        if g["name"] == "leakage_alarm"
+    )
     assert alarm["enforced_by"] == ["modeling", "retraining"]
     assert "model_quality_floor" not in by_name and "cost_vs_process" not in by_name
     absolute = {
         g["name"]: g
-        for g in gates.build_gates({**CRITERIA, "min_primary_metric": 0.8, "min_cost_reduction_vs_process": 0.2}, ["sex"])
+        for g in gates.build_gates(
+            {**CRITERIA, "min_primary_metric": 0.8, "min_cost_reduction_vs_process": 0.2}, ["sex"]
+        )
     }
     assert absolute["model_quality_floor"]["metric"] == "test_roc_auc"
     assert absolute["cost_vs_process"]["threshold"] == 0.2
-    other = {g["name"]: g for g in gates.build_gates({**CRITERIA, "primary_metric": "average_precision", "min_primary_metric": 0.5}, ["sex"])}
+    other = {
+        g["name"]: g
+        for g in gates.build_gates(
+            {**CRITERIA, "primary_metric": "average_precision", "min_primary_metric": 0.5}, ["sex"]
+        )
+    }
     assert other["model_quality_floor"]["metric"] == "test_average_precision"
 
 
@@ -115,7 +126,9 @@ def test_a_gate_passes_on_its_interval_not_on_its_point_estimate():
         table = gates.evaluate([parity], {"dp[race]": Estimate(value, low, high)})
         assert table["verdict"].iloc[0] == expected
         assert table["passed"].iloc[0] == (expected == "pass")
-    table = gates.evaluate([parity, quality], {"dp[race]": Estimate(0.13, 0.061, 0.331), "q": Estimate(0.02, 0.01, 0.03)})
+    table = gates.evaluate(
+        [parity, quality], {"dp[race]": Estimate(0.13, 0.061, 0.331), "q": Estimate(0.02, 0.01, 0.03)}
+    )
     assert gates.overall(table) == "inconclusive"
     assert gates.failures(table) == [
         "demographic_parity[race]: inconclusive, dp[race] = 0.13 [0.061, 0.331] holds the threshold (<= 0.15): "
@@ -131,7 +144,9 @@ def test_a_gate_passes_on_its_interval_not_on_its_point_estimate():
 
 
 def test_a_gate_not_reached_because_an_earlier_one_stopped_the_model_is_no_reason_of_its_own(some_gates):
-    table = gates.evaluate(some_gates, {"test_roc_auc": 0.9}, unreached={"p99_latency_ms": "not measured: step 06 failed"})
+    table = gates.evaluate(
+        some_gates, {"test_roc_auc": 0.9}, unreached={"p99_latency_ms": "not measured: step 06 failed"}
+    )
     assert table["verdict"].tolist() == ["pass", "not reached"]
     assert not table["passed"].iloc[1]
     assert gates.failures(table) == []

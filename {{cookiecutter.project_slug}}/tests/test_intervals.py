@@ -63,7 +63,9 @@ def test_required_rows_give_the_stated_power():
     need = intervals.required_rows(rate, threshold, reference, 0.95, 0.8)
     rng = np.random.default_rng(5)
     sizes = np.array([reference, int(need)])
-    passed = sum(intervals.largest_gap(rng.binomial(sizes, [rate, rate]), sizes, 0.95).high <= threshold for _ in range(3000))
+    passed = sum(
+        intervals.largest_gap(rng.binomial(sizes, [rate, rate]), sizes, 0.95).high <= threshold for _ in range(3000)
+    )
     assert 0.75 <= passed / 3000 <= 0.9
     unfair = sum(
         intervals.largest_gap(rng.binomial(sizes, [rate, rate + 2 * threshold]), sizes, 0.95).low > threshold

@@ -179,7 +179,16 @@ def test_business_costs_choose_the_objective_on_the_held_out_rows(fitted):
     fit, choice = mitigation.split_for_choice(labelled, spec, settings())
     costs = (1.0, 10.0)  # a missed positive costs ten false alarms
     chosen = mitigation.choose_fit(
-        "threshold_optimizer", pipeline, spec, fit, choice, ["sex"], ["demographic_parity"], parity_criteria(), settings(), costs
+        "threshold_optimizer",
+        pipeline,
+        spec,
+        fit,
+        choice,
+        ["sex"],
+        ["demographic_parity"],
+        parity_criteria(),
+        settings(),
+        costs,
     )
     tried = chosen.tried
     # a missed positive costs ten false alarms: balanced accuracy's weighing is the nearer
@@ -264,9 +273,7 @@ def test_mitigate_to_pass_fits_on_a_sample_of_at_most_max_rows(fitted, monkeypat
     )
     assert fitted_rows == [300] * 2  # two constraints, the objective of the costs
     fitted_rows.clear()
-    mitigation.mitigate_to_pass(
-        "threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, gate, settings()
-    )
+    mitigation.mitigate_to_pass("threshold_optimizer", pipeline, spec, labelled, ["sex"], constraints, gate, settings())
     fit, choice = mitigation.split_for_choice(labelled, spec, settings())
     assert fitted_rows == [len(fit)] * 2 and len(fit) + len(choice) == len(labelled)
     assert len(fit) >= mitigation.fitting_rows(len(labelled)) > 300

@@ -421,11 +421,15 @@ def test_a_window_alarms_on_quality_only_on_evidence(reference, make_frame, spec
     and not acted on; the same drop seen on enough rows alarms."""
     ref, cfg = reference
     lenient = dataclasses.replace(ref, criteria=success_criteria(max_quality_loss_vs_baseline=0.2))
-    flipped = batch_of(make_frame, spec, n=1600).assign(income=lambda f: 1 - f["income"])  # about 0.3 below the baseline
+    flipped = batch_of(make_frame, spec, n=1600).assign(
+        income=lambda f: 1 - f["income"]
+    )  # about 0.3 below the baseline
     few = monitoring.judge_batch("few", flipped.head(60), "none", lenient, cfg)
     quality = few["gates"].set_index("gate").loc["model_quality"]
     assert quality["value"] < -0.2 and quality["verdict"] == "inconclusive"  # the point estimate alone would alarm
-    assert not any(r.startswith("model_quality") for r in few["reasons"]) and "model_quality" in few["row"]["inconclusive"]
+    assert (
+        not any(r.startswith("model_quality") for r in few["reasons"]) and "model_quality" in few["row"]["inconclusive"]
+    )
     many = monitoring.judge_batch("many", flipped, "none", lenient, cfg)
     assert many["gates"].set_index("gate").loc["model_quality", "verdict"] == "fail"
     assert any(r.startswith("model_quality") for r in many["reasons"])

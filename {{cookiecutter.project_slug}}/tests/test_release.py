@@ -38,7 +38,13 @@ def tradeoff(**rows) -> pd.DataFrame:
     """A trade-off table from ``name=(passes, expected_cost, largest upper bound of a gap)``."""
     frame = pd.DataFrame(
         [
-            {"mitigation": name, "passes_fairness_gates": p, "expected_cost": c, "max_dp_upper": dp, "max_eo_upper": dp / 2}
+            {
+                "mitigation": name,
+                "passes_fairness_gates": p,
+                "expected_cost": c,
+                "max_dp_upper": dp,
+                "max_eo_upper": dp / 2,
+            }
             for name, (p, c, dp) in rows.items()
         ]
     )
@@ -118,7 +124,11 @@ def test_the_release_is_judged_on_its_own_scores_and_decisions(make_frame, make_
     np.testing.assert_array_equal(verdict.decisions, (test["sex"] == "Female").astype(int))
     assert verdict.gaps["demographic_parity_difference[sex]"].value == 1.0
     assert verdict.metrics["expected_cost"] == business.cost_of_predictions(test["income"], verdict.decisions, 1.0, 3.0)
-    assert not verdict.released and verdict.evidence == "fail" and any(r.startswith("model_quality") for r in verdict.reasons)
+    assert (
+        not verdict.released
+        and verdict.evidence == "fail"
+        and any(r.startswith("model_quality") for r in verdict.reasons)
+    )
     same = release.judge(release.release_bundle(deployed, "none", release.Choice(), []), test, spec, CRITERIA, charter,
                          baseline, {"deployed": False, "reasons": ["latency: too slow"]}, seed=0)  # fmt: skip
     assert same.reasons[-1] == "step 07: latency: too slow"
@@ -138,7 +148,9 @@ def test_the_quality_gates_read_the_primary_metric_the_team_chose(make_frame, ma
                "baseline_false_positive_rate": 0.2}  # fmt: skip
     scores = np.full(len(test), 0.5)
     chosen = criteria(primary_metric="average_precision", max_plausible_roc_auc=0.99, min_primary_metric=0.1)
-    verdict = release.judge(deployed, test, spec, chosen, charter, Scored(scores, np.zeros(len(test), int)), DEPLOYED, seed=0)
+    verdict = release.judge(
+        deployed, test, spec, chosen, charter, Scored(scores, np.zeros(len(test), int)), DEPLOYED, seed=0
+    )
     table = verdict.gates.set_index("gate")
     assert {"leakage_alarm", "model_quality_floor", "model_quality"} <= set(table.index)
     quality = table.loc[["leakage_alarm", "model_quality_floor", "model_quality", "cost_vs_baseline"], "verdict"]
@@ -201,7 +213,9 @@ def test_the_decision_note_says_what_was_chosen_where_and_the_verdict():
     assert note.endswith("**Released**: `models/release.skops` passes every gate it could assess, on its interval.")
     selection.failed, selection.chosen = [], "none"
     unsure = gate_rows((0.12, 0.05, 0.2), (0.05, 0.0, 0.09))
-    verdict = release.Verdict(None, None, {}, None, {"accuracy": 0.81, "expected_cost": 0.34}, unsure, gates.failures(unsure))
+    verdict = release.Verdict(
+        None, None, {}, None, {"accuracy": 0.81, "expected_cost": 0.34}, unsure, gates.failures(unsure)
+    )
     note = release.decision_note(selection, before, {"accuracy": 0.80, "expected_cost": 0.25}, verdict)
     assert note.startswith("Every assessed fairness gate passes on the validation split without mitigation")
     assert "**Not released** (the evidence is inconclusive): demographic_parity[sex]: inconclusive" in note
@@ -236,7 +250,11 @@ def test_the_model_card_says_what_the_score_means():
     from {{ cookiecutter.package_name }}.model_card import calibration_line
 
     row = {"grouping": "sex", "group": "Female", "predicted": 0.141, "observed": 0.110, "gap": 0.031}
-    off = calibration_line([{**row, "miscalibrated": True}, {**row, "group": "Male", "gap": -0.02, "miscalibrated": False}])
-    assert "it is not each group's probability: in 1 of 2 groups" in off and "`sex` = `Female`, 0.141 against 0.110" in off
+    off = calibration_line(
+        [{**row, "miscalibrated": True}, {**row, "group": "Male", "gap": -0.02, "miscalibrated": False}]
+    )
+    assert (
+        "it is not each group's probability: in 1 of 2 groups" in off and "`sex` = `Female`, 0.141 against 0.110" in off
+    )
     assert "can be read as a probability" in calibration_line([{**row, "miscalibrated": False}])
     assert "not measured" in calibration_line(None)

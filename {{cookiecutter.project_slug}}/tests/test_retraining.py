@@ -54,7 +54,8 @@ def test_triggers_fire_on_monitoring_schedule_or_force():
 
 def windows(make_frame, sizes, seed=0):
     return [
-        make_frame(n=n, seed=seed + i).assign(income=lambda f: (f["income"] == ">50K").astype(int)) for i, n in enumerate(sizes)
+        make_frame(n=n, seed=seed + i).assign(income=lambda f: (f["income"] == ">50K").astype(int))
+        for i, n in enumerate(sizes)
     ]
 
 
@@ -180,7 +181,21 @@ def test_decide_passes_only_after_every_gate_and_a_passed_canary(challenge, spec
     built, _, cfg = challenge
     baseline = modeling.Scored(np.full(len(built.recent), 0.3), np.ones(len(built.recent), dtype=int))
     found = retraining.compare(built, spec, CHARTER, SUCCESS, baseline, cfg)
-    good = pd.DataFrame([{"gate": "g", "metric": "m", "rule": ">= 0", "value": 1.0, "low": 1.0, "high": 1.0, "verdict": "pass", "passed": True, "note": ""}])
+    good = pd.DataFrame(
+        [
+            {
+                "gate": "g",
+                "metric": "m",
+                "rule": ">= 0",
+                "value": 1.0,
+                "low": 1.0,
+                "high": 1.0,
+                "verdict": "pass",
+                "passed": True,
+                "note": "",
+            }
+        ]
+    )
     found.tables = {"champion": good, "challenger": good}
     passed = {"passed": True, "failed_checks": [], "summary": "all served"}
     ok = retraining.decide(built, found, passed)

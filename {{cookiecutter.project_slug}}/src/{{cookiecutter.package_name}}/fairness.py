@@ -33,8 +33,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, count, false_positive_rate, selection_rate, true_positive_rate
 from sklearn.metrics import precision_score
 
-from . import data
-from . import gates
+from . import data, gates
 from .gates import grouping_names
 from .intervals import Estimate, combined_gap, largest_gap, required_rows, wilson, z_value
 
@@ -250,7 +249,9 @@ def gate_table(
     """
     assessment = assess(y_true, decisions, frame, spec, FairnessRule.of(criteria), gated)
     table = gates.evaluate(
-        gates.gates_for(criteria["gates"], "fairness_assessment"), assessment.estimates, criteria["criteria"]["decide_on"]
+        gates.gates_for(criteria["gates"], "fairness_assessment"),
+        assessment.estimates,
+        criteria["criteria"]["decide_on"],
     )
     blocks = bool(criteria["criteria"].get("block_unassessed", False))
     table = table.copy()

@@ -109,8 +109,18 @@ def build_gates(criteria: dict[str, Any], sensitive_features: Iterable[str]) -> 
         )
     for grouping in grouping_names(sensitive_features):
         for name, metric, key, what in (
-            ("demographic_parity", "demographic_parity_difference", "max_demographic_parity_difference", "selection rate"),
-            ("equalized_odds", "equalized_odds_difference", "max_equalized_odds_difference", "true or false positive rate"),
+            (
+                "demographic_parity",
+                "demographic_parity_difference",
+                "max_demographic_parity_difference",
+                "selection rate",
+            ),
+            (
+                "equalized_odds",
+                "equalized_odds_difference",
+                "max_equalized_odds_difference",
+                "true or false positive rate",
+            ),
         ):
             if c.get(key) is None:  # a criterion the team did not choose is measured and reported, not gated
                 continue
@@ -183,9 +193,7 @@ def verdict(g: dict[str, Any], estimate: Estimate, decide_on: str = "interval") 
     holds = OPERATORS[g["operator"]]
     if decide_on == "point" or not (np.isfinite(estimate.low) and np.isfinite(estimate.high)):
         return PASS if holds(estimate.value, g["threshold"]) else FAIL
-    favourable, unfavourable = (
-        (estimate.high, estimate.low) if g["operator"] == "<=" else (estimate.low, estimate.high)
-    )
+    favourable, unfavourable = (estimate.high, estimate.low) if g["operator"] == "<=" else (estimate.low, estimate.high)
     if holds(favourable, g["threshold"]):
         return PASS
     return INCONCLUSIVE if holds(unfavourable, g["threshold"]) else FAIL

@@ -215,9 +215,7 @@ def _defined(value: Callable[[np.ndarray | slice], float], rows: np.ndarray | sl
         return float("nan")
 
 
-def required_rows(
-    rate: float, threshold: float, reference_rows: float, confidence: float, power: float
-) -> float:
+def required_rows(rate: float, threshold: float, reference_rows: float, confidence: float, power: float) -> float:
     """Rows a group needs so that a gate on its gap with the reference group decides with ``power``.
 
     The gate passes when the upper bound of the gap's interval, ``|d| + z SE``, is under

@@ -216,7 +216,9 @@ def alert(
     return post(body, env)
 
 
-def champion_alert(decision: Mapping[str, Any], project: str, env: Mapping[str, str] = os.environ) -> dict[str, Any] | None:
+def champion_alert(
+    decision: Mapping[str, Any], project: str, env: Mapping[str, str] = os.environ
+) -> dict[str, Any] | None:
     """Step 10's alert: the model in service fails a gate on evidence on recent data, whatever the challenger does."""
     if not decision.get("champion_failing"):
         return None

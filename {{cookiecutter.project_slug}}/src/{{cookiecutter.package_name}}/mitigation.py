@@ -57,6 +57,8 @@ def objective_for(costs: tuple[float, float], prevalence: float) -> str:
     business = np.log(max(costs[1], 1e-12) / max(costs[0], 1e-12))
     balanced = np.log(max(1 - prevalence, 1e-12) / max(prevalence, 1e-12))
     return "balanced_accuracy_score" if abs(business - balanced) < abs(business) else "accuracy_score"
+
+
 # Share of the labelled rows held out from the mitigation's fit to choose among the fits.
 CHOICE_FRACTION = 0.5
 DECISION_RULE = (
@@ -469,7 +471,9 @@ def choose_fit(
         raise ValueError("no fairness constraint to mitigate for: pass the constraints whose gates fail")
     x, y = choice_frame[feature_columns(spec)], choice_frame[spec["target"]].to_numpy()
     groups = sensitive_groups(choice_frame, spec)
-    objectives = (objective_for(costs, float(np.mean(fit_frame[spec["target"]]))),) if kind == "threshold_optimizer" else (None,)
+    objectives = (
+        (objective_for(costs, float(np.mean(fit_frame[spec["target"]]))),) if kind == "threshold_optimizer" else (None,)
+    )
     # the fits are independent (and deterministic): in this process, or on the cluster's workers (compute.parallel)
     combos = [(constraint, objective) for constraint in constraints for objective in objectives]
     calls = [(kind, pipeline, spec, fit_frame, features, c, settings.min_group_size, o, costs) for c, o in combos]

@@ -208,7 +208,13 @@ def paired_estimates(
 
 
 def quality_estimates(
-    y: np.ndarray, judged: Scored, baseline: Scored, costs: Costs, criteria: dict[str, Any], charter: dict[str, Any], seed: int
+    y: np.ndarray,
+    judged: Scored,
+    baseline: Scored,
+    costs: Costs,
+    criteria: dict[str, Any],
+    charter: dict[str, Any],
+    seed: int,
 ) -> dict[str, Estimate]:
     """Every quality gate's estimate for ``judged`` on labelled rows (steps 06, 08, 10 call this one function).
 
@@ -243,7 +249,9 @@ def reference_scored(root: Path, frame: pd.DataFrame, spec: dict[str, Any]) -> S
 def reference_baseline(candidates: pd.DataFrame) -> str:
     """The baseline every model is judged against: the one deciding at the lowest cost on validation."""
     baselines = candidates[candidates["baseline"]]
-    return str(baselines.sort_values(["validation_expected_cost", "validation_roc_auc"], ascending=[True, False]).index[0])
+    return str(
+        baselines.sort_values(["validation_expected_cost", "validation_roc_auc"], ascending=[True, False]).index[0]
+    )
 
 
 @dataclass

@@ -30,6 +30,7 @@ from .modeling import Scored
 from .profiling import feature_columns
 
 KINDS = ("threshold_optimizer", "exponentiated_gradient")
+QUALITY_GATES = ("model_quality", "cost_vs_baseline", "model_quality_floor", "cost_vs_process", "leakage_alarm")
 
 
 @dataclass
@@ -92,7 +93,17 @@ def choose_mitigation(
         for kind in kinds:
             try:
                 options[kind] = mitigation.choose_fit(
-                    kind, bundle["model"], spec, fit, choice, features, constraints, criteria, settings, costs, whole.groups
+                    kind,
+                    bundle["model"],
+                    spec,
+                    fit,
+                    choice,
+                    features,
+                    constraints,
+                    criteria,
+                    settings,
+                    costs,
+                    whole.groups,
                 )
             except mitigation.MitigationUnavailable as exc:
                 notes.append(f"`{kind}` is not available on this data: {exc}.")
@@ -245,8 +256,11 @@ def judge(
         ],
         ignore_index=True,
     )
-    upstream = [] if deployment["deployed"] else [f"step 07: {r}" for r in deployment["reasons"] or ["not deployed"]]
-    return Verdict(scores, decisions, assessment.estimates, assessment, metrics, table, gates.failures(table) + upstream)
+    reasons = gates.failures(table)
+    if not deployment["deployed"]:  # step 07's own reasons: step 06's quality gates are judged again above
+        own = [r for r in deployment["reasons"] if r.split(":")[0] not in QUALITY_GATES]
+        reasons += [f"step 07: {r}" for r in own] or ([] if reasons else ["step 07: not deployed"])
+    return Verdict(scores, decisions, assessment.estimates, assessment, metrics, table, reasons)
 
 
 def finalize(candidate: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
@@ -266,7 +280,9 @@ def decision_note(
     """The release decision in words: the choice (validation) and the verdict (test), from the numbers."""
     chosen = selection.chosen
     if selection.failed:
-        text = f"Without mitigation, fairness gates do not pass on the validation split ({'; '.join(selection.failed)}). "
+        text = (
+            f"Without mitigation, fairness gates do not pass on the validation split ({'; '.join(selection.failed)}). "
+        )
     else:
         text = "Every assessed fairness gate passes on the validation split without mitigation, so none is applied. "
     if chosen != "none":

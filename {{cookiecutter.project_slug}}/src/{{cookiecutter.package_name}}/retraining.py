@@ -78,9 +78,7 @@ class Pool:
     labelled: int  # labelled rows in all monitored windows
 
 
-def pool(
-    labelled: list[pd.DataFrame], test: pd.DataFrame, columns: list[str], min_rows: int
-) -> Pool:
+def pool(labelled: list[pd.DataFrame], test: pd.DataFrame, columns: list[str], min_rows: int) -> Pool:
     """Pool the newest labelled windows until ``min_rows`` rows; the older ones may train the challenger.
 
     Rows of the test split never reach a training set (when step 09 simulated its batches from
@@ -201,13 +199,22 @@ class Comparison:
     """Champion and challenger on the same judged rows: each one's gates, and the paired comparison."""
 
     metrics: dict[str, dict[str, float]]  # per model: point metrics (quality, cost, gaps) for the report
-    estimates: dict[str, dict[str, Estimate]]  # per model: every gate's estimate; the challenger's also against the champion
+    estimates: dict[
+        str, dict[str, Estimate]
+    ]  # per model: every gate's estimate; the challenger's also against the champion
     scores: dict[str, np.ndarray]
-    tables: dict[str, pd.DataFrame]  # per model: its gates (step 02's retraining gates; the challenger's plus the promotion's)
+    tables: dict[
+        str, pd.DataFrame
+    ]  # per model: its gates (step 02's retraining gates; the challenger's plus the promotion's)
 
 
 def compare(
-    challenge: Challenge, spec: dict[str, Any], charter: dict[str, Any], criteria: dict[str, Any], baseline: Scored, cfg: Retraining
+    challenge: Challenge,
+    spec: dict[str, Any],
+    charter: dict[str, Any],
+    criteria: dict[str, Any],
+    baseline: Scored,
+    cfg: Retraining,
 ) -> Comparison:
     """Both models scored on the same judged rows and judged by the same gates, one rule (:func:`.gates.evaluate`).
 
@@ -252,7 +259,14 @@ def compare(
             k: e.value for k, e in estimates[name].items()
         }
     paired = paired_estimates(
-        y, served["challenger"], served["champion"], "champion", c["primary_metric"], costs, float(c["confidence"]), cfg.seed
+        y,
+        served["challenger"],
+        served["champion"],
+        "champion",
+        c["primary_metric"],
+        costs,
+        float(c["confidence"]),
+        cfg.seed,
     )
     estimates["challenger"].update(paired)
     tables["challenger"] = pd.concat(
@@ -284,9 +298,7 @@ def promotion_gates(paired: dict[str, Estimate], cfg: Retraining, decide_on: str
     ]
     if cfg.min_gain > 0:
         rules.append(
-            gates.gate(
-                "gain", "quality_vs_champion", ">=", cfg.min_gain, ["retraining"], "the gain the team asks for"
-            )
+            gates.gate("gain", "quality_vs_champion", ">=", cfg.min_gain, ["retraining"], "the gain the team asks for")
         )
     return gates.evaluate(rules, paired, decide_on)
 

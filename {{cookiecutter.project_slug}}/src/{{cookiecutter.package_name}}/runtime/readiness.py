@@ -459,7 +459,6 @@ def read_pipeline_state(root: Path) -> PipelineState:
     if not (root / ".dvc").is_dir() or not (root / DVC_YAML).is_file():
         return PipelineState({}, {}, {}, error=f"not a DVC project: no .dvc/ or no {DVC_YAML} in {root}")
     try:
-        import networkx as nx
         from dvc.exceptions import DvcException
         from dvc.repo import Repo
     except ImportError as exc:
@@ -471,11 +470,22 @@ def read_pipeline_state(root: Path) -> PipelineState:
             outs = {
                 s.addressing: tuple(Path(os.path.relpath(o.fs_path, root)).as_posix() for o in s.outs) for s in stages
             }
-            upstream = {s.addressing: frozenset(d.addressing for d in nx.descendants(graph, s)) for s in stages}
+            upstream = {s.addressing: frozenset(d.addressing for d in reachable(graph, s)) for s in stages}
             changes = {s.addressing: tuple(stage_changes(s)) for s in stages}
     except (DvcException, OSError, ValueError) as exc:
         return PipelineState({}, {}, {}, error=f"DVC could not compare the stages with dvc.lock: {exc}")
     return PipelineState(outs, upstream, changes)
+
+
+def reachable(graph: Any, node: Any) -> set[Any]:
+    """Every node reachable from ``node`` in DVC's stage graph (its edges point from a stage to what it depends on)."""
+    seen, todo = set(), [node]
+    while todo:
+        for nxt in graph.successors(todo.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 
 def is_pipeline_report(relative: str) -> bool:
