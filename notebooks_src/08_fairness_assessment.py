@@ -89,7 +89,7 @@ for ax, grouping in zip(axes[:, 0], groups.columns, strict=True):
         ax.bar(positions + offset, values, width=0.27, yerr=errors, capsize=3, label=metric.replace("_", " "))
     ax.set_xticks(
         positions,
-        [f"{g}{'' if gated else ' (reported)'}" for g, gated in table["gated_demographic_parity"].items()],
+        [f"{g}{'' if gated else ' (reported)'}" for g, gated in table["gated_equalized_odds"].items()],
         rotation=20,
         ha="right",
     )
@@ -139,19 +139,20 @@ show(
         for row in gate_before.itertuples(index=False)
     )
 )
-short = before.small_groups("demographic_parity")
-if len(short):
-    show(
-        f"Reported but not gated, too small to tell a gap of the gate's size with "
-        f"{criteria['criteria']['fairness_power']:.0%} power: "
-        + "; ".join(
-            f"`{grouping}` = `{group}` ({int(r.rows)} rows, ~{int(r.rows_needed_demographic_parity):,} more needed)"
-            for (grouping, group), r in short.iterrows()
+for gap in [g for g in fairness.GAPS if gate_before["metric"].str.startswith(f"{g}_difference[").any()]:
+    short = before.small_groups(gap)
+    if len(short):
+        show(
+            f"Reported but not gated for {gap.replace('_', ' ')}, too small to tell a gap of the gate's size with "
+            f"{criteria['criteria']['fairness_power']:.0%} power: "
+            + "; ".join(
+                f"`{grouping}` = `{group}` ({int(r.rows)} rows, ~{int(r[f'rows_needed_{gap}']):,} more needed)"
+                for (grouping, group), r in short.iterrows()
+            )
+            + ". A gate with fewer than two groups this large is *not assessed*: it does not pass, and the release "
+            "says so (it refuses only with `success_criteria.block_unassessed`); more rows would assess it: "
+            "raise `data_pipeline.test_fraction` or bring more data."
         )
-        + ". A gate with fewer than two groups this large is *not assessed*: it does not pass, and the release "
-        "says so (it refuses only with `success_criteria.block_unassessed`); more rows would assess it: "
-        "raise `data_pipeline.test_fraction` or bring more data."
-    )
 
 # %% [markdown]
 # ## Mitigation, chosen on the validation split

@@ -226,6 +226,8 @@ if not blocked:
             decision["promoted"] = True
     display(pd.DataFrame(decision["gates"]).round(4))
     show(f"Canary: {canary['summary']}." if canary else "No canary: the challenger did not pass the offline gates.")
+# the canary's latencies differ every run: they go to a file of their own, as step 07's do
+step.write_measurements("canary_latency", canary["latency"] if not blocked and canary else {"note": "no canary ran"})
 
 # %% [markdown]
 # ## Champion and challenger against the gates

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import changed_stages, dvc, package_of, run
 
@@ -243,7 +244,8 @@ def test_partitioned_data_go_through_steps_03_to_05_on_the_cluster_and_feed_the_
     assert len(whole) == len(raw), "rows were dropped"
     distinct = [set(map(tuple, part.astype(str).to_numpy())) for part in splits.values()]
     assert sum(map(len, distinct)) == len(set().union(*distinct)), "a row and its copy are in two splits"
-    assert abs(len(splits["test"]) / len(whole) - 0.15) < 0.005
+    test_fraction = yaml.safe_load(params.read_text())["data_pipeline"]["test_fraction"]
+    assert abs(len(splits["test"]) / len(whole) - test_fraction) < 0.005
     for name, part in splits.items():
         assert abs(part["income"].mean() - whole["income"].mean()) < 0.01, name
     spec = json.loads((project / "reports/03_data_selection/dataset_spec.json").read_text())

@@ -86,12 +86,16 @@ def test_injected_drift_is_caught_and_retraining_records_its_decision(reproduced
         assert any(k.startswith("demographic_parity_difference[") for k in decision[who]), who  # reported, not gated
         estimate = decision["estimates"][who]["equalized_odds_difference[sex & race]"]
         assert estimate["low"] <= estimate["value"] <= estimate["high"], who
+    # the challenger: the leakage alarm, fairness, and non-inferiority to the champion on paired differences
     gates = {g["gate"]: g for g in decision["gates"]}
-    assert {"model_quality", "cost_vs_baseline", "equalized_odds[sex & race]", "no_regression", "no_cost_increase"} <= set(gates)
-    assert all(g["verdict"] in {"pass", "fail", "inconclusive", "not measured"} for g in gates.values())
+    assert {"leakage_alarm", "equalized_odds[sex & race]", "no_regression", "no_cost_increase"} <= set(gates)
+    assert all(g["verdict"] in {"pass", "fail", "inconclusive", "not measured", "not assessed"} for g in gates.values())
     # both models judged on the same pooled rows, at least min_labelled_rows of them
     assert decision["judged_on"]["rows"] == decision["judged_rows"] >= 10000
-    assert {g["gate"] for g in decision["champion_gates"]} <= set(gates)
+    # the champion: the same gates, and also quality and cost against the reference baseline, as step 09 alarms
+    champion_gates = {g["gate"] for g in decision["champion_gates"]}
+    assert {"model_quality", "cost_vs_baseline", "equalized_odds[sex & race]"} <= champion_gates
+    assert not champion_gates & {"no_regression", "no_cost_increase"}
     assert isinstance(decision["promoted"], bool) and decision["reasons"]
     assert decision["promoted"] is False  # a person signs: a challenger that passes is staged, not installed
     if decision["passed_gates"]:
@@ -194,8 +198,11 @@ def test_promotion_waits_for_a_person_keeps_the_previous_champion_and_rollback_r
 # --- issue 4: a deliberately unfair dataset ------------------------------------------------------
 
 
-def hiring(rows: int = 3000, seed: int = 7) -> pd.DataFrame:
+def hiring(rows: int = 15000, seed: int = 7) -> pd.DataFrame:
     """Hiring with a strong base-rate gap by `group` (about 67% against 14%) and a close proxy of it.
+
+    15,000 rows: the validation split's half then holds enough positives of group `b` (about 100)
+    for its error rates to be gated with the power step 02 asks for, not only reported.
 
     `group` is a sensitive feature, so it is kept out of the model's inputs; `neighbourhood_index`
     encodes it almost perfectly, so the model reproduces the gap anyway.

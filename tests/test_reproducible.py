@@ -11,8 +11,8 @@ import pytest
 from conftest import changed_stages, dvc
 
 pytestmark = pytest.mark.e2e
-# Run-to-run measurements: files of their own that no stage depends on (step 07's latencies).
-MEASUREMENTS = {"reports/metrics/latency.json"}
+# Run-to-run measurements: files of their own that no stage depends on (step 07's and the canary's latencies).
+MEASUREMENTS = {"reports/metrics/latency.json", "reports/metrics/canary_latency.json"}
 
 
 @pytest.fixture()

@@ -60,6 +60,17 @@ def test_failures_explains_every_failed_gate(some_gates):
     assert gates.failures(gates.evaluate(some_gates, {"test_roc_auc": 0.9, "p99_latency_ms": 1})) == []
 
 
+def test_a_figure_that_changes_every_run_leaves_the_record_and_its_verdict_stays(some_gates):
+    measured = gates.evaluate(some_gates, {"test_roc_auc": 0.9, "p99_latency_ms": 44.2})
+    kept = gates.without_values(measured, ["p99_latency_ms"], "measured each run")
+    latency = kept.iloc[1]
+    assert all(latency[c] is None or math.isnan(latency[c]) for c in ("value", "low", "high"))
+    assert latency["passed"] and latency["note"] == "measured each run"
+    assert kept.iloc[0]["value"] == 0.9  # the other gates keep their figures
+    rerun = gates.evaluate(some_gates, {"test_roc_auc": 0.9, "p99_latency_ms": 50.6})
+    assert kept.to_json() == gates.without_values(rerun, ["p99_latency_ms"], "measured each run").to_json()
+
+
 def test_gate_rejects_an_unknown_operator():
     with pytest.raises(ValueError, match="operator"):
         gates.gate("x", "m", ">", 1, [], "")

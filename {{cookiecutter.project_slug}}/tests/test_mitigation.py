@@ -138,23 +138,32 @@ def test_an_ensembles_probability_stays_within_0_and_1_whatever_the_rounding():
 
 
 def test_groups_too_small_or_with_one_outcome_are_pooled():
-    key = np.array(["A"] * 40 + ["B"] * 40 + ["C"] * 5 + ["D"] * 35)
-    y = np.array([0, 1] * 20 + [0, 1] * 20 + [0, 1, 0, 1, 0] + [0] * 35)
+    key = np.array(["A"] * 80 + ["B"] * 80 + ["C"] * 50 + ["D"] * 35)
+    # C has 25 of each outcome, D 10 positives: each is short, together they have 35 positives and 50 negatives
+    y = np.array([0, 1] * 40 + [0, 1] * 40 + [0, 1] * 25 + [1] * 10 + [0] * 25)
     mapping, fallback = mitigation.fittable_groups(key, y, min_group_size=30)
     assert fallback == mitigation.POOLED_GROUP
     assert mapping == {"A": "A", "B": "B", "C": fallback, "D": fallback}
 
 
+def test_a_group_with_a_handful_of_positives_is_pooled_however_many_rows_it_has():
+    # 400 rows but 9 positives: its ROC curve moves in steps of 0.11 and its thresholds would be noise
+    key = np.array(["A"] * 400 + ["B"] * 400)
+    y = np.r_[np.tile([0, 1], 200), np.ones(9), np.zeros(391)].astype(int)
+    mapping, fallback = mitigation.fittable_groups(key, y, min_group_size=30)
+    assert mapping == {"A": "A", "B": "A"} and fallback == "A"  # a pool as short of positives joins the largest group
+
+
 def test_a_pool_with_one_outcome_joins_the_largest_group():
-    key = np.array(["A"] * 40 + ["B"] * 60 + ["C"] * 5)
-    y = np.array([0, 1] * 20 + [0, 1] * 30 + [0] * 5)
+    key = np.array(["A"] * 80 + ["B"] * 120 + ["C"] * 5)
+    y = np.array([0, 1] * 40 + [0, 1] * 60 + [0] * 5)
     mapping, fallback = mitigation.fittable_groups(key, y, min_group_size=30)
     assert fallback == "B" and mapping["C"] == "B"
 
 
 def test_no_fittable_group_is_a_clear_error():
-    with pytest.raises(mitigation.MitigationUnavailable, match="no sensitive group has 30 rows with both outcomes"):
-        mitigation.fittable_groups(np.array(["A"] * 10 + ["B"] * 10), np.array([0, 1] * 10), min_group_size=30)
+    with pytest.raises(mitigation.MitigationUnavailable, match="no sensitive group has 30 rows of each outcome"):
+        mitigation.fittable_groups(np.array(["A"] * 40 + ["B"] * 40), np.array([0, 1] * 40), min_group_size=30)
 
 
 def test_threshold_optimizer_fits_with_a_tiny_one_outcome_intersection(make_frame, make_pipeline, make_spec):

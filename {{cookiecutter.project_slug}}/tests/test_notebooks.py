@@ -37,8 +37,8 @@ SMALL = {
     "data_bias_plan": {"min_group_size": 20},
     "modeling": {"cv_folds": 2, "search_iterations": 1},
     "deployment": {"latency_requests": 5, "batch_size": 20},
-    "fairness_assessment": {"bootstrap_samples": 20, "min_group_size": 20},
-    "monitoring": {"batch_size": 400, "min_group_size": 30, "fairness_bootstrap_samples": 20},
+    "fairness_assessment": {"min_group_size": 20},
+    "monitoring": {"batch_size": 400},
     "retraining": {"challenger_models": ["logistic_regression"], "min_group_size": 20},
 }
 # The thread settings `run_step` gives its kernels, for the kernels these tests start.

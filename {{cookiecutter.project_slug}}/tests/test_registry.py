@@ -117,6 +117,7 @@ def test_stage_keeps_the_challenger_aside_and_nothing_in_service_changes(tmp_pat
     }
     assert state["events"][-1]["event"] == "stage" and registry.awaiting_approval() == state["staged"]
     assert scoring.default_model_path(tmp_path) == registry.champion  # a staged challenger is not in service
+    assert registry.stage(models["v2"], "v2", "retrained", report=REPORT, now=T1) == state  # a forced rerun: no change
     state = registry.stage(models["v3"], "v3", "retrained again", report=REPORT)  # replaces the earlier one
     assert state["staged"]["version"] == "v3" and registry.staged.read_bytes() == b"model v3"
     assert approval_command("v3").split()[1:5] == ["approve", "v3", "--by", "NAME"]

@@ -257,7 +257,8 @@ def without_values(table: pd.DataFrame, metrics: Iterable[str], note: str) -> pd
     reproducible record, the figure into a file of measurements that no stage depends on.
     """
     volatile = table["metric"].isin(list(metrics))
-    return table.assign(value=table["value"].where(~volatile, None), note=table["note"].where(~volatile, note))
+    kept = {column: table[column].where(~volatile, None) for column in ("value", "low", "high")}
+    return table.assign(**kept, note=table["note"].where(~volatile, note))
 
 
 def _shown(row: Any) -> str:

@@ -246,9 +246,13 @@ class Registry:
         """Keep a challenger that passed step 10's gates as *staged*, awaiting approval; nothing in service changes.
 
         ``report`` is what a reviewer should read before approving (relative to the project).
-        A staged challenger replaces any earlier one. Returns the registry's state.
+        A staged challenger replaces any earlier one; staging the one already staged (same version,
+        same bytes: a forced rerun of step 10) changes nothing. Returns the registry's state.
         """
         state = self.state()
+        staged = state.get("staged") or {}
+        if staged.get("version") == version and self.staged.exists() and staged.get("md5") == file_md5(model_file):
+            return state
         self.dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_file, self.staged)
         champion = state.get("champion") or {}

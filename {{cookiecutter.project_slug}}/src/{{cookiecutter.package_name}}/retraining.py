@@ -389,7 +389,8 @@ def decide(challenge: Challenge, comparison: Comparison, canary: dict[str, Any] 
         "evidence": gates.overall(table),
         "champion_gates": champion.to_dict(orient="records"),
         "champion_failing": gates.breaches(champion),
-        "canary": canary,
+        # the canary's latencies differ from run to run: the notebook writes them to reports/metrics
+        "canary": None if canary is None else {k: v for k, v in canary.items() if k != "latency"},
         "judged_rows": len(challenge.recent),
         "training_rows": len(challenge.train),
         "passed_gates": not reasons,
