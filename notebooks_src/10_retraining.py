@@ -165,7 +165,8 @@ else:
     comparison = retraining.compare(challenge, spec, charter, criteria, baseline, cfg)
     paired = {k: v for k, v in comparison.estimates["challenger"].items() if k.endswith("_vs_champion")}
     display(pd.DataFrame(comparison.metrics).round(4))
-    show(retraining.power_note(paired, len(recent), cfg, criteria["criteria"]["confidence"]))
+    rule = criteria["criteria"]  # one confidence and one power for every gate
+    show(retraining.power_note(paired, len(recent), cfg, rule["confidence"], rule["fairness_power"]))
 
 # %% [markdown]
 # ## The model in service, judged again

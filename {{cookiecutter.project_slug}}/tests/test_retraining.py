@@ -134,8 +134,10 @@ def test_the_power_note_says_what_the_pool_can_tell():
     cfg = retraining_config(max_regression=0.01)
     wide = retraining.power_note(paired(0.0, -0.02, 0.02), 500, cfg, 0.95)
     tight = retraining.power_note(paired(0.0, -0.004, 0.004), 5000, cfg, 0.95)
-    power = lambda text: int(text.split("power ")[1].split("%")[0])  # noqa: E731
-    assert power(wide) < 50 < 90 < power(tight)
+    chance = lambda text: [int(p.split("%")[0]) for p in text.split("with probability ")[1:]]  # noqa: E731
+    assert chance(wide)[0] < 50 < 90 < chance(tight)[0]
+    # the cost gate is stated too, with the margin the pool would need: +-0.01 (se 0.0051) needs 0.0143 at 80 %
+    assert chance(tight)[1] > 90 and "`max_cost_increase` = 0.02" in tight and "a margin of 0.0143" in tight
 
 
 @pytest.fixture

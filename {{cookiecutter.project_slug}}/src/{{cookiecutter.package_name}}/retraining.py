@@ -303,19 +303,33 @@ def promotion_gates(paired: dict[str, Estimate], cfg: Retraining, decide_on: str
     return gates.evaluate(rules, paired, decide_on)
 
 
-def power_note(paired: dict[str, Estimate], rows: int, cfg: Retraining, confidence: float) -> str:
-    """What the judged pool can tell: the half-width of the paired quality interval, and the power to catch
-    a regression of ``max_regression`` (normal approximation from that interval)."""
-    e = paired["quality_vs_champion"]
-    if not (np.isfinite(e.low) and np.isfinite(e.high)):
-        return f"The paired comparison on {rows:,} rows has no interval: the judged rows hold one class only."
+def power_note(paired: dict[str, Estimate], rows: int, cfg: Retraining, confidence: float, power: float = 0.8) -> str:
+    """What the judged pool can tell, for each non-inferiority gate: the paired interval's half-width, the
+    chance that a challenger exactly as good as the champion passes (``Phi(margin / se - z)``, normal
+    approximation from the interval), and the smallest margin that ``power`` would need at this size."""
     z = stats.norm.ppf(0.5 + confidence / 2)
-    se = (e.high - e.low) / (2 * z)
-    power = float(stats.norm.cdf(cfg.max_regression / se - z)) if se > 0 else 1.0
+    parts = []
+    for metric, margin, parameter in (
+        ("quality_vs_champion", cfg.max_regression, "max_regression"),
+        ("cost_reduction_vs_champion", cfg.max_cost_increase, "max_cost_increase"),
+    ):
+        e = paired.get(metric)
+        if e is None or not (np.isfinite(e.low) and np.isfinite(e.high)):
+            parts.append(f"`{metric}` has no interval (the judged rows hold one class only)")
+            continue
+        se = (e.high - e.low) / (2 * z)
+        chance = float(stats.norm.cdf(margin / se - z)) if se > 0 else 1.0
+        needed = (z + stats.norm.ppf(power)) * se
+        parts.append(
+            f"`{metric}` is known to ±{(e.high - e.low) / 2:.4f}: an equally good challenger passes "
+            f"`{parameter}` = {margin:g} with probability {chance:.0%} (power {power:.0%} would need a margin of "
+            f"{needed:.3g})"
+        )
     return (
-        f"On {rows:,} judged rows the paired difference in quality is known to ±{(e.high - e.low) / 2:.4f} "
-        f"({confidence:.0%}): a regression of `max_regression` = {cfg.max_regression:g} would be caught with power "
-        f"{power:.0%}. Pool more outcomes (`retraining.min_labelled_rows`) for more."
+        f"On {rows:,} judged rows ({confidence:.0%} paired intervals): "
+        + "; ".join(parts)
+        + ". Below that power a promotion often waits as *inconclusive*: pool more outcomes "
+        "(`retraining.min_labelled_rows`) or widen the margin the team accepts."
     )
 
 
