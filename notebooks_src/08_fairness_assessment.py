@@ -157,8 +157,8 @@ for gap in [g for g in fairness.GAPS if gate_before["metric"].str.startswith(f"{
 # %% [markdown]
 # ## Mitigation, chosen on the validation split
 # Half of every (group, outcome) stratum of the validation split is held out; the mitigations
-# are fitted on the other half, once per failing constraint (and, for the post-processor, per
-# objective), and every option (the deployed model as it is among them) is compared on the
+# are fitted on the other half, once per failing constraint (the post-processor minimising
+# step 01's business cost under equalized odds), and every option (the deployed model as it is among them) is compared on the
 # held-out rows (`release.choose_mitigation`), each judged by the gates' interval rule. A
 # held-out half rather than cross-fitting: what is compared is exactly what is released (a
 # cross-fitted choice is refitted on all rows afterwards, a model nobody compared), at one fit
@@ -185,12 +185,13 @@ post = selection.options.get("threshold_optimizer")
 if post is not None:
     pooled = post.model.pooled_groups
     show(
-        f"The post-processor maximises `{post.objective}` (of fairlearn's objectives, the one whose weighing of a "
-        f"missed positive against a false alarm is closest to step 01's costs) under `{post.constraint}`: of the "
+        f"The post-processor optimises `{post.objective}` under `{post.constraint}` (under equalized odds step 01's "
+        "business cost itself; under demographic parity the fairlearn objective whose weighing of a missed positive "
+        f"against a false alarm is closest to it): of the "
         f"{len(post.tried)} fits tried (constraints {', '.join(selection.constraints)}), the one that passes the "
         "gates on the held-out rows at the lowest business cost there"
         + (
-            f"; groups with fewer than {min_group_size} fitting rows or one outcome only share one "
+            f"; groups with fewer than {min_group_size} fitting rows of either outcome share one "
             f"threshold: {', '.join(pooled)}."
             if pooled
             else "."
