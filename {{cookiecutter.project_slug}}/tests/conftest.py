@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from {{ cookiecutter.package_name }} import artifacts, features, scoring
+from {{ cookiecutter.package_name }} import artifacts, features, gates, scoring
 from {{ cookiecutter.package_name }}.runtime import readiness
 
 TARGET = "income"
@@ -59,6 +59,29 @@ def synthetic_spec() -> dict:
             "sex": {"kind": "categorical", "nullable": False, "categories": ["Female", "Male"]},
         },
     }
+
+
+# step 02's criteria as its params give them (the unit tests change what they need)
+CRITERIA = {
+    "primary_metric": "roc_auc",
+    "max_quality_loss_vs_baseline": 0.01,
+    "min_cost_reduction_vs_baseline": 0.1,
+    "max_demographic_parity_difference": 0.15,
+    "max_equalized_odds_difference": 0.15,
+    "max_batch_latency_ms": 500,
+    "psi_alert": 0.25,
+    "max_drifted_features": 0,
+    "max_staleness_days": 180,
+    "confidence": 0.95,
+    "decide_on": "interval",
+    "fairness_power": 0.8,
+}
+
+
+def synthetic_criteria(sensitive_features: tuple[str, ...] = ("sex",), **changes) -> dict:
+    """A ``success_criteria.json`` record: the criteria with ``changes``, and the gates step 02 builds from them."""
+    values = {**CRITERIA, **changes}
+    return {"criteria": values, "gates": gates.build_gates(values, list(sensitive_features))}
 
 
 def synthetic_metadata(spec: dict, **overrides) -> dict:

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synthetic_criteria
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
 from {{ cookiecutter.package_name }} import fairness, gates
@@ -108,29 +109,7 @@ def test_the_intersection_is_gated_when_measurable():
 
 def test_gate_table_judges_the_gates_of_step_02_on_their_intervals():
     y, p, g = decisions(6, n=2000, groups=("F", "M"), shares=(0.4, 0.6))
-    criteria = {
-        "criteria": {
-            "max_demographic_parity_difference": 0.15,
-            "max_equalized_odds_difference": 0.15,
-            "confidence": 0.95,
-            "fairness_power": 0.8,
-            "decide_on": "interval",
-        },
-        "gates": gates.build_gates(
-            {
-                "primary_metric": "roc_auc",
-                "max_quality_loss_vs_baseline": 0.01,
-                "min_cost_reduction_vs_baseline": 0.1,
-                "max_demographic_parity_difference": 0.15,
-                "max_equalized_odds_difference": 0.15,
-                "max_batch_latency_ms": 500,
-                "psi_alert": 0.25,
-                "max_drifted_features": 0,
-                "max_staleness_days": 180,
-            },
-            ["sex"],
-        ),
-    }
+    criteria = synthetic_criteria()
     table, found = fairness.gate_table(y, p, pd.DataFrame({"sex": g}), {**ONE, "sensitive_features": ["sex"]}, criteria)
     assert table["gate"].tolist() == ["demographic_parity[sex]", "equalized_odds[sex]"]
     assert set(table["verdict"]) <= {"pass", "fail", "inconclusive"}

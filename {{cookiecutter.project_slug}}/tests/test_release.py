@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synthetic_criteria
 
 from {{ cookiecutter.package_name }} import business, gates, release
 from {{ cookiecutter.package_name }}.intervals import Estimate
@@ -9,28 +10,8 @@ FEATURES = ["age", "hours", "job"]
 # fairlearn's reductions use pandas idioms that pandas deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:Setting .*:Warning")
 
-BASE = {
-    "primary_metric": "roc_auc",
-    "max_quality_loss_vs_baseline": 0.01,
-    "min_cost_reduction_vs_baseline": 0.1,
-    "max_demographic_parity_difference": 0.15,
-    "max_equalized_odds_difference": 0.15,
-    "max_batch_latency_ms": 500,
-    "psi_alert": 0.25,
-    "max_drifted_features": 0,
-    "max_staleness_days": 180,
-    "confidence": 0.95,
-    "decide_on": "interval",
-    "fairness_power": 0.8,
-}
 
-
-def criteria(**changes) -> dict:
-    c = {**BASE, **changes}
-    return {"criteria": c, "gates": gates.build_gates(c, ["sex"])}
-
-
-CRITERIA = criteria()
+CRITERIA = synthetic_criteria()
 DEPLOYED = {"deployed": True, "reasons": []}
 
 
@@ -147,7 +128,7 @@ def test_the_quality_gates_read_the_primary_metric_the_team_chose(make_frame, ma
     charter = {"cost_false_positive": 1.0, "cost_false_negative": 3.0, "baseline_true_positive_rate": 0.5,
                "baseline_false_positive_rate": 0.2}  # fmt: skip
     scores = np.full(len(test), 0.5)
-    chosen = criteria(primary_metric="average_precision", max_plausible_roc_auc=0.99, min_primary_metric=0.1)
+    chosen = synthetic_criteria(primary_metric="average_precision", max_plausible_roc_auc=0.99, min_primary_metric=0.1)
     verdict = release.judge(
         deployed, test, spec, chosen, charter, Scored(scores, np.zeros(len(test), int)), DEPLOYED, seed=0
     )
@@ -164,7 +145,7 @@ def test_the_mitigation_is_chosen_on_held_out_validation_rows(make_frame, make_s
     spec, frame = make_spec(), make_frame(n=5000, seed=5, sex_effect=1.0, proxy_gap=20)
     validation = frame.assign(income=(frame["income"] == ">50K").astype(int))
     bundle = {"model": make_pipeline(frame, spec), "threshold": 0.5, "metadata": make_metadata(spec)}
-    strict = criteria(max_demographic_parity_difference=0.1)
+    strict = synthetic_criteria(max_demographic_parity_difference=0.1)
     settings = config.FairnessAssessment(min_group_size=30, mitigation="auto", mitigation_max_rows=None, seed=0)
     selection = release.choose_mitigation(bundle, spec, validation, strict, settings, business.Costs(1.0, 3.0))
     fit, choice = mitigation.split_for_choice(validation, spec, settings)
@@ -181,7 +162,7 @@ def test_the_mitigation_is_chosen_on_held_out_validation_rows(make_frame, make_s
     assert selection.tradeoff.loc["threshold_optimizer", "objective"] == post.objective
     assert selection.chosen == release.choose(selection.tradeoff, "auto") != "none"
     assert selection.tradeoff.loc[selection.chosen, "passes_fairness_gates"]
-    lax = criteria(max_demographic_parity_difference=0.9, max_equalized_odds_difference=0.9)
+    lax = synthetic_criteria(max_demographic_parity_difference=0.9, max_equalized_odds_difference=0.9)
     none = release.choose_mitigation(bundle, spec, validation, lax, settings, (1.0, 3.0))
     assert (none.failed, list(none.options), none.chosen) == ([], ["none"], "none")
 
