@@ -159,7 +159,9 @@ def test_promotion_waits_for_a_person_keeps_the_previous_champion_and_rollback_r
     assert decision["triggered"] is True and decision["triggers"]["forced"] is True
     assert decision["judged_on"]["windows"] == 2 and decision["judged_rows"] == 11281
     assert decision["passed_gates"] is True, decision["reasons"]
-    assert all(g["verdict"] == "pass" for g in decision["gates"])
+    # every gate passes on evidence; race is not assessed (its smaller groups lack the rows, and say how many)
+    verdicts = {g["gate"]: g["verdict"] for g in decision["gates"]}
+    assert verdicts.pop("equalized_odds[race]") in {"pass", "not assessed"} and set(verdicts.values()) == {"pass"}, verdicts
     # staged, not installed: the champion in service is unchanged until a person approves
     assert decision["promoted"] is False and md5(project / CHAMPION) == champion_before
     staged = registry_of(project)["staged"]

@@ -237,7 +237,7 @@ def test_a_mitigated_champion_s_challenger_gets_the_same_treatment(pipeline, spe
     }
     champion = scoring.make_bundle(pipeline, 0.5, meta | {"mitigation_constraint": "demographic_parity"})
     validation = make_frame(n=400, seed=2).assign(income=lambda f: (f["income"] == ">50K").astype(int))
-    cfg = retraining_config(min_group_size=30, mitigation_max_rows=100)
+    cfg = retraining_config(min_group_size=5, mitigation_max_rows=100)  # a sample of 100 rows: ~15 positives
     built, notes = retraining.build_challenger(
         result, champion, (validation, validation, validation), spec, SUCCESS, cfg, business.Costs(1.0, 5.0), "v"
     )
