@@ -188,7 +188,11 @@ def canary(
     and the verdict; the latencies, which differ from run to run, only under ``latency`` (the
     reproducible record keeps the latency check's verdict, the figures go to a file of their own).
     """
-    with running_service(champion_path) as champion_url, running_service(challenger_path) as challenger_url:
+    # one worker each: the canary compares answers and latencies, it does not load-test (each worker imports the stack)
+    with (
+        running_service(champion_path, workers=1) as champion_url,
+        running_service(challenger_path, workers=1) as challenger_url,
+    ):
         answers = serve_side_by_side({"champion": champion_url, "challenger": challenger_url}, records, batch_size)
     champion, challenger = answers["champion"], answers["challenger"]
     served = ~np.isnan(challenger["scores"])
