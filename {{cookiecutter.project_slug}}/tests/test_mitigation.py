@@ -220,6 +220,7 @@ def test_cost_weighted_rows_make_accuracy_rank_decisions_as_the_business_cost_do
     y = np.array([1, 0, 0, 1])
     assert mitigation.cost_weighted_rows(y, (1.0, 4.0)).tolist() == [4, 1, 1, 4]
     assert mitigation.cost_weighted_rows(y, (2.0, 3.0)).tolist() == [3, 2, 2, 3]
+    assert mitigation.cost_weighted_rows(y, (30.0, 1.0)).tolist() == [1, 30, 30, 1]  # a false alarm dearer
     with pytest.raises(ValueError, match="must be positive"):
         mitigation.cost_weighted_rows(y, (0.0, 1.0))
 

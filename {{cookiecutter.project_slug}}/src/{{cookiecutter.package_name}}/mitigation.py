@@ -72,13 +72,15 @@ def objective_for(costs: tuple[float, float], prevalence: float, constraint: str
 def cost_weighted_rows(y: np.ndarray, costs: tuple[float, float]) -> np.ndarray:
     """How many times each row is repeated so that accuracy on the repeated rows ranks decisions as the
     business cost does: a positive ``p`` times and a negative ``q`` times, with ``p / q`` the ratio
-    ``c_fn / c_fp`` (as a fraction with a denominator of at most :data:`COST_RATIO_DENOMINATOR`)."""
+    ``c_fn / c_fp``, the larger cost over the smaller as a fraction whose denominator is at most
+    :data:`COST_RATIO_DENOMINATOR`."""
     from fractions import Fraction
 
     if min(costs) <= 0:
         raise ValueError(f"the costs of a false positive and a false negative must be positive, got {costs}")
-    ratio = Fraction(float(costs[1]) / float(costs[0])).limit_denominator(COST_RATIO_DENOMINATOR)
-    p, q = max(ratio.numerator, 1), max(ratio.denominator, 1)
+    fp, fn = float(costs[0]), float(costs[1])
+    ratio = Fraction(max(fp, fn) / min(fp, fn)).limit_denominator(COST_RATIO_DENOMINATOR)
+    p, q = (ratio.numerator, ratio.denominator) if fn >= fp else (ratio.denominator, ratio.numerator)
     return np.where(np.asarray(y).astype(int) == 1, p, q)
 
 
