@@ -68,6 +68,8 @@ baseline = modeling.reference_scored(step.root, test, spec)
 
 # %%
 gate_before, before = fairness.gate_table(y_test, decisions, test, spec, criteria)
+gated_gaps = [gap for gap in fairness.GAPS if criteria["criteria"].get(f"max_{gap}_difference") is not None]
+gated_gap = "equalized_odds" if "equalized_odds" in gated_gaps else "demographic_parity"  # the one plotted
 tables = {grouping: fairness.group_table(before, grouping) for grouping in groups.columns}
 shown_columns = [
     "rows", "positives", "selection_rate", "selection_rate_low", "selection_rate_high", "true_positive_rate",
@@ -89,7 +91,7 @@ for ax, grouping in zip(axes[:, 0], groups.columns, strict=True):
         ax.bar(positions + offset, values, width=0.27, yerr=errors, capsize=3, label=metric.replace("_", " "))
     ax.set_xticks(
         positions,
-        [f"{g}{'' if gated else ' (reported)'}" for g, gated in table["gated_equalized_odds"].items()],
+        [f"{g}{'' if gated else ' (reported)'}" for g, gated in table[f"gated_{gated_gap}"].items()],
         rotation=20,
         ha="right",
     )
@@ -139,7 +141,7 @@ show(
         for row in gate_before.itertuples(index=False)
     )
 )
-for gap in [g for g in fairness.GAPS if gate_before["metric"].str.startswith(f"{g}_difference[").any()]:
+for gap in gated_gaps:
     short = before.small_groups(gap)
     if len(short):
         show(
@@ -209,9 +211,6 @@ tradeoff.round(4)
 curves = next((o.curves for o in selection.options.values() if o.curves), None)
 fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6.5, 4.2), squeeze=False)
 ax = axes[0, 0]
-gated_gap = (
-    "equalized_odds" if criteria["criteria"]["max_equalized_odds_difference"] is not None else "demographic_parity"
-)
 short_name = {"equalized_odds": "eo", "demographic_parity": "dp"}[gated_gap]
 for name, row in tradeoff.iterrows():
     ax.scatter(row[f"max_{short_name}_upper"], row["expected_cost"], s=70, label=name, zorder=3)

@@ -198,9 +198,9 @@ if not blocked:
 # too: into service, or, when `require_approval` is on, staged for a person to approve.
 
 # %%
+canary = None
 if not blocked:
     blessing = comparison.tables["challenger"]
-    canary = None
     with tempfile.TemporaryDirectory() as tmp:
         challenger_path = artifacts.save(challenge.challenger, Path(tmp) / "challenger.skops")
         if not gates.failures(blessing):  # every gate passes (or, small groups, is not assessed)
@@ -228,7 +228,7 @@ if not blocked:
     display(pd.DataFrame(decision["gates"]).round(4))
     show(f"Canary: {canary['summary']}." if canary else "No canary: the challenger did not pass the offline gates.")
 # the canary's latencies differ every run: they go to a file of their own, as step 07's do
-step.write_measurements("canary_latency", canary["latency"] if not blocked and canary else {"note": "no canary ran"})
+step.write_measurements("canary_latency", canary["latency"] if canary else {"note": "no canary ran"})
 
 # %% [markdown]
 # ## Champion and challenger against the gates

@@ -493,7 +493,7 @@ def choose_fit(
     costs: tuple[float, float],
     gated: pd.DataFrame | None = None,
 ) -> Choice:
-    """Fit ``kind`` on ``fit_frame`` once per constraint (the post-processor with :func:`objective_for` it);
+    """Fit ``kind`` on ``fit_frame`` once per constraint (the post-processor with the objective of :func:`objective_for`);
     keep the fit that passes the gates on ``choice_frame`` at the lowest cost there.
 
     ThresholdOptimizer and the reductions enforce one constraint at a time, and a fit under

@@ -875,9 +875,8 @@ def model_age(state: dict[str, Any], bundle: dict[str, Any], newest: Any) -> tup
     age = model_age_days(state, newest)
     if age is None:
         return None, "not measured: the registry did not record when the model was installed"
-    return round(
-        age, 2
-    ), f"installed {champion.get('installed_at')}, newest decision {pd.Timestamp(newest).isoformat()}"
+    installed = f"installed {champion.get('installed_at')}, newest decision {pd.Timestamp(newest).isoformat()}"
+    return round(age, 2), installed
 
 
 def report(judged: list[dict[str, Any]]) -> pd.DataFrame:

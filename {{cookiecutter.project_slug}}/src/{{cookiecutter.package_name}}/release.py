@@ -30,7 +30,6 @@ from .modeling import Scored
 from .profiling import feature_columns
 
 KINDS = ("threshold_optimizer", "exponentiated_gradient")
-QUALITY_GATES = ("model_quality", "cost_vs_baseline", "model_quality_floor", "cost_vs_process", "leakage_alarm")
 
 
 @dataclass
@@ -257,8 +256,9 @@ def judge(
         ignore_index=True,
     )
     reasons = gates.failures(table)
-    if not deployment["deployed"]:  # step 07's own reasons: step 06's quality gates are judged again above
-        own = [r for r in deployment["reasons"] if r.split(":")[0] not in QUALITY_GATES]
+    if not deployment["deployed"]:  # step 07's own reasons: the gates of the table are judged again above
+        judged = set(table["gate"])
+        own = [r for r in deployment["reasons"] if r.split(":")[0] not in judged]
         reasons += [f"step 07: {r}" for r in own] or ([] if reasons else ["step 07: not deployed"])
     return Verdict(scores, decisions, assessment.estimates, assessment, metrics, table, reasons)
 

@@ -198,14 +198,13 @@ def build_challenger(
 class Comparison:
     """Champion and challenger on the same judged rows: each one's gates, and the paired comparison."""
 
-    metrics: dict[str, dict[str, float]]  # per model: point metrics (quality, cost, gaps) for the report
-    estimates: dict[
-        str, dict[str, Estimate]
-    ]  # per model: every gate's estimate; the challenger's also against the champion
+    # per model: point metrics (quality, cost, gaps) for the report
+    metrics: dict[str, dict[str, float]]
+    # per model: every gate's estimate; the challenger's also against the champion
+    estimates: dict[str, dict[str, Estimate]]
     scores: dict[str, np.ndarray]
-    tables: dict[
-        str, pd.DataFrame
-    ]  # per model: its gates (step 02's retraining gates; the challenger's plus the promotion's)
+    # per model: its gates (step 02's retraining gates; the challenger's plus the promotion's)
+    tables: dict[str, pd.DataFrame]
 
 
 def compare(
