@@ -35,7 +35,7 @@ from {{ cookiecutter.package_name }} import business, config, data, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.BusinessCase.from_cell(globals())
-step = start_step("business_case")
+step = start_step("business_case", cfg)
 
 # %% [markdown]
 # ## How often is the outcome positive?

@@ -65,7 +65,7 @@ from {{ cookiecutter.package_name }} import config, gates
 from {{ cookiecutter.package_name }}.notebook import markdown_table, show, start_step
 
 cfg = config.SuccessCriteria.from_cell(globals())
-step = start_step("success_criteria")
+step = start_step("success_criteria", cfg)
 charter = step.read_report("business_case", "charter.json")
 
 # %% [markdown]

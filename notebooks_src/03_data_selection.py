@@ -46,7 +46,7 @@ from {{ cookiecutter.package_name }} import config, datasheet, profiling, tables
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.DataSelection.from_cell(globals())
-step = start_step("data_selection")
+step = start_step("data_selection", cfg)
 
 # %% [markdown]
 # ## Availability: load and check the data contract

@@ -45,7 +45,7 @@ from {{ cookiecutter.package_name }}.notebook import pct, show, start_step
 from {{ cookiecutter.package_name }}.project import load_params
 
 cfg = config.DataBiasPlan.from_cell(globals())
-step = start_step("data_bias_plan")
+step = start_step("data_bias_plan", cfg)
 spec = step.read_report("data_selection", "dataset_spec.json")
 selected = tables.read(
     step.path("data/interim/selected.parquet"), "data/interim/selected.parquet", step.compute, step.root

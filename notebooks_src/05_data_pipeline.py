@@ -35,7 +35,7 @@ from {{ cookiecutter.package_name }} import artifacts, bias, config, data, featu
 from {{ cookiecutter.package_name }}.notebook import markdown_table, show, start_step
 
 cfg = config.DataPipeline.from_cell(globals())
-step = start_step("data_pipeline")
+step = start_step("data_pipeline", cfg)
 spec = step.read_report("data_selection", "dataset_spec.json")
 selected = tables.read(
     step.path("data/interim/selected.parquet"), "data/interim/selected.parquet", step.compute, step.root

@@ -44,7 +44,7 @@ from {{ cookiecutter.package_name }}.notebook import show, start_step, thin_curv
 from {{ cookiecutter.package_name }}.profiling import feature_columns
 
 cfg = config.Modeling.from_cell(globals())
-step = start_step("modeling")
+step = start_step("modeling", cfg)
 spec = step.read_report("data_selection", "dataset_spec.json")
 charter = step.read_report("business_case", "charter.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")

@@ -35,7 +35,7 @@ from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.profiling import feature_columns, input_columns
 
 cfg = config.Deployment.from_cell(globals())
-step = start_step("deployment")
+step = start_step("deployment", cfg)
 spec = step.read_report("data_selection", "dataset_spec.json")
 modeling = step.read_report("modeling", "modeling.json")
 charter = step.read_report("business_case", "charter.json")

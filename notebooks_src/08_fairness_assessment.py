@@ -43,7 +43,7 @@ from {{ cookiecutter.package_name }}.model_card import release_section
 from {{ cookiecutter.package_name }}.notebook import show, start_step
 
 cfg = config.FairnessAssessment.from_cell(globals())
-step = start_step("fairness_assessment")
+step = start_step("fairness_assessment", cfg)
 spec = step.read_report("data_selection", "dataset_spec.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 charter = step.read_report("business_case", "charter.json")

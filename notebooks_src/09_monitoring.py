@@ -83,7 +83,7 @@ from {{ cookiecutter.package_name }}.notebook import show, start_step
 from {{ cookiecutter.package_name }}.registry import NoModelInService, Registry
 
 cfg = config.Monitoring.from_cell(globals())
-step = start_step("monitoring")
+step = start_step("monitoring", cfg)
 spec = step.read_report("data_selection", "dataset_spec.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")
 charter = step.read_report("business_case", "charter.json")

@@ -65,7 +65,7 @@ from {{ cookiecutter.package_name }}.project import file_md5
 from {{ cookiecutter.package_name }}.registry import Registry, approval_command
 
 cfg = config.Retraining.from_cell(globals())
-step = start_step("retraining")
+step = start_step("retraining", cfg)
 spec = step.read_report("data_selection", "dataset_spec.json")
 charter = step.read_report("business_case", "charter.json")
 criteria = step.read_report("success_criteria", "success_criteria.json")

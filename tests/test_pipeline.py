@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import STEPS, changed_stages, dvc, package_of, report, run, stages_run
+from conftest import STEPS, changed_stages, dvc, package_of, report, report_dir, run, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -134,14 +134,70 @@ def project_copy(reproduced_project, tmp_path):
     return copy
 
 
-def test_one_notebook_alone_with_papermill_and_an_override(project_copy):
+def pipeline_outputs(project: Path) -> dict[str, bytes]:
+    """Every file under reports/, models/ and data/ (what an exploration must leave as it is)."""
+    files = [f for part in ("reports", "models", "data") for f in sorted((project / part).rglob("*")) if f.is_file()]
+    return {str(f.relative_to(project)): f.read_bytes() for f in files}
+
+
+def first_output(executed: Path) -> str:
+    notebook = json.loads(executed.read_text())
+    outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert outputs, f"{executed.name} has no output"
+    return "".join(outputs[0].get("text", "")) if outputs[0]["output_type"] == "stream" else json.dumps(outputs[0])
+
+
+def run_as_jupyter_does(project: Path, notebook: str, out: Path) -> None:
+    """Execute a stored notebook as JupyterLab's Run All does: its own parameters cell, nothing injected."""
+    run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", notebook,
+         "--output", str(out), "--ExecutePreprocessor.timeout=600"], project)
+
+
+def test_one_notebook_alone_with_papermill_and_an_override_is_an_exploration(project_copy):
+    before = pipeline_outputs(project_copy)
     out = project_copy / "alone.ipynb"
     run([sys.executable, "-m", "papermill", "notebooks/02_success_criteria.ipynb", str(out),
          "-p", "min_primary_metric", "0.91", "-k", "python3", "--cwd", "notebooks"], project_copy)
-    criteria = report(project_copy, "success_criteria", "success_criteria.json")
-    assert criteria["criteria"]["min_primary_metric"] == 0.91
+    said = first_output(out)
+    assert "it is an exploration" in said and "success_criteria.min_primary_metric: 0.91 here, None in params.yaml" in said
+    assert pipeline_outputs(project_copy) == before, "an exploration wrote to the pipeline's outputs"
+    explored = project_copy / "explorations" / "02_success_criteria" / "reports" / "02_success_criteria"
+    criteria = json.loads((explored / "success_criteria.json").read_text())
     gate = next(g for g in criteria["gates"] if g["name"] == "model_quality_floor")  # an absolute floor, when set
     assert gate["threshold"] == 0.91
+    assert changed_stages(project_copy) == "", "an exploration made a stage stale"
+
+
+def test_a_notebook_run_in_jupyter_after_params_yaml_changed_says_so_until_synced(project_copy, tmp_path):
+    """Issue 32: params.yaml edited, the notebook run as JupyterLab runs it: the difference is named and nothing
+    written; after `sync-params` the same run writes what `dvc repro` writes, byte for byte."""
+    package, notebook = package_of(project_copy), "notebooks/02_success_criteria.ipynb"
+    params_file = project_copy / "params.yaml"
+    text = params_file.read_text()
+    assert "\n  min_primary_metric:   " in text
+    params_file.write_text(text.replace("\n  min_primary_metric:   ", "\n  min_primary_metric: 0.8", 1))
+    check = run([sys.executable, "-m", f"{package}.cli", "sync-params", "--check"], project_copy, check=False)
+    assert check.returncode == 1
+    assert "success_criteria: success_criteria.min_primary_metric is None in the notebook, 0.8 in params.yaml" in check.stderr
+    before = pipeline_outputs(project_copy)
+    run_as_jupyter_does(project_copy, notebook, tmp_path / "explored.ipynb")
+    said = first_output(tmp_path / "explored.ipynb")
+    assert said.startswith("This run's parameters differ from params.yaml")
+    assert "success_criteria.min_primary_metric: None here, 0.8 in params.yaml" in said
+    assert pipeline_outputs(project_copy) == before, "a run with other values than params.yaml wrote to the pipeline's outputs"
+
+    synced = run([sys.executable, "-m", f"{package}.cli", "sync-params"], project_copy)
+    assert "synced success_criteria: success_criteria.min_primary_metric = 0.8 (was None)" in synced.stdout
+    assert run([sys.executable, "-m", f"{package}.cli", "sync-params", "--check"], project_copy).returncode == 0
+    reports = report_dir(project_copy, "success_criteria")
+    for name in ("success_criteria.json", "success_criteria.md"):
+        (reports / name).unlink()
+    run_as_jupyter_does(project_copy, notebook, tmp_path / "synced.ipynb")
+    assert "exploration" not in first_output(tmp_path / "synced.ipynb")
+    in_jupyter = {name: (reports / name).read_bytes() for name in ("success_criteria.json", "success_criteria.md")}
+    assert json.loads(in_jupyter["success_criteria.json"])["criteria"]["min_primary_metric"] == 0.8
+    assert stages_run(dvc(project_copy, "repro", "--single-item", "success_criteria").stdout) == ["success_criteria"]
+    assert {name: (reports / name).read_bytes() for name in in_jupyter} == in_jupyter
 
 
 def test_an_undeclared_parameter_is_an_error(project_copy):

@@ -61,7 +61,7 @@ def test_readme_prompt_table_matches_cookiecutter_json():
 def test_makefile_help_lists_every_task(default_project):
     result = run(["make", "--no-print-directory", "help"], default_project)
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
-    assert {"setup", "repro", "test", "test-unit", "test-notebooks", "lint", "lab", "serve", "report", "clean"} <= listed
+    assert {"setup", "sync-params", "repro", "test", "test-unit", "test-notebooks", "lint", "lab", "serve", "report", "clean"} <= listed
     assert run(["make", "--no-print-directory"], default_project).stdout == result.stdout, "help is the default goal"
     for line in result.stdout.splitlines():
         assert len(line.split(maxsplit=1)) == 2, f"task without a description: {line!r}"
@@ -71,6 +71,7 @@ def test_makefile_help_lists_every_task(default_project):
     ("target", "expected"),
     [
         ("test", ["-m pytest tests -m \"not notebooks\"", "-m dvc repro", "-m pytest tests -m notebooks"]),
+        ("repro", ["-m {package}.cli sync-params", "-m dvc repro"]),
         ("lint", ["-m pre_commit run --all-files"]),
         ("report", ["-m dvc repro", "-m {package}.runtime.report"]),
         ("serve", ["-m {package}.cli serve --host 127.0.0.1 --port 8000"]),
@@ -97,7 +98,8 @@ def test_pre_commit_config_is_local_only(default_project):
     config = yaml.safe_load((default_project / ".pre-commit-config.yaml").read_text())
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
     assert [repo["repo"] for repo in config["repos"]] == ["local"], "hooks must not be fetched from anywhere"
-    assert {"nbstripout", "ruff-check", "ruff-format"} <= set(hooks)
+    assert {"nbstripout", "sync-params", "ruff-check", "ruff-format"} <= set(hooks)
+    assert hooks["sync-params"]["entry"].endswith("cli sync-params --check")
     assert "jupyter" in hooks["ruff-format"]["types_or"] and "jupyter" in hooks["ruff-check"]["types_or"]
 
 

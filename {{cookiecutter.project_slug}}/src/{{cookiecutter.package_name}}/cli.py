@@ -9,6 +9,7 @@
 params.yaml, or {{ cookiecutter.package_name | upper }}_PREDICTION_LOG_URL); ``--no-log`` is for rehearsal traffic only.
 {{ cookiecutter.package_name }} approve VERSION --by NAME --note TEXT   # the challenger step 10 staged goes into service
 {{ cookiecutter.package_name }} rollback [--by NAME]  # previous champion back in service
+{{ cookiecutter.package_name }} sync-params [--check]  # the notebooks' parameters cells from params.yaml (make sync-params)
 
 ``approve`` and ``rollback`` record who and when in the registry and the ledger
 ``models/approvals.jsonl``, and commit them in git (exit 0 even when the commit cannot be
@@ -440,11 +441,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--by", help="who rolls back (recorded with the time)")
     r.add_argument("--note", default="", help="why")
     r.set_defaults(func=rollback)
+    sync = commands.add_parser(
+        "sync-params",
+        add_help=False,  # its own options (--check, --help) are read by runtime.parameters
+        help="write params.yaml's values into the notebooks' parameters cells (--check: say where they differ)",
+    )
+    sync.set_defaults(func=sync_params)
     return parser
 
 
+def sync_params(args: argparse.Namespace) -> int:
+    from .runtime import parameters
+
+    return parameters.main(args.options)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "sync-params":
+        args.options = rest
+    elif rest:
+        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

@@ -1,12 +1,16 @@
 """Small helpers every step notebook uses: where to write, how to show results. Adapt with care: every notebook uses it.
 
-``step = start_step("modeling")`` finds the project root from wherever the
+``step = start_step("modeling", cfg)`` finds the project root from wherever the
 notebook runs, creates ``reports/06_modeling/`` and sets a plotting style, so
-figures look alike across the ten reports.
+figures look alike across the ten reports. It also checks that ``cfg``, the values the
+notebook's ``parameters`` cell gave, are what ``dvc repro`` gives the step (params.yaml): when
+they differ (a notebook run in JupyterLab after params.yaml changed, or papermill with ``-p``),
+the run says so first and writes under ``explorations/`` (see :mod:`.runtime.parameters`).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +84,13 @@ class Step:
         return path
 
 
-def start_step(stage: str) -> Step:
-    """Locate the project, create the step's report directory, set display options."""
+def start_step(stage: str, cfg: Any = None) -> Step:
+    """Locate the project, create the step's report directory, set display options.
+
+    With ``cfg`` (the stage's :class:`.config.StageConfig`), a run whose values differ from
+    params.yaml is an exploration: it says so, naming each key and both values, and its step
+    writes under ``explorations/NN_stage/`` instead of the pipeline's outputs.
+    """
     import matplotlib
 
     show_figures_inline()
@@ -92,6 +101,17 @@ def start_step(stage: str) -> Step:
     pd.set_option("display.max_columns", 50)
     pd.set_option("display.width", 140)
     root = find_project_root()
+    from . import live
+    from .runtime import parameters
+
+    exploring = None if cfg is None else parameters.exploring(stage, cfg, root)
+    live.MUTED = None
+    if exploring is not None:
+        print(exploring[1], file=sys.stderr)
+        live.MUTED = (
+            None if exploring[0] == root else "an exploration sends no alert (its parameters differ from params.yaml)"
+        )
+        root = exploring[0]
     return Step(stage=stage, root=root, out=report_dir(root, stage))
 
 

@@ -50,7 +50,12 @@ def load_stage(root: Path, stage: str) -> dict[str, Any]:
 
 def stage_parameters(stage_spec: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Parameters to inject: the keys the stage declares under ``params:`` in dvc.yaml."""
-    values: dict[str, Any] = {}
+    return {name: value for name, (_, value) in stage_parameter_keys(stage_spec, params).items()}
+
+
+def stage_parameter_keys(stage_spec: dict[str, Any], params: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Each parameter to inject, with where params.yaml sets it: ``{name: ("section.name", value)}``."""
+    values: dict[str, tuple[str, Any]] = {}
     origin: dict[str, str] = {}
     for entry in stage_spec.get("params", []):
         if not isinstance(entry, str):
@@ -69,7 +74,8 @@ def stage_parameters(stage_spec: dict[str, Any], params: dict[str, Any]) -> dict
         for name, value in chosen.items():
             if name in values:
                 raise StepError(f"parameter {name!r} is given by both {origin[name]} and {entry}")
-            values[name], origin[name] = value, entry
+            where = f"{section}.{name}" if isinstance(params[section], dict) else section
+            values[name], origin[name] = (where, value), entry
     return values
 
 
