@@ -247,7 +247,7 @@ def exploring(stage: str, cfg: Any, root: Path) -> tuple[Path, str] | None:
         f"This run's parameters differ from params.yaml: it is an exploration, not the pipeline's {stage} step.",
         *(f"  {line}" for line in found),
     ]
-    sync = "`make sync-params` writes params.yaml's values into the notebook (then restart and run all)"
+    sync = "`make sync-params` writes params.yaml's values into the notebook (then reload it from disk and run all)"
     if os.environ.get(WRITE_ANYWAY_ENV) == "1":
         lines.append(
             f"{WRITE_ANYWAY_ENV}=1: it writes to the pipeline's outputs anyway; `dvc status` will call them changed."
