@@ -130,6 +130,11 @@ def test_pre_commit_passes_on_a_fresh_project(tmp_path):
     result = pre_commit(project, "--all-files")
     changed = git(project, "status", "--porcelain")
     assert result.returncode == 0 and not changed, f"{result.stdout[-6000:]}\nchanged:\n{changed}"
+    # a parameters cell that no longer equals params.yaml stops the commit, naming the stage and the key
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("\n  cv_folds: ", "\n  cv_folds: 7 #", 1))
+    refused = pre_commit(project, "sync-params", "--files", "params.yaml")
+    assert refused.returncode == 1 and "modeling: modeling.cv_folds is" in refused.stdout and ", 7 in params.yaml" in refused.stdout, refused.stdout
 
 
 # --- CI files -----------------------------------------------------------------------------------
