@@ -78,7 +78,6 @@ LONG_UNITS_FIRST = (
     "test_own_data.py::test_bad_input_stops",
     "test_lifecycle_gates.py::test_an_unfair_dataset",
     "test_lifecycle_gates.py::test_promotion",
-    "test_reproducible.py::test_a_forced_repro",
     "test_generated_ci.py::test_local_remote_within_reach_pulls_and_passes",
 )
 
@@ -136,6 +135,25 @@ def run(
 
 def dvc(project: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], project, check=check, env=env)
+
+
+# Run-to-run measurements: files of their own that no stage depends on (step 07's and the canary's latencies).
+MEASUREMENTS = {"reports/metrics/latency.json", "reports/metrics/canary_latency.json"}
+# Written under reports/ by the tests, `make report` and `make readiness`, not by a stage (the generated .gitignore's).
+NOT_THE_PIPELINES = ("reports/tests/", "reports/html/", "reports/index.html", "reports/dvc_plots/", "reports/readiness.",
+                     "reports/failed/")
+# When the registry installed or staged a model: the clock's, not the pipeline's (registry.json keeps them).
+REGISTRY_TIMES = re.compile(rb'"(installed_at|staged_at|at)": "[^"]*"')
+
+
+def pipeline_results(project: Path) -> dict[str, bytes]:
+    """Every file the pipeline wrote under reports/ and models/, by path, but the run-to-run measurements, with the
+    registry's clock times blanked; what CI, `make report` and `make readiness` write there left out."""
+    files = [p for folder in ("reports", "models") for p in sorted((project / folder).rglob("*")) if p.is_file()]
+    kept = {str(p.relative_to(project)): p for p in files}
+    kept = {k: p for k, p in kept.items() if k not in MEASUREMENTS and not k.startswith(NOT_THE_PIPELINES)}
+    return {k: REGISTRY_TIMES.sub(rb'"\1": ""', p.read_bytes()) if p.name == "registry.json" else p.read_bytes()
+            for k, p in kept.items()}
 
 
 def stages_run(output: str) -> list[str]:

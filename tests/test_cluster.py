@@ -263,6 +263,9 @@ def test_partitioned_data_go_through_steps_03_to_05_on_the_cluster_and_feed_the_
     assert not changed, f"on the cluster, steps 03-05 changed {len(changed)} files: {changed[:10]}"
 
     point_at(project, "")
+    settings = yaml.safe_load(params.read_text())  # steps 06-10 read the parts: a small search is enough to show it
+    settings["modeling"].update(search_iterations=1, cv_folds=2)
+    params.write_text(yaml.safe_dump(settings, sort_keys=False))
     dvc(project, "repro")  # steps 06-10 on the partitioned splits
     card = (project / "reports/07_deployment/model_card.md").read_text()
     assert f"Test split of `data/processed/` ({len(splits['test']):,} rows)" in card

@@ -42,6 +42,7 @@ def test_a_candidate_model_is_one_entry_and_its_search_space(project_copy):
     params["modeling"]["search_space"]["extra_trees"] = {"max_depth": [8, 12], "min_samples_leaf": [5, 20]}
     params["retraining"]["challenger_models"] = ["extra_trees"]  # step 10 must build its challenger with it
     params["retraining"]["force"] = True  # the challenger is trained whatever monitoring says
+    params["modeling"].update(search_iterations=1, cv_folds=2)  # the new entry is searched: one draw shows it
     (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     # the two steps that build models from the registry; 07-09 would rerun on the new release as on any other

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import bake, changed_stages, dvc, project_env, run, stages_run
+from conftest import bake, changed_stages, dvc, pipeline_results, project_env, run, stages_run
 
 e2e = pytest.mark.e2e
 # The expressions the generated workflows use in `if:` (anything else fails the test, so a new
@@ -141,9 +141,10 @@ def fresh_clone(project: Path, clone: Path) -> Path:
 
 
 @e2e
-def test_first_push_passes_without_a_remote(tmp_path):
+def test_first_push_passes_without_a_remote(tmp_path, request):
     """Default answers (remote none): the raw data is committed, so the whole workflow passes; its
-    notebook tests (small sample, then nbval; see NARROW_NOTEBOOK_TESTS) leave the project as dvc made it."""
+    notebook tests (small sample, then nbval; see NARROW_NOTEBOOK_TESTS) leave the project as dvc made it,
+    and every result is byte for byte the shared reproduced project's: the same bytes wherever the chain runs."""
     project = bake(tmp_path / "bake")
     clone = fresh_clone(project, tmp_path / "runner" / project.name)
     assert (clone / "data/raw/adult.csv.gz").is_file(), "the raw data is not in git"
@@ -159,6 +160,11 @@ def test_first_push_passes_without_a_remote(tmp_path):
            if line.startswith("PASSED") and "nbval[" in line}
     assert ran == set(CHEAP_NOTEBOOKS), notebook_tests[-3000:]
     assert changed_stages(clone) == ""
+    # asked for only now: the fixture waits for the shared chain, which ran meanwhile on the other worker
+    elsewhere, here = pipeline_results(request.getfixturevalue("reproduced_project")), pipeline_results(clone)
+    assert here.keys() == elsewhere.keys(), sorted(set(here) ^ set(elsewhere))
+    changed = [path for path in here if here[path] != elsewhere[path]]
+    assert not changed, f"a fresh clone's chain wrote {len(changed)} files otherwise: {changed[:10]}"
     summary = (tmp_path / "summary.md").read_text()
     assert "## Metrics against main" in summary
     # the default run simulates a lasting drift: retraining is recommended, and no webhook is configured

@@ -1,4 +1,4 @@
-"""The same bytes wherever and however often a step runs: forced reruns, another MPLBACKEND."""
+"""The same bytes however often a step runs: forced reruns, another MPLBACKEND (and wherever: test_generated_ci)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import changed_stages, dvc
+from conftest import changed_stages, dvc, pipeline_results
 
 pytestmark = pytest.mark.e2e
-# Run-to-run measurements: files of their own that no stage depends on (step 07's and the canary's latencies).
-MEASUREMENTS = {"reports/metrics/latency.json", "reports/metrics/canary_latency.json"}
 
 
 @pytest.fixture()
@@ -22,21 +20,20 @@ def project_copy(reproduced_project, tmp_path):
     return copy
 
 
-def results(project: Path) -> dict[str, bytes]:
-    """Every file under reports/ and models/ but the run-to-run measurements, by path."""
-    files = [p for folder in ("reports", "models") for p in sorted((project / folder).rglob("*")) if p.is_file()]
-    return {str(p.relative_to(project)): p.read_bytes() for p in files if str(p.relative_to(project)) not in MEASUREMENTS}
-
-
-def test_a_forced_repro_rewrites_every_result_byte_for_byte(project_copy):
-    before = results(project_copy)
+# A whole chain's bytes wherever it runs: tests/test_generated_ci.py compares a fresh clone's `dvc repro`
+# (another directory, another process tree) with the shared reproduced project, file by file.
+def test_a_forced_rerun_of_step_10_keeps_its_registry_and_every_result_byte_for_byte(project_copy):
+    """Step 10 keeps models/registry between runs (persist): a rerun finds its own last run there."""
+    before = pipeline_results(project_copy)
+    registry = (project_copy / "models/registry/registry.json").read_bytes()
     latency = json.loads((project_copy / "reports/metrics/latency.json").read_text())
     assert latency["p99_latency_ms"] > 0, "step 07 measured no latency"
-    dvc(project_copy, "repro", "--force")
-    after = results(project_copy)
+    dvc(project_copy, "repro", "--force", "--single-item", "retraining")
+    after = pipeline_results(project_copy)
     assert after.keys() == before.keys()
     changed = [path for path in before if after[path] != before[path]]
-    assert not changed, f"a forced repro changed {len(changed)} files: {changed[:10]}"
+    assert not changed, f"a forced rerun of step 10 changed {len(changed)} files: {changed[:10]}"
+    assert (project_copy / "models/registry/registry.json").read_bytes() == registry, "the rerun staged anew"
     assert changed_stages(project_copy) == ""
 
 
