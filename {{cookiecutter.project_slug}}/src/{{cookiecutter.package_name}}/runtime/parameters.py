@@ -19,7 +19,6 @@ A notebook run outside ``dvc repro`` checks the same thing when it starts
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import os
@@ -30,7 +29,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..project import find_project_root, load_params, step_name, steps, write_text
-from .run_step import StepError, load_stage, parameters_cell, stage_outputs, stage_parameter_keys
+from .run_step import (
+    StepError,
+    assignments,
+    cell_source,
+    declared_parameters,
+    load_stage,
+    parameters_cell,
+    stage_outputs,
+    stage_parameter_keys,
+)
 
 EXPLORATIONS = "explorations"  # where an exploration's outputs go (ignored by git and DVC)
 # set to 1, an exploration writes the pipeline's outputs anyway
@@ -40,6 +48,7 @@ NOT_MIRRORED = {".git", ".dvc", ".venv", EXPLORATIONS}
 
 class Difference(NamedTuple):
     stage: str
+    name: str  # the name in the parameters cell
     key: str  # where params.yaml sets it: section.name
     cell: Any  # the value the parameters cell (or this run) has; NOT_DECLARED when it has none
     params: Any  # params.yaml's value; NOT_SET when it has none
@@ -67,39 +76,20 @@ def notebook_path(root: Path, stage: str) -> Path:
     return root / "notebooks" / f"{step_name(stage, root)}.ipynb"
 
 
-def cell_text(cell: Mapping[str, Any]) -> str:
-    source = cell["source"]
-    return "".join(source) if isinstance(source, list) else source
-
-
-def assignments(source: str) -> dict[str, ast.expr]:
-    """Each name the cell assigns, with its value's node (its position in the text)."""
-    values: dict[str, ast.expr] = {}
-    for node in ast.parse(source).body:
-        targets = (
-            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        )
-        for target in targets:
-            if isinstance(target, ast.Name) and node.value is not None:
-                values[target.id] = node.value
-    return values
-
-
 def differences(root: Path, stage: str, params: Mapping[str, Any] | None = None) -> list[Difference]:
     """Where the stored notebook's parameters cell and what ``dvc repro`` injects disagree."""
     params = load_params(root) if params is None else params
     given = stage_parameter_keys(load_stage(root, stage), dict(params))
-    notebook = json.loads(notebook_path(root, stage).read_text(encoding="utf-8"))
-    declared = {
-        name: ast.literal_eval(node) for name, node in assignments(cell_text(parameters_cell(notebook))).items()
-    }
+    declared = declared_parameters(json.loads(notebook_path(root, stage).read_text(encoding="utf-8")))
     found = [
-        Difference(stage, key, declared.get(name, NOT_DECLARED), value)
+        Difference(stage, name, key, declared.get(name, NOT_DECLARED), value)
         for name, (key, value) in given.items()
         if name not in declared or not same(declared[name], value)
     ]
     found += [
-        Difference(stage, f"{stage}.{name}", value, NOT_SET) for name, value in declared.items() if name not in given
+        Difference(stage, name, f"{stage}.{name}", value, NOT_SET)
+        for name, value in declared.items()
+        if name not in given
     ]
     return found
 
@@ -166,13 +156,11 @@ def sync(root: Path, stages: Iterable[str] | None = None) -> tuple[list[Differen
         left += [d for d in found if d not in fixable]
         if not fixable:
             continue
-        given = stage_parameter_keys(load_stage(root, stage), dict(params))
-        values = {name: given[name][1] for name, (key, _) in given.items() if any(d.key == key for d in fixable)}
-        keys = {name: given[name][0] for name in values}
+        values, keys = {d.name: d.params for d in fixable}, {d.name: d.key for d in fixable}
         path = notebook_path(root, stage)
         notebook = json.loads(path.read_text(encoding="utf-8"))
         cell = parameters_cell(notebook)
-        cell["source"] = rewritten(cell_text(cell), values, keys).splitlines(keepends=True)
+        cell["source"] = rewritten(cell_source(cell), values, keys).splitlines(keepends=True)
         write_text(path, json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
         synced += fixable
     return synced, left
@@ -190,9 +178,8 @@ def run_differences(stage: str, cfg: Any, root: Path) -> list[str]:
         )
     except (StepError, ValueError) as exc:  # ConfigError is a ValueError
         return [f"params.yaml cannot give this stage its parameters ({exc}): the pipeline would stop here"]
-    keys = {name: key for name, (key, _) in given.items()}
-    return [
-        f"{keys.get(name, type(cfg).key(name))}: {getattr(cfg, name)!r} here, {getattr(pipeline, name)!r} in params.yaml"
+    return [  # every field is in ``given``: checked() refused a missing one above
+        f"{given[name][0]}: {getattr(cfg, name)!r} here, {getattr(pipeline, name)!r} in params.yaml"
         for name in type(cfg).model_fields
         if getattr(cfg, name) != getattr(pipeline, name)
     ]

@@ -87,19 +87,30 @@ def parameters_cell(notebook: dict[str, Any]) -> dict[str, Any]:
     return cells[0]
 
 
-def declared_parameters(notebook: dict[str, Any]) -> dict[str, Any]:
-    """Names and default values assigned in the ``parameters`` cell."""
-    source = parameters_cell(notebook)["source"]
-    source = "".join(source) if isinstance(source, list) else source
-    declared = {}
+def cell_source(cell: dict[str, Any]) -> str:
+    source = cell["source"]
+    return "".join(source) if isinstance(source, list) else source
+
+
+def assignments(source: str) -> dict[str, ast.expr]:
+    """Each name a cell assigns, with its value's node (where the value is in the text)."""
+    values: dict[str, ast.expr] = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    declared[target.id] = ast.literal_eval(node.value)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-            declared[node.target.id] = ast.literal_eval(node.value)
-    return declared
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name):
+                values[target.id] = node.value
+    return values
+
+
+def declared_parameters(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Names and default values assigned in the ``parameters`` cell."""
+    return {name: ast.literal_eval(node) for name, node in assignments(cell_source(parameters_cell(notebook))).items()}
 
 
 def check_parameters(stage: str, given: dict[str, Any], declared: dict[str, Any]) -> None:
